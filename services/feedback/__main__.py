@@ -1,0 +1,4 @@
+from services.feedback.bootstrap import build_app
+from shared.service import serve
+
+serve("feedback", build_app)

@@ -1,0 +1,1 @@
+"""Wire contracts: the CloudEvents envelope and every payload TierFlow reads or writes."""

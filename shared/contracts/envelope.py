@@ -1,0 +1,177 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) and its validation.
+
+Validation is pure: the clock and the accepted currencies come in as `ValidationRules`,
+so the same function serves the HTTP intake and the consumers re-validating the topic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from shared.contracts.types import CustomerId
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_MAX_EXTENSIONS = 16
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvent in structured mode; `data` is validated separately, by `type`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    time: AwareDatetime
+    subject: Annotated[str, StringConstraints(max_length=256)] | None = None
+    datacontenttype: Literal["application/json"] | None = None
+    dataschema: Annotated[str, StringConstraints(max_length=512)] | None = None
+    data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _check_extensions(self) -> Self:
+        extensions = self.model_extra or {}
+        if len(extensions) > _MAX_EXTENSIONS:
+            raise ValueError(f"at most {_MAX_EXTENSIONS} extension attributes are allowed")
+        for name, value in extensions.items():
+            if not _EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"unknown attribute {name!r}: extension names are 1-20 lowercase letters or digits"
+                )
+            if not isinstance(value, str | int | bool) or (isinstance(value, str) and len(value) > 256):
+                raise ValueError(f"extension attribute {name!r} must be a short string, integer or boolean")
+        return self
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    now: datetime
+    max_future_skew: timedelta
+    accepts_currency: Callable[[str], bool]
+    data_models: Mapping[str, type[BaseModel]]
+
+
+@dataclass(frozen=True)
+class ValidEvent:
+    envelope: CloudEvent
+    data: BaseModel
+
+    @property
+    def customer_id(self) -> str:
+        # Every contract payload has a customer_id: it is the partition key.
+        return str(getattr(self.data, "customer_id"))  # noqa: B009
+
+    def to_wire(self) -> dict[str, Any]:
+        """The canonical structured-mode JSON object: money as decimal strings, times in UTC."""
+        wire = self.envelope.model_dump(mode="json", exclude_none=True, exclude={"data"})
+        wire["data"] = self.data.model_dump(mode="json", exclude_none=True)
+        return wire
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class InvalidEvent(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Field paths and messages from pydantic, never echoing the input (it may hold personal data)."""
+    errors = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        path = ".".join(str(part) for part in error["loc"])
+        field = f"{prefix}.{path}" if prefix and path else (prefix or path or "(event)")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        errors.append(FieldError(field=field, message=message))
+    return errors
+
+
+def validate_event(raw: object, rules: ValidationRules) -> ValidEvent:
+    """Validate one decoded JSON value as a contract event, or raise `InvalidEvent` with every error."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent([FieldError("(event)", "an event must be a JSON object")])
+    errors: list[FieldError] = []
+    envelope: CloudEvent | None = None
+    data: BaseModel | None = None
+    try:
+        envelope = CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(field_errors(exc))
+    event_type = raw.get("type")
+    model = rules.data_models.get(event_type) if isinstance(event_type, str) else None
+    if model is None and isinstance(event_type, str):
+        known = ", ".join(sorted(rules.data_models))
+        errors.append(FieldError("type", f"unknown event type {event_type!r}; expected one of {known}"))
+    if model is not None and isinstance(raw.get("data"), dict):
+        try:
+            data = model.model_validate(raw["data"])
+        except ValidationError as exc:
+            errors.extend(field_errors(exc, prefix="data"))
+    if envelope is not None and data is not None:
+        errors.extend(_rule_errors(envelope, data, rules))
+    if errors or envelope is None or data is None:
+        raise InvalidEvent(errors)
+    return ValidEvent(envelope=envelope, data=data)
+
+
+def _rule_errors(envelope: CloudEvent, data: BaseModel, rules: ValidationRules) -> list[FieldError]:
+    errors = []
+    if envelope.time > rules.now + rules.max_future_skew:
+        minutes = int(rules.max_future_skew.total_seconds() // 60)
+        errors.append(FieldError("time", f"is more than {minutes} minutes in the future"))
+    currency = getattr(data, "currency", None)
+    if currency is not None and not rules.accepts_currency(currency):
+        errors.append(
+            FieldError("data.currency", f"{currency} has no configured exchange rate to the base currency")
+        )
+    return errors
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode JSON keeping every number exact: fractions become Decimal, NaN/Infinity are refused."""
+    return json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+__all__ = [
+    "CLOUDEVENTS_BATCH_CONTENT_TYPE",
+    "CLOUDEVENTS_CONTENT_TYPE",
+    "CloudEvent",
+    "CustomerId",
+    "FieldError",
+    "InvalidEvent",
+    "ValidEvent",
+    "ValidationRules",
+    "decode_json",
+    "field_errors",
+    "validate_event",
+]

@@ -1,0 +1,122 @@
+"""Payloads TierFlow publishes: tier changes, outreach lifecycle and feedback (contract v1).
+
+Outbound models ignore unknown fields so that subscribers built on v1 keep working as
+fields are added.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from shared.contracts.types import (
+    CustomerId,
+    Identifier,
+    LongText,
+    ShortText,
+    Stage,
+    Tier,
+)
+
+TIER_CHANGED = "customer.tier_changed.v1"
+SURVEY = "feedback.survey.v1"
+COMPLAINT = "feedback.complaint.v1"
+OUTREACH_TYPE_PREFIX = "engagement.outreach_"
+
+
+class _Outbound(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Reason(_Outbound):
+    rule: ShortText
+    detail: Annotated[str, Field(max_length=500)]
+
+
+class ChangeDirection(StrEnum):
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    STAGE = "stage"
+
+
+class TierChangedData(_Outbound):
+    customer_id: CustomerId
+    previous_tier: Tier | None
+    tier: Tier
+    previous_stage: Stage | None
+    stage: Stage
+    direction: ChangeDirection
+    score: float
+    policy_version: ShortText
+    reasons: Annotated[list[Reason], Field(max_length=50)]
+    caused_by: Identifier
+
+
+class OutreachData(_Outbound):
+    outreach_id: Identifier
+    customer_id: CustomerId
+    action: ShortText
+    channel: ShortText | None = None
+    priority: ShortText
+    status: ShortText
+    due_at: AwareDatetime | None = None
+    trigger_event_id: Identifier | None = None
+    assigned_to: Identifier | None = None
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class SurveyKind(StrEnum):
+    NPS = "nps"
+    CSAT = "csat"
+
+
+SCORE_RANGES: dict[SurveyKind, tuple[int, int]] = {
+    SurveyKind.NPS: (0, 10),
+    SurveyKind.CSAT: (1, 5),
+}
+
+
+class SurveyData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_id: CustomerId
+    survey_id: Identifier
+    kind: SurveyKind
+    score: StrictInt
+    comment: LongText | None = None
+    outreach_id: Identifier | None = None
+    answered_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _score_in_range(self) -> Self:
+        low, high = SCORE_RANGES[self.kind]
+        if not low <= self.score <= high:
+            raise ValueError(f"score for {self.kind.value} must be between {low} and {high}")
+        return self
+
+
+class ComplaintSeverity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class ComplaintStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+
+
+class ComplaintData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_id: CustomerId
+    complaint_id: Identifier
+    severity: ComplaintSeverity
+    category: ShortText
+    status: ComplaintStatus
+    opened_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None

@@ -1,0 +1,164 @@
+"""Thin aiokafka plumbing: clients from settings, batched publishing, topic creation.
+
+Delivery semantics: `publish` returns only when the broker acknowledged every record
+(acks=all). When it raises `BrokerUnavailable`, some records may still have been
+written; senders resend with the same event ids and consumers drop the duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from shared.errors import TierFlowError
+from shared.logs import get_logger
+from shared.settings import KafkaSecurityProtocol, Settings
+
+CONTENT_TYPE_HEADER = "content-type"
+Headers = list[tuple[str, bytes]]
+log = get_logger(__name__)
+
+
+class BrokerUnavailable(TierFlowError):
+    retriable = True
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default_factory=list)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by producers, consumers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol.value,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
+    }
+    if settings.kafka_security_protocol in (KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL):
+        options["ssl_context"] = _ssl_context(settings)
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        password = settings.kafka_sasl_password
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    context: ssl.SSLContext = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return context
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=None,
+    )
+
+
+class LazyProducer:
+    """A producer started on first use and restarted after a failed start.
+
+    Lets a service come up (and report not-ready) while the broker is still down.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._lock:
+            if self._producer is None:
+                self._producer = await self._start()
+            return self._producer
+
+    async def _start(self) -> AIOKafkaProducer:
+        producer = create_producer(self._settings)
+        try:
+            async with asyncio.timeout(self._settings.kafka_publish_timeout_s):
+                await producer.start()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            await producer.stop()
+            raise BrokerUnavailable(
+                f"cannot reach Kafka at {self._settings.kafka_bootstrap_servers}"
+            ) from exc
+        return producer
+
+    async def is_reachable(self, timeout_s: float = 2.0) -> bool:
+        try:
+            producer = await self.get()
+            async with asyncio.timeout(timeout_s):
+                await producer.client.fetch_all_metadata()
+        except (BrokerUnavailable, KafkaError, TimeoutError, OSError):
+            return False
+        return True
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        await publish(await self.get(), records, self._settings.kafka_publish_timeout_s)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+async def publish(producer: AIOKafkaProducer, records: Sequence[Record], timeout_s: float) -> None:
+    """Hand every record to the producer's batching, then wait for all acknowledgements."""
+    deliveries: list[asyncio.Future[Any]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            for record in records:
+                deliveries.append(
+                    await producer.send(
+                        record.topic, value=record.value, key=record.key, headers=record.headers
+                    )
+                )
+            await asyncio.gather(*deliveries)
+    except (KafkaError, TimeoutError) as exc:
+        for delivery in deliveries:
+            delivery.cancel()
+        raise BrokerUnavailable(f"the broker did not acknowledge {len(records)} records") from exc
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            new_topics = [
+                NewTopic(
+                    name=name,
+                    num_partitions=partitions or settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                )
+                for name in missing
+            ]
+            try:
+                await admin.create_topics(new_topics)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently", topics=missing)
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,14 @@
+"""Prometheus metrics every TierFlow process exports on `/metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "tierflow_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "tierflow_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
+)
+RECORDS_CONSUMED = Counter("tierflow_records_consumed_total", "Kafka records read by a worker", ["topic"])
+DEAD_LETTERED = Counter("tierflow_dead_lettered_total", "Records sent to a dead-letter topic", ["topic"])

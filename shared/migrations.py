@@ -1,0 +1,66 @@
+"""Alembic, one schema per service: each service's `migrations/` owns its tables."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.settings import Settings
+
+SERVICES_ROOT = Path(__file__).resolve().parent.parent / "services"
+# Services that keep state in PostgreSQL; ingest only publishes.
+SERVICES_WITH_SCHEMA = ("scoring", "engagement", "feedback")
+
+
+def alembic_config(service: str, settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SERVICES_ROOT / service / "migrations"))
+    # ConfigParser treats % as interpolation; a password may contain it.
+    url = settings.database_url.get_secret_value().replace("%", "%%")
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["schema"] = service
+    return config
+
+
+def upgrade(service: str, settings: Settings, revision: str = "head") -> None:
+    """Blocking: run from a thread when an event loop is already running."""
+    command.upgrade(alembic_config(service, settings), revision)
+
+
+async def upgrade_all(settings: Settings) -> None:
+    for service in SERVICES_WITH_SCHEMA:
+        await asyncio.to_thread(upgrade, service, settings)
+
+
+def run_env(target_metadata: MetaData | None = None) -> None:
+    """Body of every service's `migrations/env.py`."""
+    schema: str = context.config.attributes["schema"]
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None
+
+    def migrate(connection: Connection) -> None:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(migrate)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

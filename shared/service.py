@@ -1,0 +1,28 @@
+"""Running one TierFlow service process: settings once, logging, uvicorn, signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+
+def serve(service: str, build_app: Callable[[Settings], FastAPI]) -> None:
+    settings = Settings()
+    configure_logging(service, settings.log_level, settings.log_format)
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port_of(service),
+        log_config=None,
+        access_log=True,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        limit_concurrency=1000,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,105 @@
+"""Typed, frozen settings read once from the environment and passed down."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.auth import ApiKeyring, parse_api_keys
+
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """Everything a TierFlow process can be told; defaults run on one laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERFLOW_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    ingest_port: int = Field(default=8001, ge=1, le=65535)
+    scoring_port: int = Field(default=8002, ge=1, le=65535)
+    engagement_port: int = Field(default=8003, ge=1, le=65535)
+    feedback_port: int = Field(default=8004, ge=1, le=65535)
+
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql+asyncpg://tierflow@127.0.0.1:55432/tierflow"),
+        validation_alias=AliasChoices("DATABASE_URL", "TIERFLOW_DATABASE_URL"),
+    )
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    database_ssl: bool = False
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TIERFLOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    # Off by default: the embedded broker cannot issue producer ids. Turn on for Apache Kafka.
+    kafka_enable_idempotence: bool = False
+    kafka_publish_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    kafka_request_timeout_ms: int = Field(default=15_000, ge=1_000)
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=10)
+
+    api_keys: Annotated[ApiKeyring, NoDecode] = Field(default_factory=ApiKeyring)
+
+    base_currency: str = Field(default="CNY", pattern=CURRENCY_PATTERN)
+    fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=5_000, ge=1, le=100_000)
+    max_future_skew_s: int = Field(default=300, ge=0)
+    retry_after_s: int = Field(default=5, ge=1)
+
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if isinstance(value, str | SecretStr):
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return parse_api_keys(raw)
+        return value
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _check_fx_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in rates.items():
+            if len(code) != 3 or not code.isalpha() or not code.isupper():
+                raise ValueError(f"fx_rates key {code!r} is not an ISO 4217 currency code")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"fx_rates[{code}] must be a positive decimal")
+        return rates
+
+    def port_of(self, service: str) -> int:
+        ports: dict[str, int] = {
+            "ingest": self.ingest_port,
+            "scoring": self.scoring_port,
+            "engagement": self.engagement_port,
+            "feedback": self.feedback_port,
+        }
+        return ports[service]
+
+    def accepts_currency(self, code: str) -> bool:
+        return code == self.base_currency or code in self.fx_rates

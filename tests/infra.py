@@ -1,0 +1,176 @@
+"""Real PostgreSQL and a real Kafka-protocol broker for tests.
+
+Chosen in this order: the ones named by DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS; else
+containers, when a Docker engine answers; else the embedded servers `tierflow up` uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.kafka import ensure_topics
+from shared.settings import Settings
+from shared.topics import Topics
+from tierflow.embedded import EmbeddedBroker, EmbeddedPostgres
+from tierflow.processes import free_port, spawn, stop
+
+ADMIN_KEY = "test-admin-key-0001"
+INGEST_KEY = "test-ingest-key-0002"
+OPS_KEY = "test-ops-key-0003"
+RM_KEY = "test-rm-key-0004"
+API_KEYS = f"{ADMIN_KEY}=admin;{INGEST_KEY}=ingest;{OPS_KEY}=ops;{RM_KEY}=rm"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Infra:
+    database_url: str
+    bootstrap_servers: str
+    workdir: Path
+    broker: EmbeddedBroker | None = None
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("TIERFLOW_") and key not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+        }
+        env.update(
+            DATABASE_URL=self.database_url,
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
+            TIERFLOW_API_KEYS=API_KEYS,
+            TIERFLOW_LOG_LEVEL="INFO",
+        )
+        env.update(overrides)
+        return env
+
+    def settings(self, **overrides: str) -> Settings:
+        with patched_environ(self.env(**overrides)):
+            return Settings()
+
+
+@contextmanager
+def patched_environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def docker_engine_reachable() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextmanager
+def provide_infra() -> Iterator[Infra]:
+    workdir = Path(tempfile.mkdtemp(prefix="tft-", dir="/tmp"))
+    with ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, True)
+        database_url = os.environ.get("DATABASE_URL")
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        broker = None
+        use_docker = (database_url is None or bootstrap is None) and docker_engine_reachable()
+        if database_url is None:
+            database_url = cleanup.enter_context(_postgres(workdir, use_docker))
+        if bootstrap is None:
+            bootstrap, broker = cleanup.enter_context(_broker(workdir, use_docker))
+        yield Infra(database_url, bootstrap, workdir, broker)
+
+
+@contextmanager
+def _postgres(workdir: Path, use_docker: bool) -> Iterator[str]:
+    if use_docker:
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17", driver="asyncpg") as container:
+            yield container.get_connection_url()
+        return
+    server = EmbeddedPostgres(workdir, free_port(), workdir / "postgres.log")
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _broker(workdir: Path, use_docker: bool) -> Iterator[tuple[str, EmbeddedBroker | None]]:
+    if use_docker:
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server(), None
+        return
+    broker = EmbeddedBroker(free_port(), workdir / "broker.log")
+    broker.start()
+    try:
+        yield broker.bootstrap_servers, broker
+    finally:
+        broker.stop()
+
+
+def create_topics(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings, Topics.from_settings(settings).all(), partitions=4))
+
+
+@dataclass
+class ServiceProcess:
+    """A TierFlow service running as its own process, reached over real HTTP."""
+
+    name: str
+    base_url: str
+    log_file: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self, timeout_s: float = 30) -> None:
+        self.process = spawn(
+            [sys.executable, "-m", f"services.{self.name}"], log_file=self.log_file, env=self.env, cwd=REPO
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_file.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become healthy: {self.log_file.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def logs(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+
+def start_service(infra: Infra, name: str, **overrides: str) -> ServiceProcess:
+    port = free_port()
+    env = infra.env(**{f"TIERFLOW_{name.upper()}_PORT": str(port), **overrides})
+    service = ServiceProcess(name, f"http://127.0.0.1:{port}", infra.workdir / f"{name}-{port}.log", env)
+    service.start()
+    return service

@@ -1,0 +1,121 @@
+"""The shared consumer: retries what is retriable, dead-letters poison, commits after processing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from shared.consumer import Backoff, ConsumerWorker, Delivered, PoisonMessage
+from shared.errors import TierFlowError
+from shared.kafka import LazyProducer, Record
+from shared.settings import Settings
+from shared.topics import BANK_EVENTS, Topics
+from tests.infra import Infra, create_topics
+from tests.kafka_reader import read_messages
+
+pytestmark = pytest.mark.integration
+
+
+class Flaky(TierFlowError):
+    retriable = True
+
+
+class Rejected(TierFlowError):
+    retriable = False
+
+
+def decode(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    try:
+        value: dict[str, str] = json.loads(record.value or b"")
+    except ValueError as exc:
+        raise PoisonMessage(f"not JSON: {exc}") from None
+    return value
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.failures_left = 1
+
+    async def handle(self, batch: Sequence[Delivered[dict[str, str]]]) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise Flaky("database briefly unavailable")
+        if any(item.value["id"] == "bad" for item in batch):
+            raise Rejected("amount exceeds the configured limit")
+        self.applied.extend(item.value["id"] for item in batch)
+
+
+async def run_until(
+    worker: ConsumerWorker[dict[str, str]], done: asyncio.Event | None, seconds: float
+) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        if done is not None:
+            await asyncio.wait_for(done.wait(), seconds)
+        else:
+            await asyncio.sleep(seconds)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def make_worker(
+    settings: Settings, group: str, recorder: Recorder, producer: LazyProducer
+) -> ConsumerWorker[dict[str, str]]:
+    topics = Topics.from_settings(settings)
+    return ConsumerWorker(
+        settings,
+        topics=[topics.bank_events],
+        group_id=group,
+        decode=decode,
+        handle=recorder.handle,
+        dead_letter_topic=lambda _topic: topics.dlq(BANK_EVENTS),
+        producer=producer,
+        backoff=Backoff(initial_s=0.05),
+    )
+
+
+async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_once(infra: Infra) -> None:
+    prefix = f"w{uuid.uuid4().hex[:8]}."
+    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
+    await asyncio.to_thread(create_topics, settings)
+    topics = Topics.from_settings(settings)
+    producer = LazyProducer(settings)
+    values = [b'{"id": "a"}', b"{not json", b'{"id": "bad"}', b'{"id": "b"}', b'{"id": "c"}']
+    # One key: one partition, so the order is defined.
+    await producer.publish([Record(topics.bank_events, b"C1", v) for v in values])
+
+    recorder = Recorder()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    done = asyncio.Event()
+    original = recorder.handle
+
+    async def handle_and_signal(batch: Sequence[Delivered[dict[str, str]]]) -> None:
+        await original(batch)
+        if len(recorder.applied) == 3:
+            done.set()
+
+    recorder.handle = handle_and_signal  # type: ignore[method-assign]
+    await run_until(make_worker(settings, group, recorder, producer), done, 60)
+
+    assert recorder.applied == ["a", "b", "c"]
+    dead = await asyncio.to_thread(read_messages, infra.bootstrap_servers, topics.dlq(BANK_EVENTS), 2)
+    assert sorted(m.value for m in dead) == [b'{"id": "bad"}', b"{not json"]
+    reasons = {m.value: m.headers["tierflow-error"].decode() for m in dead}
+    assert "not JSON" in reasons[b"{not json"]
+    assert "limit" in reasons[b'{"id": "bad"}']
+    assert all(m.headers["tierflow-source-topic"] == topics.bank_events.encode() for m in dead)
+
+    # Offsets were committed after processing: the same group starts past everything.
+    again = Recorder()
+    again.failures_left = 0
+    await run_until(make_worker(settings, group, again, producer), None, 5)
+    assert again.applied == []
+    await producer.close()

@@ -1,0 +1,196 @@
+"""Ingest over real HTTP, publishing to a real broker, read back by librdkafka."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.topics import Topics
+from tests import factories
+from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, Infra, ServiceProcess, create_topics, start_service
+from tests.kafka_reader import read_messages, total_messages
+
+pytestmark = pytest.mark.integration
+MAX_BODY = 4 * 1024 * 1024
+
+
+@dataclass
+class Ingest:
+    service: ServiceProcess
+    topic: str
+    bootstrap: str
+
+    def post(self, body: Any, key: str | None = INGEST_KEY, **kwargs: Any) -> httpx.Response:
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(f"{self.service.base_url}/v1/events", content=content, headers=headers, timeout=30)
+
+    def published(self) -> int:
+        return total_messages(self.bootstrap, self.topic)
+
+
+@pytest.fixture(scope="module")
+def ingest(infra: Infra) -> Iterator[Ingest]:
+    prefix = "ingest-api."
+    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
+    service = start_service(
+        infra, "ingest", TIERFLOW_TOPIC_PREFIX=prefix, TIERFLOW_MAX_BODY_BYTES=str(MAX_BODY)
+    )
+    yield Ingest(service, Topics(prefix).bank_events, infra.bootstrap_servers)
+    service.stop()
+
+
+def test_a_valid_batch_arrives_in_order_per_customer_as_cloudevents(ingest: Ingest) -> None:
+    before = ingest.published()
+    customers = ["C-ORDER-1", "C-ORDER-2", "C-ORDER-3"]
+    batch = [factories.transaction(customers[n % 3], amount=f"{n + 1}.25") for n in range(60)]
+    batch.insert(0, factories.customer("C-ORDER-1"))
+    batch.append(factories.balance("C-ORDER-2"))
+    batch.append(factories.interaction("C-ORDER-3", kind="rm_meeting"))
+
+    response = ingest.post(batch)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == len(batch)
+    sent_ids = {e["id"] for e in batch}
+    everything = read_messages(ingest.bootstrap, ingest.topic, before + len(batch))
+    messages = [m for m in everything if json.loads(m.value)["id"] in sent_ids]
+    assert len(messages) == len(batch)
+    for customer_id in customers:
+        sent = [e["id"] for e in batch if e["data"]["customer_id"] == customer_id]
+        received = [
+            json.loads(m.value)["id"]
+            for m in sorted(messages, key=lambda m: (m.partition, m.offset))
+            if m.key == customer_id.encode()
+        ]
+        assert received == sent
+    first = json.loads(messages[0].value)
+    assert messages[0].headers["content-type"] == b"application/cloudevents+json"
+    assert first["specversion"] == "1.0"
+    assert {"id", "source", "type", "time", "data"} <= set(first)
+
+
+def test_amounts_reach_the_topic_as_exact_decimal_strings(ingest: Ingest) -> None:
+    event = factories.transaction("C-DECIMAL", amount="0")
+    body = json.dumps(event).replace('"amount": "0"', '"amount": 18250.40').encode()
+    before = ingest.published()
+    assert ingest.post(body).status_code == 202
+    messages = read_messages(ingest.bootstrap, ingest.topic, before + 1)
+    published = next(json.loads(m.value) for m in messages if json.loads(m.value)["id"] == event["id"])
+    assert published["data"]["amount"] == "18250.40"
+
+
+def _float_garbage() -> bytes:
+    return (
+        json.dumps(factories.transaction(amount="1"))
+        .replace('"amount": "1"', '"amount": 0.1000000000000000055511')
+        .encode()
+    )
+
+
+TXN = factories.transaction
+BAD_INPUTS: list[tuple[str, Any, int, str]] = [
+    ("wrong type", factories.with_data(TXN(), amount=[1]), 422, "data.amount"),
+    ("missing field", factories.without_data_field(TXN(), "direction"), 422, "data.direction"),
+    ("negative amount", TXN(amount="-10.00"), 422, "data.amount"),
+    ("float garbage", _float_garbage(), 422, "data.amount"),
+    ("bad currency", factories.with_data(TXN(), currency="XYZ"), 422, "data.currency"),
+    ("naive time", factories.with_envelope(TXN(), time="2026-01-01T10:00:00"), 422, "time"),
+    ("far-future time", factories.with_envelope(TXN(), time="2099-01-01T00:00:00Z"), 422, "time"),
+    ("unknown type", factories.with_envelope(TXN(), type="bank.mortgage.v1"), 422, "type"),
+    ("one bad in a good batch", [TXN(), TXN(amount="abc"), TXN()], 422, "data.amount"),
+    ("oversize batch", [factories.interaction()] * 5001, 413, ""),
+    ("malformed json", b'{"specversion": "1.0", ', 400, ""),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "field"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gets_a_specific_4xx_and_nothing_is_published(
+    ingest: Ingest, case: str, body: Any, status: int, field: str
+) -> None:
+    before = ingest.published()
+    response = ingest.post(body)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    if field:
+        assert field in {error["field"] for error in response.json()["errors"]}
+    assert ingest.published() == before
+
+
+def test_a_rejected_batch_lists_every_bad_item_by_index(ingest: Ingest) -> None:
+    batch = [factories.transaction(), factories.transaction(amount="-1"), factories.interaction(kind="fax")]
+    errors = ingest.post(batch).json()["errors"]
+    assert [(e["index"], e["field"]) for e in errors] == [(1, "data.amount"), (2, "data.kind")]
+    assert all(e["message"] for e in errors)
+
+
+def test_a_body_over_the_byte_limit_is_refused_with_413(ingest: Ingest) -> None:
+    before = ingest.published()
+    response = ingest.post(b"[" + b" " * (MAX_BODY + 1) + b"]")
+    assert response.status_code == 413
+    assert ingest.published() == before
+
+
+def test_a_wrong_content_type_is_refused_with_415(ingest: Ingest) -> None:
+    response = ingest.post(factories.transaction(), headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 401), ("not-a-key", 401), (OPS_KEY, 403)])
+def test_keys_without_the_ingest_role_publish_nothing(ingest: Ingest, key: str | None, status: int) -> None:
+    before = ingest.published()
+    assert ingest.post(factories.transaction(), key=key).status_code == status
+    assert ingest.published() == before
+
+
+def test_an_admin_key_may_ingest(ingest: Ingest) -> None:
+    assert ingest.post(factories.interaction(), key=ADMIN_KEY).status_code == 202
+
+
+def test_a_profile_upsert_becomes_a_customer_event(ingest: Ingest) -> None:
+    before = ingest.published()
+    response = httpx.put(
+        f"{ingest.service.base_url}/v1/customers/C-PROFILE-1/profile",
+        json={"branch_id": "BR-BJ-002", "risk_profile": "C2", "consents": {"sms": False}},
+        headers={"authorization": f"Bearer {INGEST_KEY}"},
+    )
+    assert response.status_code == 202, response.text
+    messages = read_messages(ingest.bootstrap, ingest.topic, before + 1)
+    event = next(json.loads(m.value) for m in messages if m.key == b"C-PROFILE-1")
+    assert event["type"] == "bank.customer.v1"
+    assert event["data"] == {
+        "customer_id": "C-PROFILE-1",
+        "branch_id": "BR-BJ-002",
+        "risk_profile": "C2",
+        "consents": {"sms": False},
+    }
+
+
+def test_a_bad_profile_is_refused_field_by_field(ingest: Ingest) -> None:
+    response = httpx.put(
+        f"{ingest.service.base_url}/v1/customers/C-PROFILE-2/profile",
+        json={"risk_profile": "C9", "segment": "alien"},
+        headers={"authorization": f"Bearer {INGEST_KEY}"},
+    )
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"data.risk_profile", "data.segment"}
+
+
+def test_probes_and_metrics_need_no_key_and_everything_else_does(ingest: Ingest) -> None:
+    base = ingest.service.base_url
+    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"broker": True}
+    metrics = httpx.get(f"{base}/metrics").text
+    assert "tierflow_ingest_events_accepted_total" in metrics
+    assert "tierflow_http_requests_total" in metrics
+    assert "/v1/events" in httpx.get(f"{base}/openapi.json").json()["paths"]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from shared.auth import ApiKeyError, Role, parse_api_keys
+from shared.settings import Settings
+from tests.infra import patched_environ
+
+
+def test_contract_key_syntax_gives_each_key_its_roles() -> None:
+    keyring = parse_api_keys("k1=admin;k2=ingest;k3=ops,rm")
+    ops_rm = keyring.authenticate("k3")
+    assert ops_rm is not None
+    assert ops_rm.roles == {Role.OPS, Role.RM}
+    assert ops_rm.may(Role.RM)
+    assert not ops_rm.may(Role.INGEST)
+    ingest = keyring.authenticate("k2")
+    assert ingest is not None
+    assert not ingest.may(Role.OPS)
+
+
+def test_admin_may_do_everything() -> None:
+    admin = parse_api_keys("k1=admin").authenticate("k1")
+    assert admin is not None
+    assert all(admin.may(role) for role in Role)
+
+
+def test_unknown_keys_do_not_authenticate() -> None:
+    assert parse_api_keys("k1=admin").authenticate("k2") is None
+    assert parse_api_keys("").authenticate("") is None
+
+
+@pytest.mark.parametrize("raw", ["k1=root", "k1=", "=admin", "k1"])
+def test_malformed_key_lists_are_refused_clearly(raw: str) -> None:
+    with pytest.raises(ApiKeyError, match="entry 1"):
+        parse_api_keys(raw)
+
+
+def test_the_key_itself_is_not_kept_in_the_principal() -> None:
+    principal = parse_api_keys("very-secret-key=ops").authenticate("very-secret-key")
+    assert principal is not None
+    assert "very-secret-key" not in repr(principal)
+
+
+def test_settings_read_the_contract_environment_names() -> None:
+    env = {
+        "DATABASE_URL": "postgresql+asyncpg://u:p@db:5432/tf",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        "TIERFLOW_INGEST_PORT": "9001",
+        "TIERFLOW_API_KEYS": "abc=ingest",
+        "TIERFLOW_BASE_CURRENCY": "HKD",
+        "TIERFLOW_FX_RATES": '{"USD": "7.80", "CNY": "1.08"}',
+    }
+    with patched_environ(env):
+        settings = Settings()
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.database_url.get_secret_value().endswith("@db:5432/tf")
+    assert settings.port_of("ingest") == 9001
+    assert settings.api_keys.authenticate("abc") is not None
+    assert settings.fx_rates["USD"] == Decimal("7.80")
+    assert settings.accepts_currency("USD")
+    assert not settings.accepts_currency("EUR")
+
+
+def test_the_database_password_is_not_shown_in_settings_repr() -> None:
+    with patched_environ({"DATABASE_URL": "postgresql+asyncpg://u:hunter2@db/tf"}):
+        assert "hunter2" not in repr(Settings())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TIERFLOW_FX_RATES", '{"usd": "7"}'),
+        ("TIERFLOW_FX_RATES", '{"USD": "-1"}'),
+        ("TIERFLOW_BASE_CURRENCY", "yuan"),
+    ],
+)
+def test_bad_settings_fail_at_start_up(name: str, value: str) -> None:
+    with patched_environ({name: value}), pytest.raises(ValidationError):
+        Settings()

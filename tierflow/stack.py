@@ -1,0 +1,132 @@
+"""The whole of TierFlow on one machine: database, broker, topics, migrations, four services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade_all
+from shared.settings import Settings
+from shared.topics import Topics
+from tierflow.embedded import EmbeddedBroker, EmbeddedPostgres
+from tierflow.processes import port_is_open, spawn, stop
+
+SERVICES = ("ingest", "scoring", "engagement", "feedback")
+DATABASE_ENV = ("DATABASE_URL", "TIERFLOW_DATABASE_URL")
+KAFKA_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "TIERFLOW_KAFKA_BOOTSTRAP_SERVERS")
+DEFAULT_EMBEDDED_POSTGRES_PORT = 55432
+DEFAULT_BROKER_PORT = 9092
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_key_file: Path | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    def start(self) -> Settings:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._start_database()
+        self._start_broker()
+        self._configure_api_key()
+        settings = self.settings()
+        asyncio.run(self._prepare(settings))
+        self._start_services(settings)
+        return settings
+
+    def settings(self) -> Settings:
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(self.env)
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.services.values())):
+            stop(process)
+        self.services.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def exited_service(self) -> str | None:
+        return next((name for name, p in self.services.items() if p.poll() is not None), None)
+
+    def _start_database(self) -> None:
+        if any(name in self.env for name in DATABASE_ENV):
+            return
+        port = int(self.env.get("TIERFLOW_EMBEDDED_POSTGRES_PORT", DEFAULT_EMBEDDED_POSTGRES_PORT))
+        self.postgres = EmbeddedPostgres(self.data_dir, port, self.logs / "postgres.log")
+        self.postgres.start()
+        self.env["DATABASE_URL"] = self.postgres.url()
+
+    def _start_broker(self) -> None:
+        if any(name in self.env for name in KAFKA_ENV):
+            return
+        port = int(self.env.get("TIERFLOW_EMBEDDED_BROKER_PORT", DEFAULT_BROKER_PORT))
+        self.broker = EmbeddedBroker(port, self.logs / "broker.log")
+        self.broker.start()
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+
+    def _configure_api_key(self) -> None:
+        if self.env.get("TIERFLOW_API_KEYS", "").strip():
+            return
+        # Nothing is ever open: with no keys configured, one admin key is made and kept.
+        self.api_key_file = self.data_dir / "api-key"
+        if not self.api_key_file.exists():
+            self.api_key_file.write_text(secrets.token_urlsafe(32) + "\n")
+        self.api_key_file.chmod(0o600)
+        self.env["TIERFLOW_API_KEYS"] = f"{self.api_key_file.read_text().strip()}=admin"
+
+    async def _prepare(self, settings: Settings) -> None:
+        await ensure_topics(settings, Topics.from_settings(settings).all())
+        await upgrade_all(settings)
+
+    def _start_services(self, settings: Settings) -> None:
+        for name in SERVICES:
+            port = settings.port_of(name)
+            if port_is_open(settings.host, port):
+                raise StackError(f"port {port} for {name} is taken; set TIERFLOW_{name.upper()}_PORT")
+        for name in SERVICES:
+            self.services[name] = spawn(
+                [sys.executable, "-m", f"services.{name}"], log_file=self.logs / f"{name}.log", env=self.env
+            )
+        for name in SERVICES:
+            self._wait_healthy(name, f"http://{settings.host}:{settings.port_of(name)}/healthz")
+
+    def _wait_healthy(self, name: str, url: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.services[name].poll() is not None:
+                raise StackError(f"{name} exited during start-up; see {self.logs / (name + '.log')}")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{name} did not answer {url} within {timeout_s:.0f}s")
