@@ -1,0 +1,139 @@
+"""The customer state as JSON (for the `state` column) and back, losslessly.
+
+Money stays a decimal string; times are ISO 8601 with offset; days are ordinals.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.scoring.domain.customer import CustomerState
+from services.scoring.domain.evaluation import Decision, Override, Reason
+from services.scoring.domain.features import Complaint, DayBucket, Features
+from shared.contracts.types import Stage, Tier
+
+FORMAT = 1
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _required_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def encode(state: CustomerState) -> dict[str, Any]:
+    f = state.features
+    return {
+        "format": FORMAT,
+        "features": {
+            "first_seen_at": _time(f.first_seen_at),
+            "txn_count": f.txn_count,
+            "txn_amount": str(f.txn_amount),
+            "first_txn_at": _time(f.first_txn_at),
+            "last_txn_at": _time(f.last_txn_at),
+            "interaction_count": f.interaction_count,
+            "last_interaction_at": _time(f.last_interaction_at),
+            "days": {str(d): [b.txn_count, str(b.txn_amount), b.interactions] for d, b in f.days.items()},
+            "balances": [[t, str(v)] for t, v in f.balances],
+            "breakdown": {k: str(v) for k, v in f.breakdown.items()},
+            "products_seen": f.products_seen,
+            "channels": f.channels,
+            "profile": f.profile,
+            "profile_at": _time(f.profile_at),
+            "nps_latest": f.nps_latest,
+            "nps_at": _time(f.nps_at),
+            "csat_sum": f.csat_sum,
+            "csat_count": f.csat_count,
+            "complaints": {k: [c.severity, c.status, c.updated_at] for k, c in f.complaints.items()},
+        },
+        "decision": None if state.decision is None else _encode_decision(state.decision),
+        "override": None if state.override is None else _encode_override(state.override),
+    }
+
+
+def _encode_decision(d: Decision) -> dict[str, Any]:
+    return {
+        "tier": d.tier.value,
+        "stage": d.stage.value,
+        "score": d.score,
+        "reasons": [[r.rule, r.detail] for r in d.reasons],
+        "policy_version": d.policy_version,
+        "evaluated_at": _time(d.evaluated_at),
+        "tier_since": _time(d.tier_since),
+        "policy_tier": d.policy_tier.value,
+        "below_gate_since": _time(d.below_gate_since),
+        "next_review_at": _time(d.next_review_at),
+        "clv": str(d.clv),
+    }
+
+
+def _encode_override(o: Override) -> dict[str, Any]:
+    return {
+        "tier": o.tier.value,
+        "reason": o.reason,
+        "expires_at": _time(o.expires_at),
+        "set_by": o.set_by,
+        "set_at": _time(o.set_at),
+    }
+
+
+def decode(customer_id: str, raw: dict[str, Any]) -> CustomerState:
+    f = raw["features"]
+    features = Features(
+        first_seen_at=_parse_time(f["first_seen_at"]),
+        txn_count=f["txn_count"],
+        txn_amount=Decimal(f["txn_amount"]),
+        first_txn_at=_parse_time(f["first_txn_at"]),
+        last_txn_at=_parse_time(f["last_txn_at"]),
+        interaction_count=f["interaction_count"],
+        last_interaction_at=_parse_time(f["last_interaction_at"]),
+        days={int(d): DayBucket(b[0], Decimal(b[1]), b[2]) for d, b in f["days"].items()},
+        balances=tuple((t, Decimal(v)) for t, v in f["balances"]),
+        breakdown={k: Decimal(v) for k, v in f["breakdown"].items()},
+        products_seen=dict(f["products_seen"]),
+        channels=dict(f["channels"]),
+        profile=dict(f["profile"]),
+        profile_at=_parse_time(f["profile_at"]),
+        nps_latest=f["nps_latest"],
+        nps_at=_parse_time(f["nps_at"]),
+        csat_sum=f["csat_sum"],
+        csat_count=f["csat_count"],
+        complaints={k: Complaint(c[0], c[1], c[2]) for k, c in f["complaints"].items()},
+    )
+    decision = None if raw["decision"] is None else _decode_decision(raw["decision"])
+    override = None if raw["override"] is None else _decode_override(raw["override"])
+    return CustomerState(customer_id=customer_id, features=features, decision=decision, override=override)
+
+
+def _decode_decision(d: dict[str, Any]) -> Decision:
+    return Decision(
+        tier=Tier(d["tier"]),
+        stage=Stage(d["stage"]),
+        score=d["score"],
+        reasons=tuple(Reason(rule, detail) for rule, detail in d["reasons"]),
+        policy_version=d["policy_version"],
+        evaluated_at=_required_time(d["evaluated_at"]),
+        tier_since=_required_time(d["tier_since"]),
+        policy_tier=Tier(d["policy_tier"]),
+        below_gate_since=_parse_time(d["below_gate_since"]),
+        next_review_at=_required_time(d["next_review_at"]),
+        clv=Decimal(d["clv"]),
+    )
+
+
+def _decode_override(o: dict[str, Any]) -> Override:
+    return Override(
+        tier=Tier(o["tier"]),
+        reason=o["reason"],
+        expires_at=_required_time(o["expires_at"]),
+        set_by=o["set_by"],
+        set_at=_required_time(o["set_at"]),
+    )

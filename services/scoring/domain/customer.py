@@ -1,0 +1,150 @@
+"""The customer aggregate: apply an event or a review, get the new state and any tier change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from services.scoring.domain.evaluation import (
+    MAX_CATCH_UP_REVIEWS,
+    Decision,
+    Override,
+    Reason,
+    evaluate,
+)
+from services.scoring.domain.events import ScoringEvent
+from services.scoring.domain.features import Features, apply_event
+from services.scoring.domain.policy import TIER_RANK, Policy
+from shared.contracts.outbound import ChangeDirection
+from shared.contracts.types import Stage, Tier
+
+_IDS = uuid.UUID("5b0e5f3e-8d0c-4a57-9a43-2f1f6a1c7e01")
+REVIEW = "review"
+
+
+class Trigger(StrEnum):
+    EVENT = "event"
+    REVIEW = "review"
+    POLICY = "policy_activation"
+    OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    customer_id: str
+    features: Features
+    decision: Decision | None = None
+    override: Override | None = None
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerState:
+        return cls(customer_id=customer_id, features=Features())
+
+
+@dataclass(frozen=True)
+class TierChange:
+    id: str
+    customer_id: str
+    previous_tier: Tier | None
+    tier: Tier
+    previous_stage: Stage | None
+    stage: Stage
+    direction: ChangeDirection
+    score: float
+    policy_version: str
+    reasons: tuple[Reason, ...]
+    caused_by: str
+    trigger: Trigger
+    at: datetime
+
+
+def change_id(customer_id: str, cause: str) -> str:
+    """Deterministic: the same input always yields the same id, so a resend is recognisable."""
+    return str(uuid.uuid5(_IDS, f"tier-change|{customer_id}|{cause}"))
+
+
+def _direction(previous: Decision | None, current: Decision) -> ChangeDirection:
+    before = -1 if previous is None else TIER_RANK[previous.tier]
+    after = TIER_RANK[current.tier]
+    if after > before:
+        return ChangeDirection.UPGRADE
+    return ChangeDirection.DOWNGRADE if after < before else ChangeDirection.STAGE
+
+
+def _changed(
+    previous: Decision | None,
+    current: Decision,
+    customer_id: str,
+    caused_by: str,
+    trigger: Trigger,
+    cause: str,
+) -> TierChange | None:
+    if previous is not None and (previous.tier, previous.stage) == (current.tier, current.stage):
+        return None
+    return TierChange(
+        id=change_id(customer_id, cause),
+        customer_id=customer_id,
+        previous_tier=None if previous is None else previous.tier,
+        tier=current.tier,
+        previous_stage=None if previous is None else previous.stage,
+        stage=current.stage,
+        direction=_direction(previous, current),
+        score=current.score,
+        policy_version=current.policy_version,
+        reasons=current.reasons,
+        caused_by=caused_by,
+        trigger=trigger,
+        at=current.evaluated_at,
+    )
+
+
+def reevaluate(
+    state: CustomerState, policy: Policy, now: datetime, trigger: Trigger
+) -> tuple[CustomerState, TierChange | None]:
+    """Evaluate again with no new event: time passed, a policy or an override changed."""
+    decision = evaluate(state.features, policy, now, state.decision, state.override)
+    cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
+    change = _changed(state.decision, decision, state.customer_id, REVIEW, trigger, cause)
+    return replace(state, decision=decision), change
+
+
+def catch_up(state: CustomerState, policy: Policy, until: datetime) -> tuple[CustomerState, list[TierChange]]:
+    """Run every review that fell due up to `until`, each at its own moment, in order."""
+    changes: list[TierChange] = []
+    for _ in range(MAX_CATCH_UP_REVIEWS):
+        if state.decision is None or state.decision.next_review_at > until:
+            break
+        state, change = reevaluate(state, policy, state.decision.next_review_at, Trigger.REVIEW)
+        if change is not None:
+            changes.append(change)
+    return state, changes
+
+
+def apply(
+    state: CustomerState, event: ScoringEvent, amount_in_base: Decimal | None, policy: Policy, now: datetime
+) -> tuple[CustomerState, list[TierChange]]:
+    """Fold one event in: reviews due before it first, then the event, then the decision."""
+    state, changes = catch_up(state, policy, min(event.time, now))
+    features = apply_event(state.features, event, amount_in_base)
+    decision = evaluate(
+        features,
+        policy,
+        now,
+        state.decision,
+        state.override,
+    )
+    change = _changed(
+        state.decision, decision, state.customer_id, event.id, Trigger.EVENT, f"event|{event.id}"
+    )
+    if change is not None:
+        changes.append(change)
+    return replace(state, features=features, decision=decision), changes
+
+
+def set_override(
+    state: CustomerState, override: Override | None, policy: Policy, now: datetime
+) -> tuple[CustomerState, TierChange | None]:
+    return reevaluate(replace(state, override=override), policy, now, Trigger.OVERRIDE)

@@ -1,0 +1,20 @@
+"""What the scoring domain sees of an inbound event: id, type, event time and typed data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class ScoringEvent:
+    id: str
+    type: str
+    time: datetime
+    data: BaseModel
+
+    @property
+    def customer_id(self) -> str:
+        return str(getattr(self.data, "customer_id"))  # noqa: B009

@@ -1,0 +1,287 @@
+"""Per-customer aggregates, updated incrementally by each event (bounded size, event time).
+
+Rules for late and out-of-order events:
+- lifetime totals and latest times: always exact (sums and maxima commute);
+- daily buckets: exact for events inside the longest window (365 days); an older event
+  counts in the lifetime totals only;
+- balances: kept as change points for 90 days (plus the last one before); a late balance
+  inside that range is inserted in place; an older one only matters if no newer is known;
+- profile fields and complaint states: the newest event time wins.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.scoring.domain.events import ScoringEvent
+from shared.contracts.inbound import (
+    BALANCE,
+    CUSTOMER,
+    INTERACTION,
+    TRANSACTION,
+    BalanceData,
+    CustomerData,
+    InteractionData,
+    TransactionData,
+)
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, ComplaintStatus, SurveyData
+
+LONGEST_WINDOW_DAYS = 365
+BALANCE_HORIZON_DAYS = 90
+MAX_COMPLAINTS_KEPT = 50
+ZERO = Decimal(0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Products a transaction category shows the customer holds.
+CATEGORY_PRODUCTS = {"investment": "investments", "insurance": "insurance", "loan_repayment": "loan"}
+
+
+def day_of(moment: datetime) -> int:
+    return moment.astimezone(UTC).date().toordinal()
+
+
+def seconds_of(moment: datetime) -> int:
+    return int((moment - EPOCH).total_seconds())
+
+
+def moment_of(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class DayBucket:
+    txn_count: int = 0
+    txn_amount: Decimal = ZERO
+    interactions: int = 0
+
+
+@dataclass(frozen=True)
+class Complaint:
+    severity: str
+    status: str
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class Features:
+    first_seen_at: datetime | None = None
+    txn_count: int = 0
+    txn_amount: Decimal = ZERO
+    first_txn_at: datetime | None = None
+    last_txn_at: datetime | None = None
+    interaction_count: int = 0
+    last_interaction_at: datetime | None = None
+    days: dict[int, DayBucket] = field(default_factory=dict)
+    # (seconds since epoch, AUM in base currency), sorted by time.
+    balances: tuple[tuple[int, Decimal], ...] = ()
+    breakdown: dict[str, Decimal] = field(default_factory=dict)
+    products_seen: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    profile_at: datetime | None = None
+    nps_latest: int | None = None
+    nps_at: datetime | None = None
+    csat_sum: int = 0
+    csat_count: int = 0
+    complaints: dict[str, Complaint] = field(default_factory=dict)
+
+    @property
+    def aum(self) -> Decimal:
+        return self.balances[-1][1] if self.balances else ZERO
+
+
+def apply_event(features: Features, event: ScoringEvent, amount_in_base: Decimal | None) -> Features:
+    """The aggregates after `event`; `amount_in_base` is its money converted to the base currency."""
+    seen = replace(features, first_seen_at=_earliest(features.first_seen_at, event.time))
+    data = event.data
+    if event.type == TRANSACTION and isinstance(data, TransactionData):
+        return _transaction(seen, event.time, data, amount_in_base or ZERO)
+    if event.type == BALANCE and isinstance(data, BalanceData):
+        return _balance(seen, data.as_of or event.time, data, amount_in_base or ZERO)
+    if event.type == INTERACTION and isinstance(data, InteractionData):
+        return _interaction(seen, event.time, data)
+    if event.type == CUSTOMER and isinstance(data, CustomerData):
+        return _profile(seen, event.time, data)
+    if event.type == SURVEY and isinstance(data, SurveyData):
+        return _survey(seen, data.answered_at or event.time, data)
+    if event.type == COMPLAINT and isinstance(data, ComplaintData):
+        return _complaint(seen, event.time, data)
+    return seen
+
+
+def _earliest(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate < current else current
+
+
+def _latest(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate > current else current
+
+
+def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: Any) -> dict[int, DayBucket]:
+    if day <= horizon_day - LONGEST_WINDOW_DAYS:
+        return days
+    bucket = days.get(day, DayBucket())
+    updated = replace(
+        bucket,
+        txn_count=bucket.txn_count + add.get("txn_count", 0),
+        txn_amount=bucket.txn_amount + add.get("txn_amount", ZERO),
+        interactions=bucket.interactions + add.get("interactions", 0),
+    )
+    cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
+    kept = {d: b for d, b in days.items() if d > cutoff}
+    kept[day] = updated
+    return kept
+
+
+def _newest_day(features: Features) -> int:
+    return max(features.days, default=0)
+
+
+def _transaction(features: Features, time: datetime, data: TransactionData, amount: Decimal) -> Features:
+    day = day_of(time)
+    products = dict(features.products_seen)
+    product = CATEGORY_PRODUCTS.get(data.category.value if data.category else "")
+    if product:
+        products[product] = max(products.get(product, 0), day)
+    return replace(
+        features,
+        txn_count=features.txn_count + 1,
+        txn_amount=features.txn_amount + amount,
+        first_txn_at=_earliest(features.first_txn_at, time),
+        last_txn_at=_latest(features.last_txn_at, time),
+        days=_with_bucket(features.days, day, _newest_day(features), txn_count=1, txn_amount=amount),
+        products_seen=products,
+        channels=_count_channel(features.channels, data.channel.value if data.channel else None),
+    )
+
+
+def _interaction(features: Features, time: datetime, data: InteractionData) -> Features:
+    return replace(
+        features,
+        interaction_count=features.interaction_count + 1,
+        last_interaction_at=_latest(features.last_interaction_at, time),
+        days=_with_bucket(features.days, day_of(time), _newest_day(features), interactions=1),
+        channels=_count_channel(features.channels, data.channel.value if data.channel else None),
+    )
+
+
+def _count_channel(channels: dict[str, int], channel: str | None) -> dict[str, int]:
+    if channel is None:
+        return channels
+    return {**channels, channel: channels.get(channel, 0) + 1}
+
+
+def _balance(features: Features, as_of: datetime, data: BalanceData, aum: Decimal) -> Features:
+    at = seconds_of(as_of)
+    points = list(features.balances)
+    times = [t for t, _ in points]
+    index = bisect.bisect_left(times, at)
+    if index < len(points) and points[index][0] == at:
+        points[index] = (at, aum)
+    else:
+        points.insert(index, (at, aum))
+    newest = points[-1][0]
+    horizon = newest - BALANCE_HORIZON_DAYS * 86_400
+    # Keep every point inside the horizon and the last one before it (it sets the start level).
+    first_inside = bisect.bisect_left([t for t, _ in points], horizon)
+    points = points[max(0, first_inside - 1) :]
+    is_latest = points[-1][0] == at
+    breakdown = dict(data.breakdown or {}) if is_latest else features.breakdown
+    return replace(features, balances=tuple(points), breakdown=breakdown)
+
+
+def _profile(features: Features, time: datetime, data: CustomerData) -> Features:
+    if features.profile_at is not None and time < features.profile_at:
+        return features
+    fields = data.model_dump(mode="json", exclude_none=True, exclude={"customer_id"})
+    return replace(features, profile={**features.profile, **fields}, profile_at=time)
+
+
+def _survey(features: Features, time: datetime, data: SurveyData) -> Features:
+    if data.kind.value == "csat":
+        return replace(features, csat_sum=features.csat_sum + data.score, csat_count=features.csat_count + 1)
+    if features.nps_at is not None and time < features.nps_at:
+        return features
+    return replace(features, nps_latest=data.score, nps_at=time)
+
+
+def _complaint(features: Features, time: datetime, data: ComplaintData) -> Features:
+    at = seconds_of(time)
+    known = features.complaints.get(data.complaint_id)
+    if known is not None and at < known.updated_at:
+        return features
+    complaints = {
+        **features.complaints,
+        data.complaint_id: Complaint(data.severity.value, data.status.value, at),
+    }
+    if len(complaints) > MAX_COMPLAINTS_KEPT:
+        # Forget the oldest resolved complaints first; open ones always stay.
+        resolved = sorted(
+            (c.updated_at, cid) for cid, c in complaints.items() if c.status == ComplaintStatus.RESOLVED.value
+        )
+        for _, cid in resolved[: len(complaints) - MAX_COMPLAINTS_KEPT]:
+            del complaints[cid]
+    return replace(features, complaints=complaints)
+
+
+def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
+    """Exact sums of the daily buckets over each window ending `today` (inclusive)."""
+    counts = dict.fromkeys(windows, 0)
+    amounts = dict.fromkeys(windows, ZERO)
+    interactions = dict.fromkeys(windows, 0)
+    for day, bucket in features.days.items():
+        age = today - day
+        if age < 0:
+            continue
+        for window in windows:
+            if age < window:
+                counts[window] += bucket.txn_count
+                amounts[window] += bucket.txn_amount
+                interactions[window] += bucket.interactions
+    return {w: DayBucket(counts[w], amounts[w], interactions[w]) for w in windows}
+
+
+def average_daily_balance(features: Features, now: datetime, window_days: int) -> Decimal:
+    """Time-weighted average of AUM over the window ending at `now`; unknown history counts as 0."""
+    end = seconds_of(now)
+    start = end - window_days * 86_400
+    total = ZERO
+    points = features.balances
+    for index, (at, level) in enumerate(points):
+        next_at = points[index + 1][0] if index + 1 < len(points) else end
+        lo, hi = max(at, start), min(next_at, end)
+        if hi > lo:
+            total += level * (hi - lo)
+    return total / (window_days * 86_400)
+
+
+def aum_at(features: Features, now: datetime) -> Decimal:
+    """The AUM known at `now` (balances dated later are not yet in effect)."""
+    at = seconds_of(now)
+    level = ZERO
+    for when, value in features.balances:
+        if when > at:
+            break
+        level = value
+    return level
+
+
+def products_held(features: Features, today: int) -> int:
+    held = {name for name, value in features.breakdown.items() if value > 0}
+    held |= {name for name, day in features.products_seen.items() if today - day < LONGEST_WINDOW_DAYS}
+    return len(held)
+
+
+def open_complaints(features: Features) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for complaint in features.complaints.values():
+        if complaint.status != ComplaintStatus.RESOLVED.value:
+            counts[complaint.severity] = counts.get(complaint.severity, 0) + 1
+    return counts
+
+
+def date_of_day(day: int) -> date:
+    return date.fromordinal(day)

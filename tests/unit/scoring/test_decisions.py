@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.scoring.domain.codec import decode, encode
+from services.scoring.domain.customer import CustomerState, TierChange, Trigger, apply, catch_up, set_override
+from services.scoring.domain.evaluation import Override, derive, evaluate, score
+from services.scoring.domain.features import Features
+from services.scoring.domain.policy import Policy, default_policy, load_policy
+from shared.contracts.types import Stage, Tier
+from tests.unit.scoring.builders import T0, balance, complaint, days, interaction, profile, survey, txn
+
+POLICY = default_policy()
+
+
+def run(
+    *events: tuple[object, Decimal | None], policy: Policy = POLICY, state: CustomerState | None = None
+) -> tuple[CustomerState, list[TierChange]]:
+    """Apply events in order with the clock at each event's time (replay semantics)."""
+    state = state or CustomerState.new("C1")
+    changes: list[TierChange] = []
+    for event, amount in events:
+        state, new = apply(state, event, amount, policy, event.time)  # type: ignore[attr-defined, arg-type]
+        changes += new
+    return state, changes
+
+
+def review_until(state: CustomerState, moment: datetime) -> tuple[CustomerState, list[TierChange]]:
+    return catch_up(state, POLICY, moment)
+
+
+def test_a_known_customer_without_products_is_a_mass_prospect() -> None:
+    state, changes = run(profile(T0, branch_id="B1", rm_id="RM1"))
+    assert state.decision is not None
+    assert (state.decision.tier, state.decision.stage) == (Tier.MASS, Stage.PROSPECT)
+    assert changes[0].previous_tier is None
+
+
+def test_tiers_follow_the_30_day_average_not_a_one_day_spike() -> None:
+    state, _ = run(balance(T0, "7000000.00"))
+    state, _ = review_until(state, T0 + days(1))
+    assert state.decision is not None
+    assert state.decision.tier is Tier.VIP  # one day of 7M is 233k on a 30-day average
+    state, changes = review_until(state, T0 + days(31))
+    assert state.decision is not None
+    assert state.decision.tier is Tier.PRIVATE
+    assert [c.tier for c in changes if c.direction == "upgrade"][-1] is Tier.PRIVATE
+    assert all(c.caused_by == "review" for c in changes)
+
+
+def test_upgrades_happen_at_once_when_a_gate_is_met() -> None:
+    state, _ = run(balance(T0 - days(40), "60000.00"))
+    state, changes = run(balance(T0, "600000.00"), balance(T0 + days(30), "600000.00"), state=state)
+    assert state.decision is not None
+    assert state.decision.tier is Tier.WEALTH
+    wealth = next(c for c in changes if c.tier is Tier.WEALTH)
+    assert wealth.direction == "upgrade"
+    assert wealth.at <= T0 + days(30)
+
+
+def test_a_dip_within_the_margin_is_held_for_the_grace_period_then_downgraded() -> None:
+    state, _ = run(balance(T0 - days(60), "600000.00"), interaction(T0))
+    assert state.decision is not None
+    assert state.decision.tier is Tier.WEALTH
+    state, _ = run(balance(T0, "450000.00"), interaction(T0 + days(29)), state=state)  # 10% under the gate
+    state, changes = run(interaction(T0 + days(31)), state=state)
+    assert state.decision is not None
+    held = [r.rule for r in state.decision.reasons]
+    assert "hysteresis.hold" in held
+    assert state.decision.tier is Tier.WEALTH
+    state, changes = review_until(state, T0 + days(70))
+    assert state.decision is not None
+    assert state.decision.tier is Tier.VIP
+    downgrade = next(c for c in changes if c.direction == "downgrade")
+    assert downgrade.previous_tier is Tier.WEALTH
+    assert any(r.rule == "hysteresis.downgrade" for r in downgrade.reasons)
+
+
+def test_falling_far_below_the_gate_downgrades_without_waiting() -> None:
+    state, _ = run(balance(T0 - days(60), "600000.00"), interaction(T0))
+    state, changes = run(balance(T0, "1000.00"), state=state)
+    state, changes = review_until(state, T0 + days(20))
+    assert state.decision is not None
+    assert state.decision.tier is not Tier.WEALTH
+    downgrade = next(c for c in changes if c.direction == "downgrade")
+    assert downgrade.at < T0 + days(20)
+
+
+def test_a_silent_customer_churns_by_review_alone_at_the_moment_the_window_ends() -> None:
+    state, _ = run(txn(T0, "500.00"), balance(T0, "20000.00"))
+    state, changes = review_until(state, T0 + days(200))
+    assert state.decision is not None
+    assert state.decision.stage is Stage.CHURNED
+    churn = next(c for c in changes if c.stage is Stage.CHURNED)
+    assert churn.caused_by == "review"
+    assert T0 + days(180) <= churn.at <= T0 + days(181)
+    at_risk = next(c for c in changes if c.stage is Stage.AT_RISK)
+    assert at_risk.at < churn.at
+
+
+def test_new_customers_become_regular_after_ninety_days_of_tenure() -> None:
+    state, _ = run(txn(T0, "50.00"))
+    assert state.decision is not None
+    assert state.decision.stage is Stage.NEW
+    for n in range(1, 5):
+        state, _ = run(txn(T0 + days(25 * n), "50.00"), state=state)
+    assert state.decision is not None
+    assert state.decision.stage is Stage.REGULAR
+
+
+def test_a_detractor_or_an_open_high_complaint_puts_a_customer_at_risk_until_resolved() -> None:
+    state, _ = run(txn(T0 - days(200), "50.00"), txn(T0, "50.00"))
+    assert state.decision is not None
+    assert state.decision.stage is Stage.REGULAR
+    state, changes = run(complaint(T0 + days(1), "K1", "high", "open"), state=state)
+    assert changes[-1].stage is Stage.AT_RISK
+    assert "complaints_open_high 1 >= 1" in changes[-1].reasons[-1].detail
+    state, changes = run(complaint(T0 + days(3), "K1", "high", "resolved"), state=state)
+    assert changes[-1].stage is Stage.REGULAR
+    state, changes = run(survey(T0 + days(4), 3), state=state)
+    assert changes[-1].stage is Stage.AT_RISK
+
+
+def test_every_decision_explains_itself_with_the_rule_and_the_values() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    rules = {r.rule: r.detail for r in state.decision.reasons}
+    assert rules["tier.wealth"] == "aum_avg_30d 620000 >= 500000"
+    assert any(rule.startswith("stage.") for rule in rules)
+    assert state.decision.policy_version == "default-1"
+
+
+def test_an_override_wins_until_it_expires_and_then_the_policy_decides_again() -> None:
+    state, _ = run(txn(T0, "50.00"))
+    override = Override(Tier.WEALTH, "retention exception approved", T0 + days(10), "admin-1", T0)
+    state, change = set_override(state, override, POLICY, T0 + days(1))
+    assert change is not None
+    assert change.tier is Tier.WEALTH
+    assert change.trigger is Trigger.OVERRIDE
+    assert state.decision is not None
+    assert state.decision.reasons[0].rule == "override"
+    assert state.decision.next_review_at <= T0 + days(10)
+    state, changes = review_until(state, T0 + days(11))
+    assert state.decision is not None
+    assert state.decision.tier is Tier.MASS
+    assert changes[-1].previous_tier is Tier.WEALTH
+
+
+def test_the_next_review_is_due_when_a_recency_threshold_would_be_crossed() -> None:
+    policy = load_policy(POLICY.model_dump_json().replace('"interval_hours":24', '"interval_hours":2000'))
+    state, _ = run(txn(T0, "50.00"), policy=policy)
+    assert state.decision is not None
+    assert state.decision.next_review_at == T0 + days(60)  # the at_risk recency threshold
+
+
+def test_change_ids_are_deterministic_for_the_same_input() -> None:
+    first = run(txn(T0, "50.00"))
+    event = txn(T0 + days(1), "99.00")
+    once = run(event, state=first[0])[1]
+    twice = run(event, state=first[0])[1]
+    assert [c.id for c in once] == [c.id for c in twice]
+
+
+def test_score_rewards_value_and_is_bounded() -> None:
+    rich, _ = run(balance(T0 - days(40), "9000000.00"), txn(T0, "500000.00"))
+    poor, _ = run(txn(T0, "5.00"))
+    assert rich.decision is not None
+    assert poor.decision is not None
+    assert 0 <= poor.decision.score < rich.decision.score <= 100
+    vector = derive(Features(), T0)
+    vector["score"] = 0
+    assert score(vector, POLICY.score) == pytest.approx(2.5)  # only the "missing NPS" half-credit
+
+
+def test_policies_are_validated_with_clear_messages() -> None:
+    with pytest.raises(ValueError, match="unknown feature"):
+        load_policy(POLICY.model_dump_json().replace("aum_avg_30d", "aum_avg_31d"))
+    reordered = POLICY.model_dump(mode="json")
+    reordered["tiers"][0], reordered["tiers"][1] = reordered["tiers"][1], reordered["tiers"][0]
+    with pytest.raises(ValueError, match="highest tier down"):
+        Policy.model_validate(reordered)
+
+
+@settings(max_examples=30)
+@given(
+    amounts=st.lists(
+        st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000"), places=2), min_size=1, max_size=8
+    ),
+    aum=st.decimals(min_value=Decimal(0), max_value=Decimal("9000000"), places=2),
+)
+def test_state_survives_the_json_round_trip_exactly(amounts: list[Decimal], aum: Decimal) -> None:
+    events: list[tuple[object, Decimal | None]] = [
+        txn(T0 + days(i * 3), str(a)) for i, a in enumerate(amounts)
+    ]
+    events += [
+        balance(T0, str(aum), breakdown={"deposits": str(aum)}),
+        survey(T0, 9),
+        complaint(T0, "K", "low", "open"),
+    ]
+    state, _ = run(*events)
+    override = Override(Tier.VIP, "test", T0 + days(5), "admin", T0)
+    state = CustomerState(state.customer_id, state.features, state.decision, override)
+    assert decode("C1", encode(state)) == state
+
+
+def test_evaluate_is_a_pure_function_of_its_inputs() -> None:
+    state, _ = run(balance(T0, "70000.00"), txn(T0, "10.00"))
+    one = evaluate(state.features, POLICY, T0 + days(3), state.decision)
+    two = evaluate(state.features, POLICY, T0 + days(3), state.decision)
+    assert one == two
