@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     max_future_skew_s: int = Field(default=300, ge=0)
     retry_after_s: int = Field(default=5, ge=1)
+
+    scoring_clock: Literal["wall", "event"] = "wall"
+    scoring_group: str = Field(default="tierflow-scoring", max_length=200)
+    scoring_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    review_poll_s: float = Field(default=1.0, gt=0, le=3600)
+    review_batch_size: int = Field(default=500, ge=1, le=50_000)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON

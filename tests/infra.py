@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,3 +174,38 @@ def start_service(infra: Infra, name: str, **overrides: str) -> ServiceProcess:
     service = ServiceProcess(name, f"http://127.0.0.1:{port}", infra.workdir / f"{name}-{port}.log", env)
     service.start()
     return service
+
+
+def fresh_database(infra: Infra, name: str) -> str:
+    """A new, migrated database on the same server: one per run that must not share state."""
+    from sqlalchemy.engine import make_url
+
+    from shared.migrations import upgrade_all
+
+    url = make_url(infra.database_url)
+
+    async def create() -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+        )
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    settings = Infra(database_url, infra.bootstrap_servers, infra.workdir).settings()
+    asyncio.run(upgrade_all(settings))
+    return database_url
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

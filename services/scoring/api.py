@@ -1,0 +1,339 @@
+"""HTTP entrypoint of scoring: customer views, distribution, migrations, policies, overrides."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring import views
+from services.scoring.domain.customer import CustomerState
+from services.scoring.domain.evaluation import Override, derive
+from services.scoring.domain.features import open_complaints
+from services.scoring.domain.policy import Policy, load_policy
+from services.scoring.domain.simulation import Simulation, simulate
+from services.scoring.handlers import Scoring, UnknownCustomer, change_override
+from services.scoring.schemas import (
+    Activation,
+    CustomerFeatures,
+    CustomerPage,
+    CustomerPublic,
+    CustomerSummary,
+    Distribution,
+    MigrationCell,
+    MigrationMatrix,
+    OverrideCreate,
+    OverridePublic,
+    PolicySummary,
+    ReasonPublic,
+    SimulationPublic,
+    StageCell,
+    TierChangePublic,
+    money,
+)
+from services.scoring.store import ScoringStore
+from shared.auth import Principal, Role
+from shared.bodies import read_bounded
+from shared.contracts.envelope import field_errors
+from shared.contracts.types import CustomerId, Stage, Tier
+from shared.http import ApiError, require
+
+OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
+AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
+PathId = Annotated[str, CustomerId]
+_NOT_FOUND = {404: {"description": "Unknown customer"}}
+_POLICY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": Policy.model_json_schema()},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> CustomerPublic:
+    decision = state.decision
+    assert decision is not None
+    vector = derive(state.features, now)
+    f = state.features
+    override = state.override
+    return CustomerPublic(
+        customer_id=state.customer_id,
+        tier=decision.tier,
+        stage=decision.stage,
+        score=decision.score,
+        policy_version=decision.policy_version,
+        tier_since=decision.tier_since,
+        features=CustomerFeatures(
+            txn_count=f.txn_count,
+            txn_amount=money(f.txn_amount),
+            last_txn_at=f.last_txn_at,
+            aum=money(vector["aum"]),
+            aum_avg_30d=money(vector["aum_avg_30d"]),
+            aum_avg_90d=money(vector["aum_avg_90d"]),
+            txn_count_30d=vector["txn_count_30d"],
+            txn_count_90d=vector["txn_count_90d"],
+            txn_count_365d=vector["txn_count_365d"],
+            txn_amount_30d=money(vector["txn_amount_30d"]),
+            txn_amount_90d=money(vector["txn_amount_90d"]),
+            txn_amount_365d=money(vector["txn_amount_365d"]),
+            interaction_count=f.interaction_count,
+            last_interaction_at=f.last_interaction_at,
+            days_since_last_activity=vector["days_since_last_activity"],
+            products_held=vector["products_held"],
+            channel_mix=f.channels,
+            nps_latest=f.nps_latest,
+            nps_category=vector["nps_category"],
+            csat_avg=None if vector["csat_avg"] is None else round(float(vector["csat_avg"]), 2),
+            complaints_open=open_complaints(f),
+            tenure_days=vector["tenure_days"],
+            clv=money(decision.clv),
+        ),
+        reasons=[ReasonPublic(rule=r.rule, detail=r.detail) for r in decision.reasons],
+        override=None
+        if override is None
+        else OverridePublic(
+            tier=override.tier,
+            reason=override.reason,
+            expires_at=override.expires_at,
+            set_by=override.set_by,
+            set_at=override.set_at,
+            active=override.active(now),
+        ),
+        profile=f.profile,
+        next_review_at=decision.next_review_at,
+        updated_at=updated_at,
+    )
+
+
+def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["scoring"])
+
+    async def now() -> datetime:
+        async with engine.connect() as db:
+            return await scoring.now(ScoringStore(db))
+
+    async def load_view(customer_id: str) -> CustomerPublic:
+        async with engine.connect() as db:
+            found = await views.customer(db, customer_id)
+            moment = await scoring.now(ScoringStore(db))
+        if found is None:
+            raise ApiError(404, f"unknown customer {customer_id!r}")
+        return customer_view(found[0], found[1], moment)
+
+    @router.get("/customers/{customer_id}", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    async def get_customer(customer_id: PathId, _key: OpsKey) -> CustomerPublic:
+        """The customer's tier, stage, score, features and the reasons for the decision."""
+        return await load_view(customer_id)
+
+    @router.get("/customers/{customer_id}/tier-history", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    async def get_history(
+        customer_id: PathId, _key: OpsKey, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> list[TierChangePublic]:
+        """Every tier or stage change of the customer, newest first."""
+        async with engine.connect() as db:
+            if not await ScoringStore(db).exists(customer_id):
+                raise ApiError(404, f"unknown customer {customer_id!r}")
+            rows = await views.tier_history(db, customer_id, limit)
+        return [TierChangePublic.model_validate(row) for row in rows]
+
+    @router.get("/customers")
+    async def list_customers(
+        _key: OpsKey,
+        tier: Tier | None = None,
+        stage: Stage | None = None,
+        branch_id: Annotated[str | None, Query(max_length=128)] = None,
+        segment: Annotated[str | None, Query(max_length=64)] = None,
+        region: Annotated[str | None, Query(max_length=64)] = None,
+        after: Annotated[
+            str | None, Query(max_length=64, description="customer_id to continue after")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> CustomerPage:
+        """Customers by tier, stage, branch, segment or region, in customer-id order."""
+        filters = _filters(tier, stage, branch_id, segment, region)
+        async with engine.connect() as db:
+            rows = await views.customers(db, filters, after, limit)
+        next_after = rows[-1]["customer_id"] if len(rows) == limit else None
+        return CustomerPage(items=[_summary(row) for row in rows], next_after=next_after)
+
+    @router.get("/tiers/distribution")
+    async def get_distribution(
+        _key: OpsKey,
+        branch_id: Annotated[str | None, Query(max_length=128)] = None,
+        segment: Annotated[str | None, Query(max_length=64)] = None,
+        region: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> Distribution:
+        """How many customers sit in each tier and stage."""
+        async with engine.connect() as db:
+            cells = await views.distribution(db, _filters(None, None, branch_id, segment, region))
+        return _distribution(cells)
+
+    @router.get("/tiers/migrations")
+    async def get_migrations(
+        _key: OpsKey,
+        start: Annotated[datetime, Query(alias="from")],
+        end: Annotated[datetime, Query(alias="to")],
+    ) -> MigrationMatrix:
+        """Tier of every customer at `from` against their tier at `to` (`none`: not yet known)."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ApiError(422, "from and to need a time zone offset", errors=[])
+        if end < start:
+            raise ApiError(422, "to must not be before from", errors=[])
+        async with engine.connect() as db:
+            cells = await views.migrations(db, start, end)
+        moves = [MigrationCell(from_tier=a, to_tier=b, count=n) for a, b, n in sorted(cells)]
+        return MigrationMatrix(start=start, end=end, moves=moves)
+
+    @router.get("/policies")
+    async def list_policies(_key: OpsKey) -> list[PolicySummary]:
+        """Every stored policy version; one is active."""
+        async with engine.connect() as db:
+            return [PolicySummary.model_validate(row) for row in await views.policies(db)]
+
+    @router.get("/policies/{version}", responses={404: {"description": "Unknown version"}})
+    async def get_policy(version: str, _key: OpsKey) -> dict[str, Any]:
+        """The policy document, as stored."""
+        async with engine.connect() as db:
+            document = await views.policy_document(db, version)
+        if document is None:
+            raise ApiError(404, f"unknown policy version {version!r}")
+        return document
+
+    @router.post(
+        "/policies", status_code=201, openapi_extra=_POLICY_BODY, responses={409: {"description": "Exists"}}
+    )
+    async def create_policy(request: Request, key: AdminKey) -> PolicySummary:
+        """Store a new policy version (JSON or YAML). It is not active until activated."""
+        policy = await _read_policy(request)
+        try:
+            async with engine.begin() as db:
+                await ScoringStore(db).install_policy(policy, actor=key.key_id, activate=False)
+        except IntegrityError:
+            raise ApiError(409, f"policy version {policy.version!r} exists; versions are immutable") from None
+        async with engine.connect() as db:
+            stored = next(p for p in await views.policies(db) if p["version"] == policy.version)
+        return PolicySummary.model_validate(stored)
+
+    @router.post("/policies/simulate", openapi_extra=_POLICY_BODY)
+    async def simulate_candidate(request: Request, _key: AdminKey) -> SimulationPublic:
+        """What the posted policy would do to the current customers. Nothing is changed."""
+        return await _simulate(await _read_policy(request))
+
+    @router.post("/policies/{version}/simulate", responses={404: {"description": "Unknown version"}})
+    async def simulate_stored(version: str, _key: AdminKey) -> SimulationPublic:
+        """What a stored policy version would do to the current customers. Nothing is changed."""
+        return await _simulate(await _stored_policy(version))
+
+    @router.post("/policies/{version}/activate", responses={404: {"description": "Unknown version"}})
+    async def activate(version: str, _key: AdminKey) -> Activation:
+        """Make a stored version the active policy; every customer is re-evaluated in batches."""
+        await _stored_policy(version)
+        async with engine.begin() as db:
+            await ScoringStore(db).activate_policy(version)
+        return Activation(version=version, active=True, note="customers are being re-evaluated in batches")
+
+    @router.put("/customers/{customer_id}/override", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    async def put_override(customer_id: PathId, body: OverrideCreate, key: AdminKey) -> CustomerPublic:
+        """Set a tier by hand, with a reason and an expiry; it wins until it expires. Audited."""
+        moment = await now()
+        if body.expires_at <= moment:
+            raise ApiError(422, "expires_at must be in the future", errors=[])
+        override = Override(body.tier, body.reason, body.expires_at, key.key_id, datetime.now(UTC))
+        try:
+            await change_override(scoring, customer_id, override, key.key_id, body.reason)
+        except UnknownCustomer:
+            raise ApiError(404, f"unknown customer {customer_id!r}") from None
+        return await load_view(customer_id)
+
+    @router.delete("/customers/{customer_id}/override", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    async def delete_override(customer_id: PathId, key: AdminKey) -> CustomerPublic:
+        """Clear the override: the policy decides again at once. Audited."""
+        try:
+            await change_override(scoring, customer_id, None, key.key_id, "cleared")
+        except UnknownCustomer:
+            raise ApiError(404, f"unknown customer {customer_id!r}") from None
+        return await load_view(customer_id)
+
+    async def _stored_policy(version: str) -> Policy:
+        async with engine.connect() as db:
+            document = await views.policy_document(db, version)
+        if document is None:
+            raise ApiError(404, f"unknown policy version {version!r}")
+        return Policy.model_validate(document)
+
+    async def _simulate(candidate: Policy) -> SimulationPublic:
+        simulation = Simulation()
+        async with engine.connect() as db:
+            store = ScoringStore(db)
+            moment = await scoring.now(store)
+            active = await scoring.policy(store)
+            async for chunk in views.all_states(db):
+                simulate(simulation, chunk, candidate, moment)
+        return SimulationPublic(
+            candidate_version=candidate.version,
+            active_version=active.version,
+            evaluated_at=moment,
+            customers=simulation.customers,
+            tiers=dict(simulation.tiers),
+            stages=dict(simulation.stages),
+            tier_migration=[
+                MigrationCell(from_tier=a, to_tier=b, count=m.count, sample=m.sample)
+                for (a, b), m in sorted(simulation.tier_moves.items())
+            ],
+            stage_migration=[
+                StageCell(from_stage=a, to_stage=b, count=m.count, sample=m.sample)
+                for (a, b), m in sorted(simulation.stage_moves.items())
+            ],
+        )
+
+    return router
+
+
+async def _read_policy(request: Request) -> Policy:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml"):
+        raise ApiError(415, "send the policy as application/json or application/yaml")
+    body = await read_bounded(request, 256 * 1024)
+    try:
+        return load_policy(body.decode())
+    except ValidationError as exc:
+        errors = [{"field": e.field, "message": e.message} for e in field_errors(exc)]
+        raise ApiError(422, "the policy is invalid", errors=errors) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the policy is not valid JSON or YAML: {exc}") from None
+
+
+def _filters(
+    tier: Tier | None, stage: Stage | None, branch_id: str | None, segment: str | None, region: str | None
+) -> dict[str, str | None]:
+    return {
+        "tier": tier.value if tier else None,
+        "stage": stage.value if stage else None,
+        "branch_id": branch_id,
+        "segment": segment,
+        "region": region,
+    }
+
+
+def _summary(row: dict[str, Any]) -> CustomerSummary:
+    return CustomerSummary.model_validate(row)
+
+
+def _distribution(cells: list[tuple[str, str, int]]) -> Distribution:
+    by_tier: dict[str, int] = {}
+    by_stage: dict[str, int] = {}
+    matrix: dict[str, dict[str, int]] = {}
+    for tier, stage, count in cells:
+        by_tier[tier] = by_tier.get(tier, 0) + count
+        by_stage[stage] = by_stage.get(stage, 0) + count
+        matrix.setdefault(tier, {})[stage] = count
+    return Distribution(
+        total=sum(by_tier.values()), by_tier=by_tier, by_stage=by_stage, by_tier_and_stage=matrix
+    )

@@ -1,0 +1,239 @@
+"""The scoring service layer: load, call the domain, commit. One transaction per micro-batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from aiokafka import ConsumerRecord
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring import metrics
+from services.scoring.domain.customer import (
+    CustomerState,
+    TierChange,
+    Trigger,
+    apply,
+    catch_up,
+    reevaluate,
+    set_override,
+)
+from services.scoring.domain.evaluation import Override
+from services.scoring.domain.events import ScoringEvent
+from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
+from services.scoring.domain.policy import Policy, default_policy
+from services.scoring.store import ScoringStore
+from shared.consumer import Delivered, PoisonMessage
+from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
+from shared.contracts.inbound import INBOUND_DATA_MODELS
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.errors import TierFlowError
+from shared.logs import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+SCORED_MODELS: dict[str, type[BaseModel]] = {
+    **INBOUND_DATA_MODELS,
+    SURVEY: SurveyData,
+    COMPLAINT: ComplaintData,
+}
+
+
+class ClockMode(StrEnum):
+    WALL = "wall"
+    EVENT = "event"
+
+
+class DatabaseUnavailable(TierFlowError):
+    retriable = True
+
+
+class ProcessingFailed(TierFlowError):
+    """An event could not be applied; alone in its batch it goes to the dead-letter topic."""
+
+
+def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]], ScoringEvent]:
+    """Validate a record again on the consumer side: producers may write to the topic directly."""
+
+    def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
+        rules = ValidationRules(
+            now=datetime.now(UTC),
+            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+            accepts_currency=settings.accepts_currency,
+            data_models=SCORED_MODELS,
+        )
+        try:
+            valid = validate_event(decode_json(record.value or b""), rules)
+        except InvalidEvent as exc:
+            raise PoisonMessage(f"invalid event: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise PoisonMessage(f"not a JSON CloudEvent: {exc}") from None
+        if record.key is not None and record.key != valid.customer_id.encode():
+            raise PoisonMessage("the record key is not the event's customer_id")
+        return ScoringEvent(valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data)
+
+    return decode
+
+
+@dataclass
+class Scoring:
+    engine: AsyncEngine
+    settings: Settings
+    tier_changes_topic: str
+    clock_mode: ClockMode = ClockMode.WALL
+
+    async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
+        events = [item.value for item in batch]
+        try:
+            async with self.engine.begin() as connection:
+                applied, changes = await self._apply(ScoringStore(connection), events)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable("database connection lost") from exc
+            raise ProcessingFailed(f"database refused the batch: {exc.orig}") from exc
+        metrics.EVENTS_APPLIED.inc(applied)
+        metrics.DUPLICATES.inc(len(events) - applied)
+        _count_changes(changes)
+
+    async def _apply(self, store: ScoringStore, events: list[ScoringEvent]) -> tuple[int, list[TierChange]]:
+        fresh_ids = await store.claim_events([(e.id, e.customer_id) for e in events])
+        fresh: list[ScoringEvent] = []
+        for event in events:
+            if event.id in fresh_ids:
+                fresh.append(event)
+                fresh_ids.discard(event.id)  # a repeat inside the batch is a duplicate too
+        if not fresh:
+            return 0, []
+        policy = await self.policy(store)
+        states = await store.lock_customers(e.customer_id for e in fresh)
+        clock = await self._start_clock(store)
+        changes: list[TierChange] = []
+        for event in fresh:
+            now = clock(event)
+            states[event.customer_id], new_changes = self._apply_one(
+                states[event.customer_id], event, policy, now
+            )
+            changes += new_changes
+        if self.clock_mode is ClockMode.EVENT:
+            await store.advance_watermark(max(e.time for e in fresh))
+        await store.save_customers(list(states.values()), datetime.now(UTC))
+        await store.record_changes(changes, self.tier_changes_topic)
+        return len(fresh), changes
+
+    def _apply_one(
+        self, state: CustomerState, event: ScoringEvent, policy: Policy, now: datetime
+    ) -> tuple[CustomerState, list[TierChange]]:
+        try:
+            amount = amount_in_base(event.data, self.settings.base_currency, self.settings.fx_rates)
+            return apply(state, event, amount, policy, now)
+        except UnconvertibleCurrency as exc:
+            raise ProcessingFailed(f"event {event.id}: {exc}") from exc
+        except (ArithmeticError, ValueError, KeyError, TypeError) as exc:
+            log.exception("event could not be applied", event_id=event.id, customer_id=event.customer_id)
+            raise ProcessingFailed(f"event {event.id} could not be applied: {exc}") from exc
+
+    async def _start_clock(self, store: ScoringStore) -> Callable[[ScoringEvent], datetime]:
+        if self.clock_mode is ClockMode.WALL:
+            wall = datetime.now(UTC)
+            return lambda _event: wall
+        watermark = await store.watermark()
+
+        def advance(event: ScoringEvent) -> datetime:
+            nonlocal watermark
+            watermark = event.time if watermark is None else max(watermark, event.time)
+            return watermark
+
+        return advance
+
+    async def now(self, store: ScoringStore) -> datetime:
+        if self.clock_mode is ClockMode.WALL:
+            return datetime.now(UTC)
+        return await store.watermark() or datetime.now(UTC)
+
+    async def policy(self, store: ScoringStore) -> Policy:
+        policy = await store.active_policy()
+        if policy is None:
+            raise DatabaseUnavailable("no active policy yet")
+        return policy
+
+    async def review_due(self, limit: int = 500) -> int:
+        """Re-evaluate customers whose decision could have changed with time alone (or policy)."""
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            now = await self.now(store)
+            due = await store.due_for_review(now, limit)
+            if not due:
+                return 0
+            policy = await self.policy(store)
+            states = await store.lock_customers(due)
+            changes: list[TierChange] = []
+            for customer_id, state in states.items():
+                states[customer_id], new = review(state, policy, now)
+                changes += new
+            await store.save_customers(list(states.values()), datetime.now(UTC))
+            await store.record_changes(changes, self.tier_changes_topic)
+        metrics.REVIEWS.inc(len(due))
+        _count_changes(changes)
+        return len(due)
+
+    async def ensure_policy(self) -> None:
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            if await store.active_policy() is None:
+                await store.install_policy(default_policy(), actor="tierflow", activate=True)
+                log.info("installed the default policy", version=default_policy().version)
+
+
+def review(state: CustomerState, policy: Policy, now: datetime) -> tuple[CustomerState, list[TierChange]]:
+    """Catch up on due reviews; a customer decided under another policy is re-decided at once."""
+    if state.decision is None:
+        return state, []
+    changes: list[TierChange] = []
+    if state.decision.policy_version != policy.version:
+        state, change = reevaluate(state, policy, now, Trigger.POLICY)
+        changes += [change] if change else []
+    state, caught_up = catch_up(state, policy, now)
+    return state, changes + caught_up
+
+
+def _count_changes(changes: Sequence[TierChange]) -> None:
+    for change in changes:
+        metrics.TIER_CHANGES.labels(direction=change.direction.value).inc()
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return
+
+
+class UnknownCustomer(TierFlowError):
+    pass
+
+
+async def change_override(
+    scoring: Scoring, customer_id: str, override: Override | None, actor: str, note: str
+) -> CustomerState:
+    """Set or clear an override: new state, history, outbox and audit row in one transaction."""
+    async with scoring.engine.begin() as connection:
+        store = ScoringStore(connection)
+        exists = await store.exists(customer_id)
+        if not exists:
+            raise UnknownCustomer(customer_id)
+        policy = await scoring.policy(store)
+        state = (await store.lock_customers([customer_id]))[customer_id]
+        now = await scoring.now(store)
+        state, change = set_override(state, override, policy, now)
+        await store.save_customers([state], datetime.now(UTC))
+        await store.record_changes([change] if change else [], scoring.tier_changes_topic)
+        await store.audit_override(customer_id, override, actor, note)
+    _count_changes([change] if change else [])
+    return state

@@ -1,0 +1,9 @@
+from prometheus_client import Counter, Histogram
+
+EVENTS_APPLIED = Counter(
+    "tierflow_events_applied", "Events whose effects are committed (a duplicate is not applied twice)"
+)
+DUPLICATES = Counter("tierflow_events_duplicate", "Redelivered or resent events recognised and skipped")
+TIER_CHANGES = Counter("tierflow_tier_changes", "Tier or stage changes recorded", ["direction"])
+REVIEWS = Counter("tierflow_reviews", "Customers re-evaluated by the time-driven review")
+BATCH_SECONDS = Histogram("tierflow_scoring_batch_seconds", "Time to apply and commit one micro-batch")

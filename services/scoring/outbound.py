@@ -1,0 +1,36 @@
+"""Tier changes as `customer.tier_changed.v1` CloudEvents (the outbox holds these bytes)."""
+
+from __future__ import annotations
+
+import json
+
+from services.scoring.domain.customer import TierChange
+from shared.contracts.outbound import TIER_CHANGED, Reason, TierChangedData
+
+SOURCE = "tierflow/scoring"
+
+
+def tier_changed_event(change: TierChange) -> bytes:
+    data = TierChangedData(
+        customer_id=change.customer_id,
+        previous_tier=change.previous_tier,
+        tier=change.tier,
+        previous_stage=change.previous_stage,
+        stage=change.stage,
+        direction=change.direction,
+        score=change.score,
+        policy_version=change.policy_version,
+        reasons=[Reason(rule=r.rule, detail=r.detail[:500]) for r in change.reasons],
+        caused_by=change.caused_by,
+    )
+    event = {
+        "specversion": "1.0",
+        "id": change.id,
+        "source": SOURCE,
+        "type": TIER_CHANGED,
+        "time": change.at.isoformat(),
+        "subject": change.customer_id,
+        "datacontenttype": "application/json",
+        "data": {**data.model_dump(mode="json"), "trigger": change.trigger.value},
+    }
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()

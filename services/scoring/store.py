@@ -1,0 +1,274 @@
+"""The scoring service's tables, reached through one connection inside one transaction.
+
+Every method runs in the caller's transaction: the new states, the applied-event
+markers, the history and the outbox rows of a batch commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import DateTime, Double, LargeBinary, Text
+
+from services.scoring.domain.codec import decode, encode
+from services.scoring.domain.customer import CustomerState, TierChange
+from services.scoring.domain.evaluation import Override
+from services.scoring.domain.policy import Policy
+from services.scoring.outbound import tier_changed_event
+
+_TEXTS = ARRAY(Text)
+_TIMES = ARRAY(DateTime(timezone=True))
+
+_CLAIM = text(
+    """
+    INSERT INTO scoring.applied_events (event_id, customer_id)
+    SELECT * FROM unnest(:ids, :customers)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+).bindparams(bindparam("ids", type_=_TEXTS), bindparam("customers", type_=_TEXTS))
+
+_PLACEHOLDERS = text(
+    "INSERT INTO scoring.customers (customer_id) SELECT unnest(:ids) ON CONFLICT (customer_id) DO NOTHING"
+).bindparams(bindparam("ids", type_=_TEXTS))
+
+_LOCK = text(
+    """
+    SELECT customer_id, state FROM scoring.customers
+    WHERE customer_id = ANY(:ids) ORDER BY customer_id FOR UPDATE
+    """
+).bindparams(bindparam("ids", type_=_TEXTS))
+
+_SAVE = text(
+    """
+    UPDATE scoring.customers AS c SET
+        state = CAST(u.state AS jsonb), tier = u.tier, stage = u.stage, score = u.score,
+        policy_version = u.policy_version, tier_since = u.tier_since,
+        next_review_at = u.next_review_at, branch_id = u.branch_id, segment = u.segment,
+        region = u.region, updated_at = :now
+    FROM unnest(:ids, :states, :tiers, :stages, :scores, :versions, :since, :due, :branches,
+                :segments, :regions)
+        AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
+             branch_id, segment, region)
+    WHERE c.customer_id = u.customer_id
+    """
+).bindparams(
+    bindparam("ids", type_=_TEXTS),
+    bindparam("states", type_=_TEXTS),
+    bindparam("tiers", type_=_TEXTS),
+    bindparam("stages", type_=_TEXTS),
+    bindparam("scores", type_=ARRAY(Double)),
+    bindparam("versions", type_=_TEXTS),
+    bindparam("since", type_=_TIMES),
+    bindparam("due", type_=_TIMES),
+    bindparam("branches", type_=_TEXTS),
+    bindparam("segments", type_=_TEXTS),
+    bindparam("regions", type_=_TEXTS),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+
+_HISTORY = text(
+    """
+    INSERT INTO scoring.tier_history (change_id, customer_id, at, previous_tier, tier, previous_stage,
+        stage, direction, score, policy_version, reasons, caused_by, trigger)
+    SELECT CAST(u.change_id AS uuid), u.customer_id, u.at, u.previous_tier, u.tier, u.previous_stage,
+        u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), u.caused_by, u.trigger
+    FROM unnest(:ids, :customers, :ats, :previous_tiers, :tiers, :previous_stages, :stages,
+                :directions, :scores, :versions, :reasons, :causes, :triggers)
+        AS u(change_id, customer_id, at, previous_tier, tier, previous_stage, stage, direction,
+             score, policy_version, reasons, caused_by, trigger)
+    ON CONFLICT (change_id) DO NOTHING
+    RETURNING change_id::text
+    """
+).bindparams(
+    bindparam("ids", type_=_TEXTS),
+    bindparam("customers", type_=_TEXTS),
+    bindparam("ats", type_=_TIMES),
+    bindparam("previous_tiers", type_=_TEXTS),
+    bindparam("tiers", type_=_TEXTS),
+    bindparam("previous_stages", type_=_TEXTS),
+    bindparam("stages", type_=_TEXTS),
+    bindparam("directions", type_=_TEXTS),
+    bindparam("scores", type_=ARRAY(Double)),
+    bindparam("versions", type_=_TEXTS),
+    bindparam("reasons", type_=_TEXTS),
+    bindparam("causes", type_=_TEXTS),
+    bindparam("triggers", type_=_TEXTS),
+)
+
+_OUTBOX = text(
+    "INSERT INTO scoring.outbox (topic, key, value) SELECT :topic, * FROM unnest(:keys, :values)"
+).bindparams(bindparam("keys", type_=ARRAY(LargeBinary)), bindparam("values", type_=ARRAY(LargeBinary)))
+
+
+class ScoringStore:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._db = connection
+
+    async def claim_events(self, events: Sequence[tuple[str, str]]) -> set[str]:
+        """Mark events applied; returns the ids not seen before (the ones to apply now)."""
+        if not events:
+            return set()
+        ordered = sorted(set(events))
+        result = await self._db.execute(
+            _CLAIM, {"ids": [e for e, _ in ordered], "customers": [c for _, c in ordered]}
+        )
+        return {row[0] for row in result}
+
+    async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
+        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        await self._db.execute(_PLACEHOLDERS, {"ids": ids})
+        rows = await self._db.execute(_LOCK, {"ids": ids})
+        return {
+            cid: decode(cid, state) if state is not None else CustomerState.new(cid) for cid, state in rows
+        }
+
+    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> None:
+        decided = [s for s in states if s.decision is not None]
+        if not decided:
+            return
+        params: dict[str, Any] = {
+            "ids": [s.customer_id for s in decided],
+            "states": [json.dumps(encode(s), separators=(",", ":")) for s in decided],
+            "tiers": [s.decision.tier.value for s in decided if s.decision],
+            "stages": [s.decision.stage.value for s in decided if s.decision],
+            "scores": [s.decision.score for s in decided if s.decision],
+            "versions": [s.decision.policy_version for s in decided if s.decision],
+            "since": [s.decision.tier_since for s in decided if s.decision],
+            "due": [s.decision.next_review_at for s in decided if s.decision],
+            "branches": [s.features.profile.get("branch_id") for s in decided],
+            "segments": [s.features.profile.get("segment") for s in decided],
+            "regions": [s.features.profile.get("region") for s in decided],
+            "now": now,
+        }
+        await self._db.execute(_SAVE, params)
+
+    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
+        """History rows and outbox rows; a change already recorded (same id) is skipped."""
+        if not changes:
+            return 0
+        inserted = await self._db.execute(
+            _HISTORY,
+            {
+                "ids": [c.id for c in changes],
+                "customers": [c.customer_id for c in changes],
+                "ats": [c.at for c in changes],
+                "previous_tiers": [c.previous_tier.value if c.previous_tier else None for c in changes],
+                "tiers": [c.tier.value for c in changes],
+                "previous_stages": [c.previous_stage.value if c.previous_stage else None for c in changes],
+                "stages": [c.stage.value for c in changes],
+                "directions": [c.direction.value for c in changes],
+                "scores": [c.score for c in changes],
+                "versions": [c.policy_version for c in changes],
+                "reasons": [
+                    json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes
+                ],
+                "causes": [c.caused_by for c in changes],
+                "triggers": [c.trigger.value for c in changes],
+            },
+        )
+        new_ids = {row[0] for row in inserted}
+        fresh = [c for c in changes if c.id in new_ids]
+        if fresh:
+            await self._db.execute(
+                _OUTBOX,
+                {
+                    "topic": topic,
+                    "keys": [c.customer_id.encode() for c in fresh],
+                    "values": [tier_changed_event(c) for c in fresh],
+                },
+            )
+        return len(fresh)
+
+    async def exists(self, customer_id: str) -> bool:
+        found = await self._db.scalar(
+            text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND state IS NOT NULL"),
+            {"id": customer_id},
+        )
+        return found is not None
+
+    async def audit_override(
+        self, customer_id: str, override: Override | None, actor: str, note: str
+    ) -> None:
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO scoring.override_audit (customer_id, action, tier, reason, expires_at, actor)
+                VALUES (:customer, :action, :tier, :reason, :expires, :actor)
+                """
+            ),
+            {
+                "customer": customer_id,
+                "action": "set" if override else "clear",
+                "tier": override.tier.value if override else None,
+                "reason": override.reason if override else note,
+                "expires": override.expires_at if override else None,
+                "actor": actor,
+            },
+        )
+
+    async def watermark(self) -> datetime | None:
+        value: datetime | None = await self._db.scalar(text("SELECT watermark FROM scoring.clock"))
+        return value
+
+    async def advance_watermark(self, moment: datetime) -> None:
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO scoring.clock (id, watermark) VALUES (1, :at)
+                ON CONFLICT (id) DO UPDATE
+                SET watermark = GREATEST(scoring.clock.watermark, EXCLUDED.watermark)
+                """
+            ),
+            {"at": moment},
+        )
+
+    async def due_for_review(self, now: datetime, limit: int) -> list[str]:
+        rows = await self._db.execute(
+            text(
+                """
+                SELECT customer_id FROM scoring.customers
+                WHERE next_review_at <= :now ORDER BY next_review_at
+                LIMIT :limit FOR UPDATE SKIP LOCKED
+                """
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [row[0] for row in rows]
+
+    async def active_policy(self) -> Policy | None:
+        document = await self._db.scalar(text("SELECT document FROM scoring.policies WHERE active"))
+        return None if document is None else Policy.model_validate(document)
+
+    async def install_policy(self, policy: Policy, actor: str, activate: bool) -> None:
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO scoring.policies (version, document, created_by)
+                VALUES (:version, CAST(:document AS jsonb), :actor)
+                """
+            ),
+            {"version": policy.version, "document": policy.model_dump_json(), "actor": actor},
+        )
+        if activate:
+            await self.activate_policy(policy.version)
+
+    async def activate_policy(self, version: str) -> None:
+        await self._db.execute(text("UPDATE scoring.policies SET active = false WHERE active"))
+        await self._db.execute(
+            text("UPDATE scoring.policies SET active = true, activated_at = now() WHERE version = :v"),
+            {"v": version},
+        )
+        # Everyone is due: the review loop re-evaluates all customers under the new policy.
+        await self._db.execute(
+            text("UPDATE scoring.customers SET next_review_at = '-infinity' WHERE state IS NOT NULL")
+        )

@@ -1,0 +1,140 @@
+"""Read models for the ops API: plain queries, no business rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.domain.codec import decode
+from services.scoring.domain.customer import CustomerState
+
+_FILTERS = ("tier", "stage", "branch_id", "segment", "region")
+
+
+def _where(filters: dict[str, str | None]) -> tuple[str, dict[str, Any]]:
+    clauses = ["state IS NOT NULL"]
+    params: dict[str, Any] = {}
+    for name in _FILTERS:
+        value = filters.get(name)
+        if value is not None:
+            clauses.append(f"{name} = :{name}")
+            params[name] = value
+    return " AND ".join(clauses), params
+
+
+async def customer(db: AsyncConnection, customer_id: str) -> tuple[CustomerState, datetime] | None:
+    row = (
+        await db.execute(
+            text(
+                "SELECT state, updated_at FROM scoring.customers "
+                "WHERE customer_id = :id AND state IS NOT NULL"
+            ),
+            {"id": customer_id},
+        )
+    ).first()
+    return None if row is None else (decode(customer_id, row[0]), row[1])
+
+
+async def tier_history(db: AsyncConnection, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        text(
+            """
+            SELECT change_id::text AS change_id, at, previous_tier, tier, previous_stage, stage,
+                   direction, score, policy_version, reasons, caused_by, trigger
+            FROM scoring.tier_history WHERE customer_id = :id
+            ORDER BY at DESC, id DESC LIMIT :limit
+            """
+        ),
+        {"id": customer_id, "limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def customers(
+    db: AsyncConnection, filters: dict[str, str | None], after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    where, params = _where(filters)
+    if after is not None:
+        where += " AND customer_id > :after"
+        params["after"] = after
+    rows = await db.execute(
+        text(
+            f"""
+            SELECT customer_id, tier, stage, score, policy_version, tier_since, branch_id, segment,
+                   region, updated_at
+            FROM scoring.customers WHERE {where} ORDER BY customer_id LIMIT :limit
+            """  # noqa: S608 - only fixed column names are interpolated
+        ),
+        {**params, "limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def distribution(db: AsyncConnection, filters: dict[str, str | None]) -> list[tuple[str, str, int]]:
+    where, params = _where(filters)
+    rows = await db.execute(
+        text(f"SELECT tier, stage, count(*) FROM scoring.customers WHERE {where} GROUP BY tier, stage"),  # noqa: S608
+        params,
+    )
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
+async def migrations(db: AsyncConnection, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+    rows = await db.execute(
+        text(
+            """
+            WITH at_start AS (
+                SELECT DISTINCT ON (customer_id) customer_id, tier FROM scoring.tier_history
+                WHERE at <= :start ORDER BY customer_id, at DESC, id DESC
+            ), at_end AS (
+                SELECT DISTINCT ON (customer_id) customer_id, tier FROM scoring.tier_history
+                WHERE at <= :end ORDER BY customer_id, at DESC, id DESC
+            )
+            SELECT coalesce(s.tier, 'none'), e.tier, count(*)
+            FROM at_end e LEFT JOIN at_start s USING (customer_id)
+            GROUP BY 1, 2
+            """
+        ),
+        {"start": start, "end": end},
+    )
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
+async def policies(db: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        text(
+            "SELECT version, created_at, created_by, activated_at, active FROM scoring.policies "
+            "ORDER BY created_at DESC"
+        )
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def policy_document(db: AsyncConnection, version: str) -> dict[str, Any] | None:
+    document: dict[str, Any] | None = await db.scalar(
+        text("SELECT document FROM scoring.policies WHERE version = :v"), {"v": version}
+    )
+    return document
+
+
+async def all_states(db: AsyncConnection, chunk: int = 1000) -> AsyncIterator[list[CustomerState]]:
+    """Every decided customer, a chunk at a time (memory stays bounded)."""
+    after = ""
+    while True:
+        rows = (
+            await db.execute(
+                text(
+                    "SELECT customer_id, state FROM scoring.customers WHERE state IS NOT NULL "
+                    "AND customer_id > :after ORDER BY customer_id LIMIT :n"
+                ),
+                {"after": after, "n": chunk},
+            )
+        ).all()
+        if not rows:
+            return
+        yield [decode(cid, state) for cid, state in rows]
+        after = rows[-1][0]

@@ -1,0 +1,137 @@
+"""Running scoring against its own database and topics, and reading what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from confluent_kafka import Producer
+from sqlalchemy.engine import make_url
+
+from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
+from tests.infra import OPS_KEY, Infra, ServiceProcess, create_topics, fresh_database, start_service
+
+
+@dataclass
+class ScoringSandbox:
+    """Topics with a prefix of their own and a database of their own: runs never share state."""
+
+    infra: Infra
+    prefix: str = field(default_factory=lambda: f"s{uuid.uuid4().hex[:8]}.")
+    database_url: str = ""
+    group: str = field(default_factory=lambda: f"scoring-{uuid.uuid4().hex[:8]}")
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.database_url = fresh_database(self.infra, self.prefix.strip(".").replace(".", "_"))
+        create_topics(self.infra.settings(TIERFLOW_TOPIC_PREFIX=self.prefix))
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database_url,
+            "TIERFLOW_TOPIC_PREFIX": self.prefix,
+            "TIERFLOW_SCORING_GROUP": self.group,
+            "TIERFLOW_REVIEW_POLL_S": "0.5",
+            **extra,
+        }
+
+    def start(self, service: str = "scoring", **extra: str) -> ServiceProcess:
+        running = start_service(self.infra, service, **self.env(**extra))
+        self.services.append(running)
+        return running
+
+    def stop_all(self) -> None:
+        for service in self.services:
+            service.stop()
+
+    def produce(self, events: list[dict[str, Any]], topic: str = BANK_EVENTS) -> None:
+        produce(self.infra.bootstrap_servers, self.topics.name(topic), events)
+
+    def feedback_topic(self) -> str:
+        return FEEDBACK_EVENTS
+
+    def tier_changes_topic(self) -> str:
+        return self.topics.name(TIER_CHANGES)
+
+    def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return asyncio.run(_query(self.database_url, sql, *args))
+
+    def applied(self) -> int:
+        return int(self.query("SELECT count(*) FROM scoring.applied_events")[0][0])
+
+    def snapshot(self) -> dict[str, Any]:
+        """The end state in a form two runs can be compared by: features, tiers, the change set."""
+        customers = {
+            row["customer_id"]: (
+                row["tier"],
+                row["stage"],
+                json.loads(row["state"])["features"]["txn_count"],
+                json.loads(row["state"])["features"]["txn_amount"],
+                json.loads(row["state"])["features"]["last_txn_at"],
+                json.loads(row["state"])["features"]["balances"],
+            )
+            for row in self.query(
+                "SELECT customer_id, tier, stage, state::text AS state FROM scoring.customers"
+            )
+        }
+        changes = sorted(
+            tuple(row)
+            for row in self.query(
+                "SELECT customer_id, coalesce(previous_tier, '-'), tier, coalesce(previous_stage, '-'), "
+                "stage, caused_by FROM scoring.tier_history WHERE trigger = 'event'"
+            )
+        )
+        return {"customers": customers, "changes": changes}
+
+
+async def _query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+    )
+    try:
+        return list(await connection.fetch(sql, *args))
+    finally:
+        await connection.close()
+
+
+def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Write CloudEvents straight to a topic with librdkafka, as a core system may."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
+    for event in events:
+        producer.produce(
+            topic,
+            key=event["data"]["customer_id"].encode(),
+            value=json.dumps(event).encode(),
+            headers={"content-type": b"application/cloudevents+json"},
+        )
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def view(service: ServiceProcess, customer_id: str) -> httpx.Response:
+    return httpx.get(
+        f"{service.base_url}/v1/customers/{customer_id}",
+        headers={"authorization": f"Bearer {OPS_KEY}"},
+        timeout=10,
+    )
+
+
+def metric(service: ServiceProcess, name: str) -> float:
+    for line in httpx.get(f"{service.base_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
