@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,14 +43,14 @@ def events() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(infra: Infra, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def undisturbed(infra: Infra, events: list[dict[str, Any]]) -> dict[str, Any]:
     box = ScoringSandbox(infra)
     box.start()
     box.produce(events)
     wait_until(lambda: box.applied() == len(events), 180, "the undisturbed run")
     snapshot = box.snapshot()
     box.stop_all()
-    yield snapshot
+    return snapshot
 
 
 def test_a_scoring_worker_killed_mid_stream_ends_exactly_like_an_undisturbed_run(
