@@ -1,0 +1,195 @@
+"""The scoring ops API over real HTTP: views, distribution, policies, simulation, overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from services.scoring.domain.policy import default_policy
+from tests import factories
+from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, Infra, ServiceProcess, wait_until
+from tests.integration.scoring_support import ScoringSandbox
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+FORTY_DAYS_AGO = (NOW - timedelta(days=40)).isoformat()
+BANK = {
+    "C-API-A": ("B1", "620000.00"),  # wealth
+    "C-API-B": ("B1", "100.00"),  # mass
+    "C-API-C": ("B2", "8000000.00"),  # private
+    "C-API-D": ("B2", "80000.00"),  # vip
+}
+
+
+@pytest.fixture(scope="module")
+def scoring(infra: Infra) -> Iterator[tuple[ScoringSandbox, ServiceProcess]]:
+    box = ScoringSandbox(infra)
+    service = box.start()
+    events = []
+    for customer_id, (branch, aum) in BANK.items():
+        events.append(factories.customer(customer_id, branch_id=branch))
+        events.append(factories.balance(customer_id, aum=aum, as_of=FORTY_DAYS_AGO))
+        events.append(factories.transaction(customer_id, amount="50.00"))
+    box.produce(events)
+    wait_until(lambda: box.applied() == len(events), 60, "the seed events")
+    yield box, service
+    box.stop_all()
+
+
+def call(
+    service: ServiceProcess, method: str, path: str, key: str | None = OPS_KEY, **kwargs: Any
+) -> httpx.Response:
+    headers = {**kwargs.pop("headers", {}), **({"authorization": f"Bearer {key}"} if key else {})}
+    return httpx.request(method, f"{service.base_url}{path}", headers=headers, timeout=30, **kwargs)
+
+
+def tier_of(service: ServiceProcess, customer_id: str) -> str:
+    tier: str = call(service, "GET", f"/v1/customers/{customer_id}").json()["tier"]
+    return tier
+
+
+def test_the_distribution_counts_every_customer_and_filters_by_branch(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    everyone = call(service, "GET", "/v1/tiers/distribution").json()
+    assert everyone["total"] == 4
+    assert everyone["by_tier"] == {"wealth": 1, "mass": 1, "private": 1, "vip": 1}
+    branch = call(service, "GET", "/v1/tiers/distribution", params={"branch_id": "B2"}).json()
+    assert branch["by_tier"] == {"private": 1, "vip": 1}
+
+
+def test_customers_are_listed_by_tier_and_paged(scoring: tuple[ScoringSandbox, ServiceProcess]) -> None:
+    _, service = scoring
+    first = call(service, "GET", "/v1/customers", params={"limit": 2}).json()
+    assert [c["customer_id"] for c in first["items"]] == ["C-API-A", "C-API-B"]
+    rest = call(service, "GET", "/v1/customers", params={"limit": 2, "after": first["next_after"]}).json()
+    assert [c["customer_id"] for c in rest["items"]] == ["C-API-C", "C-API-D"]
+    wealth = call(service, "GET", "/v1/customers", params={"tier": "wealth"}).json()["items"]
+    assert [c["customer_id"] for c in wealth] == ["C-API-A"]
+    assert call(service, "GET", "/v1/customers", params={"tier": "gold"}).status_code == 422
+
+
+def test_unknown_customers_are_404_and_reads_need_the_ops_role(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    assert call(service, "GET", "/v1/customers/NOPE").status_code == 404
+    assert call(service, "GET", "/v1/customers/NOPE/tier-history").status_code == 404
+    assert call(service, "GET", "/v1/customers/C-API-A", key=None).status_code == 401
+    assert call(service, "GET", "/v1/customers/C-API-A", key=INGEST_KEY).status_code == 403
+    assert call(service, "GET", "/v1/customers/C-API-A", key=ADMIN_KEY).status_code == 200
+
+
+def test_the_migration_matrix_shows_where_customers_came_from(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    params = {"from": (NOW - timedelta(days=1)).isoformat(), "to": datetime.now(UTC).isoformat()}
+    moves = call(service, "GET", "/v1/tiers/migrations", params=params).json()["moves"]
+    assert sum(m["count"] for m in moves) == 4
+    assert all(m["from_tier"] == "none" for m in moves)
+
+
+def test_an_override_wins_is_audited_and_can_be_cleared(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    box, service = scoring
+    body = {
+        "tier": "wealth",
+        "reason": "retention exception approved by branch head",
+        "expires_at": (NOW + timedelta(days=30)).isoformat(),
+    }
+    assert call(service, "PUT", "/v1/customers/C-API-B/override", json=body).status_code == 403
+    past = {**body, "expires_at": (NOW - timedelta(days=1)).isoformat()}
+    assert call(service, "PUT", "/v1/customers/C-API-B/override", key=ADMIN_KEY, json=past).status_code == 422
+
+    overridden = call(service, "PUT", "/v1/customers/C-API-B/override", key=ADMIN_KEY, json=body).json()
+    assert overridden["tier"] == "wealth"
+    assert overridden["override"]["active"] is True
+    assert overridden["reasons"][0]["rule"] == "override"
+    history = call(service, "GET", "/v1/customers/C-API-B/tier-history").json()
+    assert (history[0]["tier"], history[0]["trigger"]) == ("wealth", "override")
+
+    cleared = call(service, "DELETE", "/v1/customers/C-API-B/override", key=ADMIN_KEY).json()
+    assert cleared["tier"] == "mass"
+    assert cleared["override"] is None
+    audit = box.query(
+        "SELECT action, tier, actor FROM scoring.override_audit WHERE customer_id = 'C-API-B' ORDER BY id"
+    )
+    assert [(row["action"], row["tier"]) for row in audit] == [("set", "wealth"), ("clear", None)]
+    assert all(row["actor"] for row in audit)
+
+
+def candidate_policy() -> dict[str, Any]:
+    policy = default_policy().model_dump(mode="json")
+    policy["version"] = "lower-gates-2"
+    policy["tiers"][1]["any_of"][0][0]["value"] = "75000"  # wealth from 75k
+    return policy
+
+
+def test_policies_are_validated_versioned_and_immutable(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    listed = call(service, "GET", "/v1/policies").json()
+    assert [(p["version"], p["active"]) for p in listed] == [("default-1", True)]
+    broken = {**candidate_policy(), "version": "broken-1", "tiers": []}
+    refused = call(service, "POST", "/v1/policies", key=ADMIN_KEY, json=broken)
+    assert refused.status_code == 422
+    assert "tiers" in {e["field"] for e in refused.json()["errors"]}
+    as_yaml = yaml.safe_dump(candidate_policy())
+    created = call(
+        service,
+        "POST",
+        "/v1/policies",
+        key=ADMIN_KEY,
+        content=as_yaml,
+        headers={"content-type": "application/yaml"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["active"] is False
+    again = call(service, "POST", "/v1/policies", key=ADMIN_KEY, json=candidate_policy())
+    assert again.status_code == 409
+    assert call(service, "POST", "/v1/policies", key=OPS_KEY, json=candidate_policy()).status_code == 403
+
+
+def test_simulation_shows_who_would_move_without_changing_anyone(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    result = call(service, "POST", "/v1/policies/lower-gates-2/simulate", key=ADMIN_KEY).json()
+    assert result["customers"] == 4
+    assert result["tiers"] == {"wealth": 2, "mass": 1, "private": 1}
+    move = next(m for m in result["tier_migration"] if m["from_tier"] != m["to_tier"])
+    assert (move["from_tier"], move["to_tier"], move["count"], move["sample"]) == (
+        "vip",
+        "wealth",
+        1,
+        ["C-API-D"],
+    )
+    assert tier_of(service, "C-API-D") == "vip"
+    posted = call(service, "POST", "/v1/policies/simulate", key=ADMIN_KEY, json=candidate_policy()).json()
+    assert posted["tiers"] == result["tiers"]
+
+
+def test_activating_a_policy_re_evaluates_every_customer(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    _, service = scoring
+    assert call(service, "POST", "/v1/policies/lower-gates-2/activate", key=ADMIN_KEY).status_code == 200
+    wait_until(lambda: tier_of(service, "C-API-D") == "wealth", 30, "the re-evaluation")
+    view = call(service, "GET", "/v1/customers/C-API-D").json()
+    assert view["policy_version"] == "lower-gates-2"
+    change = call(service, "GET", "/v1/customers/C-API-D/tier-history").json()[0]
+    assert (change["previous_tier"], change["tier"], change["trigger"]) == (
+        "vip",
+        "wealth",
+        "policy_activation",
+    )
+    assert tier_of(service, "C-API-C") == "private"
