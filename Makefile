@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format unit integration e2e clean
+.PHONY: install run test lint format unit integration e2e bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ e2e: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+## Benchmarks: raw consume, raw upsert and end-to-end scoring, measured side by side.
+bench: install
+	$(BIN)/python -m bench.scoring

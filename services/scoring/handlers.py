@@ -17,10 +17,8 @@ from services.scoring import metrics
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
-    Trigger,
     apply,
-    catch_up,
-    reevaluate,
+    review,
     set_override,
 )
 from services.scoring.domain.evaluation import Override
@@ -189,18 +187,6 @@ class Scoring:
             if await store.active_policy() is None:
                 await store.install_policy(default_policy(), actor="tierflow", activate=True)
                 log.info("installed the default policy", version=default_policy().version)
-
-
-def review(state: CustomerState, policy: Policy, now: datetime) -> tuple[CustomerState, list[TierChange]]:
-    """Catch up on due reviews; a customer decided under another policy is re-decided at once."""
-    if state.decision is None:
-        return state, []
-    changes: list[TierChange] = []
-    if state.decision.policy_version != policy.version:
-        state, change = reevaluate(state, policy, now, Trigger.POLICY)
-        changes += [change] if change else []
-    state, caught_up = catch_up(state, policy, now)
-    return state, changes + caught_up
 
 
 def _count_changes(changes: Sequence[TierChange]) -> None:

@@ -70,6 +70,7 @@ def _encode_decision(d: Decision) -> dict[str, Any]:
         "tier_since": _time(d.tier_since),
         "policy_tier": d.policy_tier.value,
         "below_gate_since": _time(d.below_gate_since),
+        "due_at": _time(d.due_at),
         "next_review_at": _time(d.next_review_at),
         "clv": str(d.clv),
     }
@@ -124,6 +125,7 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
         tier_since=_required_time(d["tier_since"]),
         policy_tier=Tier(d["policy_tier"]),
         below_gate_since=_parse_time(d["below_gate_since"]),
+        due_at=_parse_time(d["due_at"]),
         next_review_at=_required_time(d["next_review_at"]),
         clv=Decimal(d["clv"]),
     )

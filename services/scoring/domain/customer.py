@@ -112,14 +112,31 @@ def reevaluate(
 
 
 def catch_up(state: CustomerState, policy: Policy, until: datetime) -> tuple[CustomerState, list[TierChange]]:
-    """Run every review that fell due up to `until`, each at its own moment, in order."""
+    """Run every exact review that fell due up to `until`, each at its own moment, in order."""
     changes: list[TierChange] = []
     for _ in range(MAX_CATCH_UP_REVIEWS):
-        if state.decision is None or state.decision.next_review_at > until:
+        due = None if state.decision is None else state.decision.due_at
+        if due is None or due > until:
             break
-        state, change = reevaluate(state, policy, state.decision.next_review_at, Trigger.REVIEW)
+        state, change = reevaluate(state, policy, due, Trigger.REVIEW)
         if change is not None:
             changes.append(change)
+    return state, changes
+
+
+def review(state: CustomerState, policy: Policy, now: datetime) -> tuple[CustomerState, list[TierChange]]:
+    """Time passed: exact reviews in order, a re-decision under a new policy, the periodic refresh."""
+    if state.decision is None:
+        return state, []
+    changes: list[TierChange] = []
+    if state.decision.policy_version != policy.version:
+        state, change = reevaluate(state, policy, now, Trigger.POLICY)
+        changes += [change] if change else []
+    state, caught_up = catch_up(state, policy, now)
+    changes += caught_up
+    if state.decision is not None and state.decision.next_review_at <= now:
+        state, refreshed = reevaluate(state, policy, now, Trigger.REVIEW)
+        changes += [refreshed] if refreshed else []
     return state, changes
 
 

@@ -14,8 +14,10 @@ from services.scoring.domain.features import (
     aum_at,
     average_daily_balance,
     day_of,
+    moment_of,
     open_complaints,
     products_held,
+    seconds_of,
     window_totals,
 )
 from services.scoring.domain.policy import TIER_RANK, Condition, Groups, Op, Policy, ScoreTerm
@@ -54,6 +56,7 @@ class Decision:
     tier_since: datetime
     policy_tier: Tier
     below_gate_since: datetime | None
+    due_at: datetime | None
     next_review_at: datetime
     clv: Decimal
 
@@ -217,6 +220,8 @@ def evaluate(
     stage, stage_reason = _stage(vector, policy)
     reasons.append(stage_reason)
     tier_since = previous.tier_since if previous is not None and previous.tier is chosen else now
+    due = exact_review_at(features, policy, now, below_since, override)
+    refresh = now + timedelta(hours=policy.review.refresh_hours)
     return Decision(
         tier=chosen,
         stage=stage,
@@ -227,7 +232,8 @@ def evaluate(
         tier_since=tier_since,
         policy_tier=tier,
         below_gate_since=below_since,
-        next_review_at=next_review(features, policy, now, below_since, override),
+        due_at=due,
+        next_review_at=min(due, refresh) if due else refresh,
         clv=customer_lifetime_value(vector, stage, policy),
     )
 
@@ -282,15 +288,15 @@ def customer_lifetime_value(vector: dict[str, Any], stage: Stage, policy: Policy
     return Decimal(yearly * multiplier).quantize(Decimal("0.01"))
 
 
-def next_review(
+def exact_review_at(
     features: Features,
     policy: Policy,
     now: datetime,
     below_since: datetime | None,
     override: Override | None,
-) -> datetime:
-    """The earliest moment the decision could change with no new event."""
-    candidates = [now + timedelta(hours=policy.review.interval_hours)]
+) -> datetime | None:
+    """The earliest moment a rule could flip with no new event, or None if none can."""
+    candidates: list[datetime] = []
     if below_since is not None:
         candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
     if override is not None:
@@ -302,19 +308,78 @@ def next_review(
         "nps_age_days": features.nps_at,
         "tenure_days": _tenure_start(features),
     }
-    for condition in _all_conditions(policy):
+    conditions = _compiled(policy).conditions
+    for condition in conditions:
         anchor = anchors.get(condition.feature)
         if anchor is not None and isinstance(condition.value, Decimal):
             days = int(condition.value) + (1 if condition.op in (Op.GT, Op.LTE) else 0)
             candidates.append(anchor + timedelta(days=days))
-    return min(moment for moment in candidates if moment > now)
+    for window, thresholds in _compiled(policy).balance_thresholds.items():
+        crossing = balance_average_crossing(features, now, window, thresholds)
+        if crossing is not None:
+            candidates.append(crossing)
+    future = [moment for moment in candidates if moment > now]
+    return min(future) if future else None
+
+
+def balance_average_crossing(
+    features: Features, now: datetime, window_days: int, thresholds: frozenset[Decimal]
+) -> datetime | None:
+    """When the average daily balance next crosses a threshold, with no new balance.
+
+    Between the moments a balance point enters or leaves the window the average moves in a
+    straight line, so each crossing is found by interpolation on its segment.
+    """
+    if not features.balances or not thresholds:
+        return None
+    window = window_days * 86_400
+    start = seconds_of(now)
+    breaks = sorted({t + window for t, _ in features.balances if t + window > start})
+    if not breaks:
+        return None  # every balance has been in the window for its whole length: the average is flat
+    previous_at, previous_value = start, average_daily_balance(features, now, window_days)
+    for at in breaks:
+        value = average_daily_balance(features, moment_of(at), window_days)
+        crossed = [
+            (threshold - previous_value) / (value - previous_value)
+            for threshold in thresholds
+            if (previous_value < threshold <= value) or (value < threshold <= previous_value)
+        ]
+        if crossed:
+            return moment_of(previous_at + int(min(crossed) * (at - previous_at)) + 1)
+        previous_at, previous_value = at, value
+    return None
+
+
+@dataclass(frozen=True)
+class _CompiledPolicy:
+    conditions: tuple[Condition, ...]
+    balance_thresholds: dict[int, frozenset[Decimal]]
+
+
+_COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
+
+
+def _compiled(policy: Policy) -> _CompiledPolicy:
+    """Per-policy lookups computed once (the policy object is kept so its id stays unique)."""
+    cached = _COMPILED.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    rules = [gate.any_of for gate in policy.tiers] + [rule.any_of for rule in policy.stages]
+    conditions = tuple(condition for groups in rules for group in groups for condition in group)
+    margin = policy.hysteresis.downgrade_margin
+    thresholds: dict[int, set[Decimal]] = {30: set(), 90: set()}
+    for condition in conditions:
+        window = {"aum_avg_30d": 30, "aum_avg_90d": 90}.get(condition.feature)
+        if window is not None and isinstance(condition.value, Decimal):
+            thresholds[window] |= {condition.value, condition.value * (1 - margin)}
+    compiled = _CompiledPolicy(conditions, {w: frozenset(v) for w, v in thresholds.items()})
+    if len(_COMPILED) > 32:
+        _COMPILED.clear()
+    _COMPILED[id(policy)] = (policy, compiled)
+    return compiled
 
 
 def _tenure_start(features: Features) -> datetime | None:
     opened = features.profile.get("opened_at")
     return datetime.fromisoformat(opened) if opened else features.first_seen_at
-
-
-def _all_conditions(policy: Policy) -> list[Condition]:
-    rules = [gate.any_of for gate in policy.tiers] + [rule.any_of for rule in policy.stages]
-    return [condition for groups in rules for group in groups for condition in group]

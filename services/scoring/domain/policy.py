@@ -115,7 +115,11 @@ class Hysteresis(_Strict):
 
 
 class Review(_Strict):
-    interval_hours: Annotated[int, Field(ge=1, le=24 * 366)] = 24
+    """Decisions are re-checked exactly when a condition can flip with time alone (a recency,
+    tenure or average-balance threshold, a grace period, an override expiry); besides, every
+    decision is refreshed at least this often so the score follows slow drifts."""
+
+    refresh_hours: Annotated[int, Field(ge=1, le=24 * 366)] = 168
 
 
 class Clv(_Strict):
