@@ -85,6 +85,8 @@ class ConsumerWorker(Generic[T]):
             group_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Short broker-side waits keep end-to-end latency low at modest load.
+            fetch_max_wait_ms=100,
         )
         await consumer.start()
         log.info("consumer started", topics=self._topics, group=self._group_id)

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("service", choices=SERVICES)
     commands.add_parser("migrate", help="apply every service's database migrations")
     commands.add_parser("topics", help="create the contract's topics if missing")
+    commands.add_parser(
+        "replay", help="rebuild scoring state from the topics (stop the scoring workers first)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(upgrade_all(Settings()))
         print("migrations applied")
+        return 0
+    if args.command == "replay":
+        from services.scoring.replay import replay
+
+        print(f"replay prepared: {asyncio.run(replay(Settings()))}; start scoring to rebuild")
         return 0
     settings = Settings()
     created = asyncio.run(ensure_topics(settings, Topics.from_settings(settings).all()))

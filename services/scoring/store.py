@@ -191,7 +191,7 @@ class ScoringStore:
 
     async def exists(self, customer_id: str) -> bool:
         found = await self._db.scalar(
-            text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND state IS NOT NULL"),
+            text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL"),
             {"id": customer_id},
         )
         return found is not None
@@ -270,5 +270,5 @@ class ScoringStore:
         )
         # Everyone is due: the review loop re-evaluates all customers under the new policy.
         await self._db.execute(
-            text("UPDATE scoring.customers SET next_review_at = '-infinity' WHERE state IS NOT NULL")
+            text("UPDATE scoring.customers SET next_review_at = '-infinity' WHERE tier IS NOT NULL")
         )

@@ -16,7 +16,7 @@ _FILTERS = ("tier", "stage", "branch_id", "segment", "region")
 
 
 def _where(filters: dict[str, str | None]) -> tuple[str, dict[str, Any]]:
-    clauses = ["state IS NOT NULL"]
+    clauses = ["tier IS NOT NULL"]
     params: dict[str, Any] = {}
     for name in _FILTERS:
         value = filters.get(name)
@@ -30,8 +30,7 @@ async def customer(db: AsyncConnection, customer_id: str) -> tuple[CustomerState
     row = (
         await db.execute(
             text(
-                "SELECT state, updated_at FROM scoring.customers "
-                "WHERE customer_id = :id AND state IS NOT NULL"
+                "SELECT state, updated_at FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL"
             ),
             {"id": customer_id},
         )
@@ -128,7 +127,7 @@ async def all_states(db: AsyncConnection, chunk: int = 1000) -> AsyncIterator[li
         rows = (
             await db.execute(
                 text(
-                    "SELECT customer_id, state FROM scoring.customers WHERE state IS NOT NULL "
+                    "SELECT customer_id, state FROM scoring.customers WHERE tier IS NOT NULL "
                     "AND customer_id > :after ORDER BY customer_id LIMIT :n"
                 ),
                 {"after": after, "n": chunk},

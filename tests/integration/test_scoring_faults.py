@@ -95,3 +95,48 @@ def test_two_instances_sharing_the_partitions_end_like_one(
         assert box.snapshot() == undisturbed
     finally:
         box.stop_all()
+
+
+def test_replay_rebuilds_the_same_state_from_the_topic_and_keeps_overrides(
+    infra: Infra, events: list[dict[str, Any]]
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from services.scoring.replay import replay
+    from tests.infra import ADMIN_KEY, patched_environ
+
+    box = ScoringSandbox(infra)
+    try:
+        first = box.start()
+        box.produce(events)
+        wait_until(lambda: box.applied() == len(events), 180, "the first pass")
+        override = {
+            "tier": "private",
+            "reason": "board-approved exception",
+            "expires_at": (NOW + timedelta(days=9)).isoformat(),
+        }
+        response = httpx.put(
+            f"{first.base_url}/v1/customers/C-F-0001/override",
+            json=override,
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        before = box.snapshot()
+        box.stop_all()
+
+        with patched_environ(infra.env(**box.env())):
+            from shared.settings import Settings
+
+            outcome = asyncio.run(replay(Settings()))
+        assert outcome["overrides_kept"] == 1
+        assert box.applied() == 0
+
+        box.start()
+        wait_until(lambda: box.applied() == len(events), 180, "the replay")
+        assert box.snapshot() == before
+        assert before["customers"]["C-F-0001"][0] == "private"
+    finally:
+        box.stop_all()

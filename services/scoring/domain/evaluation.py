@@ -125,20 +125,21 @@ def _nps_category(score: int) -> str:
 
 
 def score(vector: dict[str, Any], terms: list[ScoreTerm]) -> float:
-    total_weight = sum(term.weight for term in terms)
-    weighted = sum(term.weight * _normalise(vector.get(term.feature), term) for term in terms)
-    return round(float(100 * weighted / total_weight), 1)
+    """Weighted mean of normalised features, 0-100. Binary floats suffice: it is a ranking, not money."""
+    total_weight = sum(float(term.weight) for term in terms)
+    weighted = sum(float(term.weight) * _normalise(vector.get(term.feature), term) for term in terms)
+    return round(100 * weighted / total_weight, 1)
 
 
-def _normalise(value: Any, term: ScoreTerm) -> Decimal:
+def _normalise(value: Any, term: ScoreTerm) -> float:
     if value is None:
-        return term.missing
-    x, low, high = Decimal(value), term.low, term.high
+        return float(term.missing)
+    x, low, high = float(value), float(term.low), float(term.high)
     if term.transform == "log":
         if x <= 0:
-            return ZERO if low < high else Decimal(1)
-        x, low, high = (Decimal(math.log(float(v))) for v in (x, low, high))
-    return min(Decimal(1), max(ZERO, (x - low) / (high - low)))
+            return 0.0 if low < high else 1.0
+        x, low, high = math.log(x), math.log(low), math.log(high)
+    return min(1.0, max(0.0, (x - low) / (high - low)))
 
 
 def holds(condition: Condition, vector: dict[str, Any], margin: Decimal = ZERO) -> bool:
@@ -308,11 +309,9 @@ def exact_review_at(
         "nps_age_days": features.nps_at,
         "tenure_days": _tenure_start(features),
     }
-    conditions = _compiled(policy).conditions
-    for condition in conditions:
-        anchor = anchors.get(condition.feature)
-        if anchor is not None and isinstance(condition.value, Decimal):
-            days = int(condition.value) + (1 if condition.op in (Op.GT, Op.LTE) else 0)
+    for feature, days in _compiled(policy).day_thresholds:
+        anchor = anchors[feature]
+        if anchor is not None:
             candidates.append(anchor + timedelta(days=days))
     for window, thresholds in _compiled(policy).balance_thresholds.items():
         crossing = balance_average_crossing(features, now, window, thresholds)
@@ -351,9 +350,20 @@ def balance_average_crossing(
     return None
 
 
+_DAY_FEATURES = frozenset(
+    {
+        "days_since_last_txn",
+        "days_since_last_interaction",
+        "days_since_last_activity",
+        "nps_age_days",
+        "tenure_days",
+    }
+)
+
+
 @dataclass(frozen=True)
 class _CompiledPolicy:
-    conditions: tuple[Condition, ...]
+    day_thresholds: tuple[tuple[str, int], ...]
     balance_thresholds: dict[int, frozenset[Decimal]]
 
 
@@ -373,7 +383,14 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         window = {"aum_avg_30d": 30, "aum_avg_90d": 90}.get(condition.feature)
         if window is not None and isinstance(condition.value, Decimal):
             thresholds[window] |= {condition.value, condition.value * (1 - margin)}
-    compiled = _CompiledPolicy(conditions, {w: frozenset(v) for w, v in thresholds.items()})
+    day_thresholds = {
+        (c.feature, int(c.value) + (1 if c.op in (Op.GT, Op.LTE) else 0))
+        for c in conditions
+        if c.feature in _DAY_FEATURES and isinstance(c.value, Decimal)
+    }
+    compiled = _CompiledPolicy(
+        tuple(sorted(day_thresholds)), {w: frozenset(v) for w, v in thresholds.items()}
+    )
     if len(_COMPILED) > 32:
         _COMPILED.clear()
     _COMPILED[id(policy)] = (policy, compiled)

@@ -95,7 +95,8 @@ class Features:
 
 def apply_event(features: Features, event: ScoringEvent, amount_in_base: Decimal | None) -> Features:
     """The aggregates after `event`; `amount_in_base` is its money converted to the base currency."""
-    seen = replace(features, first_seen_at=_earliest(features.first_seen_at, event.time))
+    first_seen = _earliest(features.first_seen_at, event.time)
+    seen = features if first_seen == features.first_seen_at else replace(features, first_seen_at=first_seen)
     data = event.data
     if event.type == TRANSACTION and isinstance(data, TransactionData):
         return _transaction(seen, event.time, data, amount_in_base or ZERO)
