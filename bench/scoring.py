@@ -239,7 +239,8 @@ def latency(env: dict[str, str], workdir: Path, bootstrap: str) -> tuple[float, 
                     "specversion": "1.0", "id": event_id, "source": "bench", "type": "bank.transaction.v1",
                     "time": datetime.now(UTC).isoformat(),
                     "data": {
-                        "customer_id": customer_id, "amount": "1.00", "currency": "CNY", "direction": "credit",
+                        "customer_id": customer_id, "amount": "1.00",
+                        "currency": "CNY", "direction": "credit",
                     },
                 }  # fmt: skip
                 response = client.post(
