@@ -122,7 +122,7 @@ class Scoring:
         if self.clock_mode is ClockMode.EVENT:
             await store.advance_watermark(max(e.time for e in fresh))
         await store.save_customers(list(states.values()), datetime.now(UTC))
-        await store.record_changes(changes, self.tier_changes_topic)
+        await store.record_changes(changes, self.tier_changes_topic, states)
         return len(fresh), changes
 
     def _apply_one(
@@ -176,7 +176,7 @@ class Scoring:
                 states[customer_id], new = review(state, policy, now)
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
-            await store.record_changes(changes, self.tier_changes_topic)
+            await store.record_changes(changes, self.tier_changes_topic, states)
         metrics.REVIEWS.inc(len(due))
         _count_changes(changes)
         return len(due)
@@ -219,7 +219,9 @@ async def change_override(
         now = await scoring.now(store)
         state, change = set_override(state, override, policy, now)
         await store.save_customers([state], datetime.now(UTC))
-        await store.record_changes([change] if change else [], scoring.tier_changes_topic)
+        await store.record_changes(
+            [change] if change else [], scoring.tier_changes_topic, {customer_id: state}
+        )
         await store.audit_override(customer_id, override, actor, note)
     _count_changes([change] if change else [])
     return state

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
-from services.scoring.domain.customer import TierChange
+from services.scoring.domain.customer import CustomerState, TierChange
+from services.scoring.domain.features import open_complaints
 from shared.contracts.outbound import TIER_CHANGED, Reason, TierChangedData
 
 SOURCE = "tierflow/scoring"
 
 
-def tier_changed_event(change: TierChange) -> bytes:
+def tier_changed_event(change: TierChange, context: dict[str, object] | None = None) -> bytes:
+    """The CloudEvent; `context` adds what subscribers need to act (profile, consents, complaints)."""
     data = TierChangedData(
         customer_id=change.customer_id,
         previous_tier=change.previous_tier,
@@ -31,6 +33,20 @@ def tier_changed_event(change: TierChange) -> bytes:
         "time": change.at.isoformat(),
         "subject": change.customer_id,
         "datacontenttype": "application/json",
-        "data": {**data.model_dump(mode="json"), "trigger": change.trigger.value},
+        "data": {**data.model_dump(mode="json"), "trigger": change.trigger.value, **(context or {})},
     }
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+PROFILE_FIELDS = ("branch_id", "rm_id", "segment", "region", "risk_profile", "consents", "timezone")
+
+
+def customer_context(state: CustomerState) -> dict[str, object]:
+    """What a subscriber needs to act on a change without asking back: profile and complaints."""
+    profile = state.features.profile
+    complaints = open_complaints(state.features)
+    return {
+        "profile": {name: profile[name] for name in PROFILE_FIELDS if name in profile},
+        "complaints_open_high": complaints.get("high", 0) + complaints.get("critical", 0),
+        "nps_latest": state.features.nps_latest,
+    }

@@ -7,7 +7,7 @@ markers, the history and the outbox rows of a batch commit together or not at al
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
-from services.scoring.outbound import tier_changed_event
+from services.scoring.outbound import customer_context, tier_changed_event
 
 _TEXTS = ARRAY(Text)
 _TIMES = ARRAY(DateTime(timezone=True))
@@ -152,7 +152,9 @@ class ScoringStore:
         }
         await self._db.execute(_SAVE, params)
 
-    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
+    async def record_changes(
+        self, changes: Sequence[TierChange], topic: str, states: Mapping[str, CustomerState]
+    ) -> int:
         """History rows and outbox rows; a change already recorded (same id) is skipped."""
         if not changes:
             return 0
@@ -184,7 +186,7 @@ class ScoringStore:
                 {
                     "topic": topic,
                     "keys": [c.customer_id.encode() for c in fresh],
-                    "values": [tier_changed_event(c) for c in fresh],
+                    "values": [tier_changed_event(c, customer_context(states[c.customer_id])) for c in fresh],
                 },
             )
         return len(fresh)

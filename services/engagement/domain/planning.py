@@ -1,0 +1,168 @@
+"""From a tier or stage change to outreach: match the playbook, then apply every guardrail."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.engagement.domain.guardrails import (
+    Contact,
+    consented_channel,
+    marketing_suppressed,
+    outside_quiet_hours,
+    suitable,
+    within_cap,
+)
+from services.engagement.domain.playbook import Action, Category, ContactChannel, Match, Playbook, Priority
+
+_IDS = uuid.UUID("8f4f1f0c-2b7e-4f57-93c1-0d6a55f2a901")
+OPEN = ("queued", "assigned", "in_progress")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What engagement reads from `customer.tier_changed.v1`."""
+
+    event_id: str
+    customer_id: str
+    previous_tier: str | None
+    tier: str
+    previous_stage: str | None
+    stage: str
+    direction: str
+    at: datetime
+    profile: dict[str, Any] = field(default_factory=dict)
+    complaints_open_high: int = 0
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    id: str
+    kind: str
+    category: Category
+    context_tier: str
+    context_stage: str
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    id: str
+    customer_id: str
+    rule: str
+    kind: str
+    category: Category
+    channel: ContactChannel | None
+    priority: Priority
+    status: str
+    due_at: datetime
+    sla_due_at: datetime
+    expires_at: datetime
+    template: str
+    product: str | None
+    reason: str
+    needs_rm: bool
+    trigger_event_id: str
+    context_tier: str
+    context_stage: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    items: list[PlannedItem]
+    cancellations: list[tuple[str, str]]
+
+
+def matches(match: Match, change: Change) -> bool:
+    checks = [
+        not match.directions or change.direction in match.directions,
+        not match.from_tiers or change.previous_tier in match.from_tiers,
+        not match.to_tiers or change.tier in match.to_tiers,
+        not match.from_stages or change.previous_stage in match.from_stages,
+        not match.to_stages or change.stage in match.to_stages,
+        match.first_seen is None or match.first_seen == (change.previous_tier is None),
+        match.stage_changed is None or match.stage_changed == (change.previous_stage != change.stage),
+        match.tier_changed is None or match.tier_changed == (change.previous_tier != change.tier),
+    ]
+    return all(checks)
+
+
+def plan(
+    change: Change, open_items: list[OpenItem], contacts: list[Contact], playbook: Playbook, now: datetime
+) -> Plan:
+    """New items (queued, or cancelled with the guardrail that stopped them) and superseded ones."""
+    cancellations = [
+        (item.id, "superseded: the customer changed tier or stage again")
+        for item in open_items
+        if item.category is not Category.SERVICE
+        and (item.context_tier, item.context_stage) != (change.tier, change.stage)
+    ]
+    still_open = {item.kind for item in open_items if item.id not in {c[0] for c in cancellations}}
+    planned: list[PlannedItem] = []
+    seen_contacts = list(contacts)
+    for rule in playbook.rules:
+        if not matches(rule.when, change):
+            continue
+        for index, action in enumerate(rule.actions):
+            item = _plan_action(change, rule.name, index, action, still_open, seen_contacts, playbook, now)
+            planned.append(item)
+            if item.status == "queued":
+                still_open.add(action.kind.value)
+                seen_contacts.append(Contact(action.category, item.channel, now))
+    return Plan(planned, cancellations)
+
+
+def _plan_action(
+    change: Change,
+    rule: str,
+    index: int,
+    action: Action,
+    open_kinds: set[str],
+    contacts: list[Contact],
+    playbook: Playbook,
+    now: datetime,
+) -> PlannedItem:
+    profile = change.profile
+    channel, refusal = consented_channel(action.channels, profile.get("consents") or {})
+    fits, unsuitable = suitable(action, profile.get("risk_profile"))
+    stopped = ""
+    if action.kind.value in open_kinds:
+        stopped = f"duplicate: an open {action.kind.value} item exists"
+    elif marketing_suppressed(action.category, change.complaints_open_high):
+        stopped = "guardrail: open high-severity complaint suppresses marketing"
+    elif not fits:
+        stopped = f"guardrail: {unsuitable}"
+    elif not within_cap(action.category, contacts, playbook.caps, now):
+        cap = playbook.caps[action.category]
+        limit = f"{cap.max_contacts} {action.category.value} contacts per {cap.days} days"
+        stopped = f"guardrail: frequency cap of {limit}"
+    elif channel is None:
+        stopped = f"guardrail: {refusal}"
+    timezone = profile.get("timezone") or playbook.default_timezone
+    due = outside_quiet_hours(channel, now, timezone, playbook.quiet_hours)
+    return PlannedItem(
+        id=str(uuid.uuid5(_IDS, f"{change.event_id}|{rule}|{index}")),
+        customer_id=change.customer_id,
+        rule=rule,
+        kind=action.kind.value,
+        category=action.category,
+        channel=channel,
+        priority=action.priority,
+        status="cancelled" if stopped else "queued",
+        due_at=due,
+        sla_due_at=due + timedelta(hours=action.sla_hours),
+        expires_at=now + timedelta(hours=action.expires_hours),
+        template=action.template,
+        product=action.product,
+        reason=stopped or _why(rule, change),
+        needs_rm=action.needs_rm,
+        trigger_event_id=change.event_id,
+        context_tier=change.tier,
+        context_stage=change.stage,
+    )
+
+
+def _why(rule: str, change: Change) -> str:
+    before = f"{change.previous_tier or 'new'}/{change.previous_stage or 'new'}"
+    return f"{rule}: {before} -> {change.tier}/{change.stage}"

@@ -1,0 +1,124 @@
+"""A playbook is data: which tier or stage changes call for which outreach, and the limits."""
+
+from __future__ import annotations
+
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.outbound import ChangeDirection
+from shared.contracts.types import RiskProfile, Stage, Tier
+
+DEFAULT_PLAYBOOK_FILE = Path(__file__).with_name("default_playbook.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionKind(StrEnum):
+    ASSIGN_RM = "assign_rm"
+    RM_CALL = "rm_call"
+    SMS = "sms"
+    EMAIL = "email"
+    APP_PUSH = "app_push"
+    BRANCH_INVITATION = "branch_invitation"
+    OFFER = "offer"
+    RETURN_VISIT_CALL = "return_visit_call"
+    SURVEY = "survey"
+
+
+class Category(StrEnum):
+    SERVICE = "service"
+    RETENTION = "retention"
+    MARKETING = "marketing"
+
+
+class ContactChannel(StrEnum):
+    PHONE = "phone"
+    SMS = "sms"
+    EMAIL = "email"
+    APP = "app"
+    BRANCH = "branch"
+    INTERNAL = "internal"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Match(_Strict):
+    """Every listed criterion must hold; an empty list matches anything."""
+
+    directions: list[ChangeDirection] = Field(default_factory=list)
+    from_tiers: list[Tier] = Field(default_factory=list)
+    to_tiers: list[Tier] = Field(default_factory=list)
+    from_stages: list[Stage] = Field(default_factory=list)
+    to_stages: list[Stage] = Field(default_factory=list)
+    first_seen: bool | None = None
+    stage_changed: bool | None = None
+    tier_changed: bool | None = None
+
+
+class Action(_Strict):
+    kind: ActionKind
+    category: Category
+    channels: Annotated[list[ContactChannel], Field(min_length=1, max_length=6)]
+    priority: Priority = Priority.NORMAL
+    sla_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 72
+    expires_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 24 * 14
+    template: Annotated[str, Field(min_length=1, max_length=64)]
+    product: Annotated[str, Field(max_length=64)] | None = None
+    min_risk: RiskProfile | None = None
+    max_risk: RiskProfile | None = None
+    needs_rm: bool = False
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if self.expires_hours < self.sla_hours:
+            raise ValueError("expires_hours must not be shorter than sla_hours")
+        if (self.min_risk or self.max_risk) and not self.product:
+            raise ValueError("a risk range needs the product it protects")
+        return self
+
+
+class Rule(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    when: Match
+    actions: Annotated[list[Action], Field(min_length=1, max_length=10)]
+
+
+class Cap(_Strict):
+    max_contacts: Annotated[int, Field(ge=0, le=100)]
+    days: Annotated[int, Field(ge=1, le=365)]
+
+
+class QuietHours(_Strict):
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+    channels: list[ContactChannel] = Field(
+        default_factory=lambda: [ContactChannel.PHONE, ContactChannel.SMS, ContactChannel.APP]
+    )
+
+
+class Playbook(_Strict):
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    description: Annotated[str, Field(max_length=2000)] = ""
+    default_timezone: str = "Asia/Shanghai"
+    caps: dict[Category, Cap] = Field(default_factory=dict)
+    quiet_hours: QuietHours = QuietHours()
+    rules: Annotated[list[Rule], Field(min_length=1, max_length=100)]
+
+
+def load_playbook(text: str) -> Playbook:
+    return Playbook.model_validate(yaml.safe_load(text))
+
+
+def default_playbook() -> Playbook:
+    return load_playbook(DEFAULT_PLAYBOOK_FILE.read_text())
