@@ -48,8 +48,8 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def require(role: Role) -> Callable[..., Principal]:
-    """A dependency admitting keys that hold `role` (admin holds every role)."""
+def require(role: Role, *alternatives: Role) -> Callable[..., Principal]:
+    """A dependency admitting keys that hold `role` or an alternative (admin holds every role)."""
 
     def check(
         request: Request,
@@ -61,8 +61,9 @@ def require(role: Role) -> Callable[..., Principal]:
         principal = keyring.authenticate(credentials.credentials)
         if principal is None:
             raise ApiError(401, "invalid API key", headers=_CHALLENGE)
-        if not principal.may(role):
-            raise ApiError(403, f"this key lacks the {role.value!r} role")
+        if not any(principal.may(r) for r in (role, *alternatives)):
+            wanted = " or ".join(repr(r.value) for r in (role, *alternatives))
+            raise ApiError(403, f"this key lacks the {wanted} role")
         request.state.principal = principal
         return principal
 

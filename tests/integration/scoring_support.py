@@ -40,6 +40,7 @@ class ScoringSandbox:
             "DATABASE_URL": self.database_url,
             "TIERFLOW_TOPIC_PREFIX": self.prefix,
             "TIERFLOW_SCORING_GROUP": self.group,
+            "TIERFLOW_ENGAGEMENT_GROUP": f"{self.group}-engagement",
             "TIERFLOW_REVIEW_POLL_S": "0.5",
             **extra,
         }

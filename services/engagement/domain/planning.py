@@ -95,8 +95,8 @@ def plan(
     cancellations = [
         (item.id, "superseded: the customer changed tier or stage again")
         for item in open_items
-        if item.category is not Category.SERVICE
-        and (item.context_tier, item.context_stage) != (change.tier, change.stage)
+        if item.context_tier != change.tier
+        or (item.category is not Category.SERVICE and item.context_stage != change.stage)
     ]
     still_open = {item.kind for item in open_items if item.id not in {c[0] for c in cancellations}}
     planned: list[PlannedItem] = []

@@ -1,0 +1,142 @@
+"""Engagement's service layer: tier changes become outreach; RMs move items along."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.engagement import metrics
+from services.engagement.domain.lifecycle import ItemState, cancel, choose_rm, expire
+from services.engagement.domain.planning import Change, plan
+from services.engagement.domain.playbook import Playbook, default_playbook
+from services.engagement.store import EngagementStore, cap_window, item_state
+from shared.consumer import Delivered, PoisonMessage
+from shared.contracts.outbound import TIER_CHANGED, TierChangedData
+from shared.errors import TierFlowError
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+SYSTEM = "tierflow"
+
+
+class DatabaseUnavailable(TierFlowError):
+    retriable = True
+
+
+class UnknownItem(TierFlowError):
+    pass
+
+
+def decode_change(record: ConsumerRecord[bytes, bytes]) -> Change:
+    try:
+        event = json.loads(record.value or b"")
+        if event.get("type") != TIER_CHANGED:
+            raise PoisonMessage(f"unexpected event type {event.get('type')!r}")
+        data = TierChangedData.model_validate(event["data"])
+        extra = event["data"]
+        return Change(
+            event_id=event["id"],
+            customer_id=data.customer_id,
+            previous_tier=data.previous_tier.value if data.previous_tier else None,
+            tier=data.tier.value,
+            previous_stage=data.previous_stage.value if data.previous_stage else None,
+            stage=data.stage.value,
+            direction=data.direction.value,
+            at=datetime.fromisoformat(event["time"]),
+            profile=extra.get("profile") or {},
+            complaints_open_high=int(extra.get("complaints_open_high") or 0),
+        )
+    except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        raise PoisonMessage(f"not a tier-change CloudEvent: {exc}") from None
+
+
+@dataclass
+class Engagement:
+    engine: AsyncEngine
+    outreach_topic: str
+
+    def store(self, connection: AsyncConnection) -> EngagementStore:
+        return EngagementStore(connection, self.outreach_topic)
+
+    async def ensure_playbook(self) -> None:
+        async with self.engine.begin() as db:
+            store = self.store(db)
+            if await store.active_playbook() is None:
+                await store.install_playbook(default_playbook(), SYSTEM)
+
+    async def apply_batch(self, batch: Sequence[Delivered[Change]]) -> None:
+        try:
+            async with self.engine.begin() as db:
+                store = self.store(db)
+                playbook = await store.active_playbook() or default_playbook()
+                for delivered in batch:
+                    await self._apply(store, delivered.value, playbook)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable("database connection lost") from exc
+            raise
+
+    async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
+        if not await store.claim_event(change.event_id):
+            metrics.DUPLICATES.inc()
+            return
+        now = datetime.now(UTC)
+        await store.remember_customer(change)
+        open_items = await store.open_items(change.customer_id)
+        contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
+        decided = plan(change, open_items, contacts, playbook, now)
+        for item_id, reason in decided.cancellations:
+            row = await store.item(item_id, lock=True)
+            if row is not None:
+                await store.save_transition(
+                    row, cancel(item_state(row), SYSTEM, True, reason, now), SYSTEM, reason, now
+                )
+        branch = change.profile.get("branch_id")
+        for item in decided.items:
+            assignee = None
+            if item.status == "queued" and item.needs_rm:
+                assignee = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
+            await store.add_item(item, branch, assignee, now)
+            metrics.ITEMS.labels(kind=item.kind, status=item.status).inc()
+        metrics.CHANGES_APPLIED.inc()
+
+    async def transition(
+        self,
+        item_id: str,
+        move: Callable[[ItemState, datetime], ItemState],
+        actor: str,
+        note: str | None,
+        request_survey: bool = False,
+    ) -> None:
+        """Load, check the move in the domain, store it with its audit row and event, together."""
+        async with self.engine.begin() as db:
+            store = self.store(db)
+            row = await store.item(item_id, lock=True)
+            if row is None:
+                raise UnknownItem(item_id)
+            now = datetime.now(UTC)
+            after = move(item_state(row), now)
+            await store.save_transition(row, after, actor, note, now)
+            if request_survey and after.status == "completed":
+                await store.request_survey(item_id, now)
+
+    async def expire_due(self, limit: int = 500) -> int:
+        async with self.engine.begin() as db:
+            store = self.store(db)
+            now = datetime.now(UTC)
+            due = await store.due_to_expire(now, limit)
+            for item_id in due:
+                row = await store.item(item_id)
+                assert row is not None
+                await store.save_transition(row, expire(item_state(row), now), SYSTEM, "expired", now)
+        metrics.EXPIRED.inc(len(due))
+        return len(due)

@@ -1,0 +1,247 @@
+"""Engagement on the real broker and database: outreach from tier changes, guardrails, RM work."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.topics import OUTREACH, TIER_CHANGES
+from tests import factories
+from tests.infra import ADMIN_KEY, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
+from tests.integration.scoring_support import ScoringSandbox
+from tests.kafka_reader import read_messages
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+CONSENTS = {"phone": True, "sms": True, "email": True, "app": True}
+
+
+@pytest.fixture
+def sandbox(infra: Infra) -> Iterator[ScoringSandbox]:
+    box = ScoringSandbox(infra)
+    yield box
+    box.stop_all()
+
+
+def tier_change(
+    customer_id: str, previous: tuple[str | None, str | None], current: tuple[str, str], **context: Any
+) -> dict[str, Any]:
+    """A `customer.tier_changed.v1` as scoring publishes it."""
+    rank = {None: -1, "mass": 0, "vip": 1, "wealth": 2, "private": 3}
+    direction = (
+        "upgrade"
+        if rank[current[0]] > rank[previous[0]]
+        else "downgrade"
+        if rank[current[0]] < rank[previous[0]]
+        else "stage"
+    )
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "tierflow/scoring",
+        "type": "customer.tier_changed.v1", "time": NOW.isoformat(),
+        "data": {
+            "customer_id": customer_id, "previous_tier": previous[0], "tier": current[0],
+            "previous_stage": previous[1], "stage": current[1], "direction": direction, "score": 50.0,
+            "policy_version": "default-1", "reasons": [], "caused_by": "evt", "trigger": "event",
+            "profile": {"rm_id": "RM-7", "branch_id": "B1", "consents": CONSENTS, "risk_profile": "C2"},
+            "complaints_open_high": 0, **context,
+        },
+    }  # fmt: skip
+
+
+def items(service: ServiceProcess, customer_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{service.base_url}/v1/outreach",
+        params={"customer_id": customer_id},
+        headers={"authorization": f"Bearer {OPS_KEY}"},
+    )
+    assert response.status_code == 200
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
+def queued(found: list[dict[str, Any]]) -> list[str]:
+    return sorted(i["action"] for i in found if i["status"] in ("queued", "assigned"))
+
+
+def test_downgrading_a_wealth_customer_through_events_queues_one_retention_call_for_their_rm(
+    sandbox: ScoringSandbox,
+) -> None:
+    sandbox.start()
+    engagement = sandbox.start("engagement")
+    sandbox.produce(
+        [
+            factories.customer("C-DOWN", rm_id="RM-7", branch_id="B1"),
+            factories.balance("C-DOWN", aum="620000.00", as_of=(NOW - timedelta(days=100)).isoformat()),
+        ]
+    )
+    wait_until(lambda: "rm_call" in queued(items(engagement, "C-DOWN")), 60, "the top-tier welcome")
+    sandbox.produce(
+        [factories.balance("C-DOWN", aum="1000.00", as_of=(NOW - timedelta(days=35)).isoformat())]
+    )
+
+    def retention() -> list[dict[str, Any]]:
+        return [
+            i
+            for i in items(engagement, "C-DOWN")
+            if i["reason"].startswith("top-tier-retention") and i["status"] == "assigned"
+        ]
+
+    wait_until(lambda: len(retention()) == 1, 60, "the retention call")
+    call = retention()[0]
+    assert (call["action"], call["priority"], call["assigned_to"], call["channel"]) == (
+        "rm_call",
+        "high",
+        "RM-7",
+        "phone",
+    )
+    welcome = [i for i in items(engagement, "C-DOWN") if i["reason"].startswith("top-tier-welcome")]
+    assert len(welcome) == 2
+    assert {(i["status"], i["cancel_reason"]) for i in welcome} == {
+        ("cancelled", "superseded: the customer changed tier or stage again")
+    }
+    assert queued(items(engagement, "C-DOWN")) == ["rm_call"]
+
+
+def test_guardrails_hold_on_the_real_queue(sandbox: ScoringSandbox) -> None:
+    engagement = sandbox.start("engagement")
+    opted_out = tier_change(
+        "C-OPT",
+        ("mass", "regular"),
+        ("vip", "regular"),
+        profile={"consents": {"app": False, "sms": False, "email": True}},
+    )
+    complaint = tier_change("C-COMPLAINT", ("mass", "regular"), ("vip", "at_risk"), complaints_open_high=1)
+    churned = tier_change("C-CHURN", ("vip", "at_risk"), ("vip", "churned"))
+    sandbox.produce([opted_out, complaint, churned, churned], topic=TIER_CHANGES)
+
+    wait_until(lambda: len(items(engagement, "C-CHURN")) == 2, 60, "the win-back items")
+    assert queued(items(engagement, "C-CHURN")) == ["offer", "return_visit_call"], (
+        "a redelivered change adds nothing"
+    )
+    assert [i["channel"] for i in items(engagement, "C-OPT")] == ["email"]
+    complaint_items = items(engagement, "C-COMPLAINT")
+    assert queued(complaint_items) == ["rm_call"]
+    assert all(i["category"] != "marketing" for i in complaint_items if i["status"] != "cancelled")
+    assert any("complaint" in (i["cancel_reason"] or "") for i in complaint_items)
+
+
+def test_a_third_marketing_contact_inside_the_cap_window_is_not_queued(sandbox: ScoringSandbox) -> None:
+    engagement = sandbox.start("engagement")
+    admin = {"authorization": f"Bearer {ADMIN_KEY}", "X-RM-Id": "CAMPAIGN-TOOL"}
+
+    def contact_made(change: dict[str, Any], expected_items: int) -> None:
+        sandbox.produce([change], topic=TIER_CHANGES)
+        wait_until(lambda: len(items(engagement, "C-CAP")) == expected_items, 60, "the marketing item")
+        item = next(i for i in items(engagement, "C-CAP") if i["status"] == "queued")
+        for step, body in (("claim", None), ("start", None), ("complete", {"outcome": "reached"})):
+            response = httpx.post(
+                f"{engagement.base_url}/v1/outreach/{item['id']}/{step}", json=body, headers=admin
+            )
+            assert response.status_code == 200, response.text
+
+    contact_made(tier_change("C-CAP", (None, None), ("mass", "new")), 1)
+    contact_made(tier_change("C-CAP", ("mass", "new"), ("vip", "new")), 2)
+    sandbox.produce([tier_change("C-CAP", ("vip", "new"), ("vip", "regular"))], topic=TIER_CHANGES)
+    wait_until(lambda: len(items(engagement, "C-CAP")) == 3, 60, "the third decision")
+    third = next(i for i in items(engagement, "C-CAP") if i["status"] not in ("completed",))
+    assert third["status"] == "cancelled"
+    assert "frequency cap of 2 marketing contacts per 7 days" in third["cancel_reason"]
+
+
+def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox: ScoringSandbox) -> None:
+    engagement = sandbox.start("engagement")
+    sandbox.produce([tier_change("C-WORK", ("wealth", "core"), ("vip", "core"))], topic=TIER_CHANGES)
+    wait_until(lambda: len(items(engagement, "C-WORK")) == 1, 60, "the retention call")
+    item = items(engagement, "C-WORK")[0]
+    base = f"{engagement.base_url}/v1/outreach/{item['id']}"
+
+    def post(step: str, rm: str, key: str = RM_KEY, **body: Any) -> httpx.Response:
+        return httpx.post(
+            f"{base}/{step}", json=body or None, headers={"authorization": f"Bearer {key}", "X-RM-Id": rm}
+        )
+
+    assert post("start", "RM-9").status_code == 409  # someone else's item
+    assert post("complete", "RM-7", outcome="reached").status_code == 409  # not started yet
+    assert post("start", "RM-7", key=OPS_KEY).status_code == 403
+    assert post("start", "RM-7").json()["status"] == "in_progress"
+    done = post("complete", "RM-7", outcome="converted", note="moved savings into a fund")
+    assert done.status_code == 200
+    assert (done.json()["status"], done.json()["outcome"]) == ("completed", "converted")
+
+    def on_stream() -> list[dict[str, Any]]:
+        messages = read_messages(sandbox.infra.bootstrap_servers, sandbox.topics.name(OUTREACH))
+        return [json.loads(m.value) for m in messages if m.key == b"C-WORK"]
+
+    wait_until(lambda: len(on_stream()) == 4, 30, "every transition on the stream")
+    types = [e["type"] for e in on_stream()]
+    assert types == [
+        "engagement.outreach_assigned.v1",
+        "engagement.outreach_in_progress.v1",
+        "engagement.outreach_completed.v1",
+        "engagement.survey_requested.v1",
+    ]
+    stats = httpx.get(
+        f"{engagement.base_url}/v1/outreach/stats",
+        params={
+            "from": (NOW - timedelta(days=1)).isoformat(),
+            "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+        },
+        headers={"authorization": f"Bearer {OPS_KEY}"},
+    ).json()
+    row = next(s for s in stats if s["action"] == "rm_call")
+    assert (row["completed"], row["converted"], row["conversion_rate"]) == (1, 1, 1.0)
+
+
+def test_without_a_customer_rm_the_least_loaded_rm_of_the_branch_with_room_gets_the_item(
+    sandbox: ScoringSandbox,
+) -> None:
+    engagement = sandbox.start("engagement")
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    for rm_id, capacity in (("RM-A", 1), ("RM-B", 5)):
+        assert (
+            httpx.put(
+                f"{engagement.base_url}/v1/rms/{rm_id}",
+                json={"branch_id": "B9", "capacity": capacity},
+                headers=admin,
+            ).status_code
+            == 200
+        )
+    profile = {"branch_id": "B9", "consents": CONSENTS, "risk_profile": "C2"}
+    sandbox.produce(
+        [tier_change(f"C-POOL-{n}", ("wealth", "core"), ("vip", "core"), profile=profile) for n in range(3)],
+        topic=TIER_CHANGES,
+    )
+    wait_until(lambda: all(items(engagement, f"C-POOL-{n}") for n in range(3)), 60, "three retention calls")
+    holders = sorted(items(engagement, f"C-POOL-{n}")[0]["assigned_to"] for n in range(3))
+    assert holders.count("RM-B") >= 2
+    workload = {w["rm_id"]: w for w in httpx.get(f"{engagement.base_url}/v1/rms", headers=admin).json()}
+    assert workload["RM-A"]["open_items"] <= 1
+    assert workload["RM-A"]["open_items"] + workload["RM-B"]["open_items"] == 3
+
+
+def test_an_engagement_worker_killed_mid_stream_loses_and_duplicates_nothing(sandbox: ScoringSandbox) -> None:
+    import signal
+
+    first = sandbox.start("engagement")
+    changes = [tier_change(f"C-KILL-{n:04d}", ("wealth", "core"), ("vip", "core")) for n in range(400)]
+    sandbox.produce(changes + changes[:100], topic=TIER_CHANGES)  # a hundred redelivered too
+
+    def applied() -> int:
+        return int(sandbox.query("SELECT count(*) FROM engagement.applied_events")[0][0])
+
+    wait_until(lambda: applied() >= 50, 60, "the worker to get going")
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    assert applied() < len(changes), "the kill must land mid-stream"
+    sandbox.start("engagement")
+    wait_until(lambda: applied() == len(changes), 120, "every change applied once")
+    rows = sandbox.query("SELECT customer_id, count(*) FROM engagement.items GROUP BY customer_id")
+    assert len(rows) == len(changes)
+    assert {row[1] for row in rows} == {1}
