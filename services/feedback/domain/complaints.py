@@ -34,7 +34,9 @@ class Complaint:
 
 def move(complaint: Complaint, to: ComplaintStatus, now: datetime) -> Complaint:
     if to not in _ALLOWED[complaint.status]:
-        raise ComplaintRefused(f"complaint {complaint.complaint_id} cannot go from {complaint.status.value} to {to.value}")
+        raise ComplaintRefused(
+            f"complaint {complaint.complaint_id} cannot go from {complaint.status.value} to {to.value}"
+        )
     resolved_at = now if to is ComplaintStatus.RESOLVED else None
     return replace(complaint, status=to, resolved_at=resolved_at)
 

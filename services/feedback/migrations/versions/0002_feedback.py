@@ -104,6 +104,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    tables = ("outbox", "applied_events", "invitations", "complaint_audit", "complaints", "surveys", "tier_history", "customers")
+    tables = (
+        "outbox",
+        "applied_events",
+        "invitations",
+        "complaint_audit",
+        "complaints",
+        "surveys",
+        "tier_history",
+        "customers",
+    )
     for table in tables:
         op.execute(f"DROP TABLE IF EXISTS feedback.{table}")
