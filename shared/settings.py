@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)
     review_batch_size: int = Field(default=500, ge=1, le=50_000)
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)
+    feedback_group: str = Field(default="tierflow-feedback", max_length=200)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON

@@ -13,7 +13,7 @@ FEEDBACK_EVENTS = "feedback.events.v1"
 DLQ_SUFFIX = ".dlq"
 
 # Topics consumed by a TierFlow worker get a dead-letter companion.
-CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS)
+CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH)
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,12 @@ class EngagementStore:
     async def open_items(self, customer_id: str) -> list[OpenItem]:
         rows = await self._db.execute(
             text(
-                "SELECT id::text, kind, category, context_tier, context_stage FROM engagement.items "
+                "SELECT id::text, rule, kind, category, context_tier, context_stage FROM engagement.items "
                 "WHERE customer_id = :c AND status IN ('queued', 'assigned', 'in_progress') FOR UPDATE"
             ),
             {"c": customer_id},
         )
-        return [OpenItem(r[0], r[1], Category(r[2]), r[3], r[4]) for r in rows]
+        return [OpenItem(r[0], r[1], r[2], Category(r[3]), r[4], r[5]) for r in rows]
 
     async def recent_contacts(self, customer_id: str, since: datetime) -> list[Contact]:
         rows = await self._db.execute(

@@ -13,6 +13,7 @@ from services.scoring import metrics
 from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.replay import group_id
 from shared.consumer import ConsumerWorker, Delivered
 from shared.db import create_engine, is_reachable
 from shared.http import create_app
@@ -37,20 +38,20 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.apply_batch(batch)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    worker = ConsumerWorker(
-        settings,
-        topics=[topics.name(BANK_EVENTS), topics.name(FEEDBACK_EVENTS)],
-        group_id=settings.scoring_group,
-        decode=event_decoder(settings),
-        handle=handle,
-        dead_letter_topic=lambda topic: f"{topic}.dlq",
-        producer=producer,
-        max_records=settings.scoring_batch_size,
-    )
     relay = OutboxRelay(engine, producer, "scoring")
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()
+        worker = ConsumerWorker(
+            settings,
+            topics=[topics.name(BANK_EVENTS), topics.name(FEEDBACK_EVENTS)],
+            group_id=group_id(settings.scoring_group, await scoring.replay_generation()),
+            decode=event_decoder(settings),
+            handle=handle,
+            dead_letter_topic=lambda topic: f"{topic}.dlq",
+            producer=producer,
+            max_records=settings.scoring_batch_size,
+        )
         await worker.run(stop)
 
     async def review(stop: asyncio.Event) -> None:

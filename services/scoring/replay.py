@@ -1,6 +1,7 @@
 """Rebuild scoring's state from the topics: forget derived state, rewind the consumer group.
 
-Run it with the scoring workers stopped. Overrides are operators' decisions, not derived
+Run it with the scoring workers stopped; they consume from the start when started again.
+Overrides are operators' decisions, not derived
 from events, so active ones are kept. Tier changes recomputed by the replay carry the same
 ids as before when the same events produce them (with `TIERFLOW_SCORING_CLOCK=event`, the
 same decisions), so subscribers can recognise repeats.
@@ -10,17 +11,14 @@ from __future__ import annotations
 
 import json
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState
 from services.scoring.domain.features import Features
 from shared.db import create_engine
-from shared.kafka import client_options
 from shared.logs import get_logger
 from shared.settings import Settings
-from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, Topics
 
 log = get_logger(__name__)
 DERIVED_TABLES = ("customers", "applied_events", "tier_history", "outbox", "clock")
@@ -28,8 +26,8 @@ DERIVED_TABLES = ("customers", "applied_events", "tier_history", "outbox", "cloc
 
 async def replay(settings: Settings) -> dict[str, int]:
     kept = await _reset_state(settings)
-    rewound = await _rewind(settings)
-    return {"overrides_kept": kept, "partitions_rewound": rewound}
+    generation = await _next_generation(settings)
+    return {"overrides_kept": kept, "generation": generation}
 
 
 async def _reset_state(settings: Settings) -> int:
@@ -58,24 +56,26 @@ async def _reset_state(settings: Settings) -> int:
         await engine.dispose()
 
 
-async def _rewind(settings: Settings) -> int:
-    topics = Topics.from_settings(settings)
-    consumer = AIOKafkaConsumer(
-        **client_options(settings), group_id=settings.scoring_group, enable_auto_commit=False
-    )
-    await consumer.start()
+async def _next_generation(settings: Settings) -> int:
+    """Offsets cannot be rewound reliably while a stopped member lingers in the group, so a
+    replay gives scoring a fresh consumer group that starts from the earliest offsets."""
+    engine = create_engine(settings)
     try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in (topics.name(BANK_EVENTS), topics.name(FEEDBACK_EVENTS))
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        beginnings = await consumer.beginning_offsets(partitions)
-        await consumer.commit(dict(beginnings))
-        log.info(
-            "rewound the scoring consumer group", group=settings.scoring_group, partitions=len(partitions)
-        )
-        return len(partitions)
+        async with engine.begin() as db:
+            generation = int(
+                await db.scalar(
+                    text(
+                        "INSERT INTO scoring.replays (generation) "
+                        "SELECT coalesce(max(generation), 0) + 1 FROM scoring.replays RETURNING generation"
+                    )
+                )
+                or 0
+            )
+        log.info("scoring will consume from the start", group=group_id(settings.scoring_group, generation))
+        return generation
     finally:
-        await consumer.stop()
+        await engine.dispose()
+
+
+def group_id(base: str, generation: int) -> str:
+    return base if generation == 0 else f"{base}-replay{generation}"

@@ -7,9 +7,9 @@ fields are added.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from shared.contracts.types import (
     CustomerId,
@@ -89,12 +89,15 @@ class SurveyData(BaseModel):
     outreach_id: Identifier | None = None
     answered_at: AwareDatetime | None = None
 
-    @model_validator(mode="after")
-    def _score_in_range(self) -> Self:
-        low, high = SCORE_RANGES[self.kind]
-        if not low <= self.score <= high:
-            raise ValueError(f"score for {self.kind.value} must be between {low} and {high}")
-        return self
+    @field_validator("score")
+    @classmethod
+    def _score_in_range(cls, score: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")
+        if isinstance(kind, SurveyKind):
+            low, high = SCORE_RANGES[kind]
+            if not low <= score <= high:
+                raise ValueError(f"score for {kind.value} must be between {low} and {high}")
+        return score
 
 
 class ComplaintSeverity(StrEnum):

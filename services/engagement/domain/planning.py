@@ -40,6 +40,7 @@ class Change:
 @dataclass(frozen=True)
 class OpenItem:
     id: str
+    rule: str
     kind: str
     category: Category
     context_tier: str
@@ -98,7 +99,10 @@ def plan(
         if item.context_tier != change.tier
         or (item.category is not Category.SERVICE and item.context_stage != change.stage)
     ]
-    still_open = {item.kind for item in open_items if item.id not in {c[0] for c in cancellations}}
+    # The same playbook action is never open twice for a customer; different purposes may be.
+    still_open = {
+        (item.rule, item.kind) for item in open_items if item.id not in {c[0] for c in cancellations}
+    }
     planned: list[PlannedItem] = []
     seen_contacts = list(contacts)
     for rule in playbook.rules:
@@ -108,7 +112,7 @@ def plan(
             item = _plan_action(change, rule.name, index, action, still_open, seen_contacts, playbook, now)
             planned.append(item)
             if item.status == "queued":
-                still_open.add(action.kind.value)
+                still_open.add((rule.name, action.kind.value))
                 seen_contacts.append(Contact(action.category, item.channel, now))
     return Plan(planned, cancellations)
 
@@ -118,7 +122,7 @@ def _plan_action(
     rule: str,
     index: int,
     action: Action,
-    open_kinds: set[str],
+    open_actions: set[tuple[str, str]],
     contacts: list[Contact],
     playbook: Playbook,
     now: datetime,
@@ -127,7 +131,7 @@ def _plan_action(
     channel, refusal = consented_channel(action.channels, profile.get("consents") or {})
     fits, unsuitable = suitable(action, profile.get("risk_profile"))
     stopped = ""
-    if action.kind.value in open_kinds:
+    if (rule, action.kind.value) in open_actions:
         stopped = f"duplicate: an open {action.kind.value} item exists"
     elif marketing_suppressed(action.category, change.complaints_open_high):
         stopped = "guardrail: open high-severity complaint suppresses marketing"

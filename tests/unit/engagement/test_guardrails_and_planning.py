@@ -151,11 +151,11 @@ def test_no_marketing_and_still_service_recovery_while_a_high_complaint_is_open(
 
 
 def test_no_duplicate_open_item_and_a_new_change_supersedes_what_no_longer_fits() -> None:
-    open_retention = OpenItem("i1", "rm_call", Category.RETENTION, "wealth", "core")
+    open_retention = OpenItem("i1", "top-tier-retention", "rm_call", Category.RETENTION, "wealth", "core")
     result = plan(change(event_id="chg-2"), [open_retention], [], PLAYBOOK, NOON)
     assert result.cancellations == [("i1", "superseded: the customer changed tier or stage again")]
     assert queued(result.items) == ["rm_call"]
-    same_context = OpenItem("i2", "rm_call", Category.RETENTION, "vip", "core")
+    same_context = OpenItem("i2", "top-tier-retention", "rm_call", Category.RETENTION, "vip", "core")
     again = plan(change(event_id="chg-3"), [same_context], [], PLAYBOOK, NOON)
     assert again.cancellations == []
     assert queued(again.items) == []

@@ -1,0 +1,153 @@
+"""Feedback folded back: a detractor becomes at-risk, gets service recovery, and the loop closes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import factories
+from tests.infra import INGEST_KEY, OPS_KEY, RM_KEY, Infra, wait_until
+from tests.integration.scoring_support import ScoringSandbox, view
+from tests.kafka_reader import read_messages
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+AUTH = {"authorization": f"Bearer {INGEST_KEY}"}
+OPS = {"authorization": f"Bearer {OPS_KEY}"}
+
+
+@pytest.fixture
+def sandbox(infra: Infra) -> Iterator[ScoringSandbox]:
+    box = ScoringSandbox(infra)
+    yield box
+    box.stop_all()
+
+
+def test_a_detractor_in_private_banking_gets_service_recovery_and_the_answer_closes_the_loop(
+    sandbox: ScoringSandbox,
+) -> None:
+    scoring = sandbox.start()
+    engagement = sandbox.start("engagement")
+    feedback = sandbox.start("feedback")
+    sandbox.produce(
+        [
+            factories.customer("C-PRIV", rm_id="RM-1", branch_id="B1"),
+            factories.balance("C-PRIV", aum="8000000.00", as_of=(NOW - timedelta(days=40)).isoformat()),
+            factories.transaction("C-PRIV", amount="250000.00"),
+        ]
+    )
+    wait_until(
+        lambda: (
+            view(scoring, "C-PRIV").status_code == 200 and view(scoring, "C-PRIV").json()["tier"] == "private"
+        ),
+        60,
+        "private",
+    )
+
+    known = "SELECT 1 FROM feedback.customers WHERE customer_id = 'C-PRIV' AND tier = 'private'"
+    wait_until(lambda: bool(sandbox.query(known)), 60, "feedback to know the tier")
+    detractor = {
+        "customer_id": "C-PRIV",
+        "survey_id": "S-1",
+        "kind": "nps",
+        "score": 2,
+        "comment": "call me on 13812345678",
+    }
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=detractor, headers=AUTH).json() == {
+        "accepted": 1,
+        "new": 1,
+    }
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=[detractor], headers=AUTH).json() == {
+        "accepted": 1,
+        "new": 0,
+    }
+    complaint = {
+        "customer_id": "C-PRIV",
+        "complaint_id": "K-1",
+        "severity": "high",
+        "category": "fees",
+        "status": "open",
+    }
+    assert httpx.post(f"{feedback.base_url}/v1/complaints", json=complaint, headers=AUTH).status_code == 202
+
+    def at_risk_change() -> list[dict[str, Any]]:
+        messages = read_messages(sandbox.infra.bootstrap_servers, sandbox.tier_changes_topic())
+        events = [json.loads(m.value)["data"] for m in messages if m.key == b"C-PRIV"]
+        return [e for e in events if e["stage"] == "at_risk"]
+
+    wait_until(lambda: bool(at_risk_change()), 60, "the at-risk change on the stream")
+    assert at_risk_change()[0]["tier"] == "private"
+
+    def recovery() -> list[dict[str, Any]]:
+        found = httpx.get(
+            f"{engagement.base_url}/v1/outreach", params={"customer_id": "C-PRIV"}, headers=OPS
+        ).json()
+        return [i for i in found if i["reason"].startswith("service-recovery")]
+
+    wait_until(lambda: bool(recovery()), 60, "the service-recovery item")
+    item = recovery()[0]
+    assert (item["status"], item["assigned_to"], item["category"]) == ("assigned", "RM-1", "service")
+    everything = httpx.get(
+        f"{engagement.base_url}/v1/outreach", params={"customer_id": "C-PRIV"}, headers=OPS
+    ).json()
+    assert not [
+        i for i in everything if i["category"] == "marketing" and i["status"] in ("queued", "assigned")
+    ]
+    assert "13812345678" not in feedback.logs()
+
+    rm = {"authorization": f"Bearer {RM_KEY}", "X-RM-Id": "RM-1"}
+    base = f"{engagement.base_url}/v1/outreach/{item['id']}"
+    assert httpx.post(f"{base}/start", headers=rm).status_code == 200
+    assert httpx.post(f"{base}/complete", json={"outcome": "reached"}, headers=rm).status_code == 200
+    wait_until(lambda: bool(sandbox.query("SELECT 1 FROM feedback.invitations")), 60, "the survey invitation")
+
+    follow_up = {"customer_id": "C-PRIV", "survey_id": "S-2", "kind": "csat", "score": 4}
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=follow_up, headers=AUTH).json()["new"] == 1
+    linked = sandbox.query("SELECT outreach_id FROM feedback.surveys WHERE survey_id = 'S-2'")[0][0]
+    assert linked == item["id"]
+
+    period = {
+        "from": (NOW - timedelta(days=1)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+    }
+    report = httpx.get(f"{feedback.base_url}/v1/reports/effectiveness", params=period, headers=OPS).json()
+    row = next(r for r in report["contacted"] if r["action"] == "rm_call")
+    assert (row["tier"], row["contacted"], row["reached"], row["surveys"]) == ("private", 1, 1, 1)
+    assert float(row["csat_avg_after_contact"]) == 4.0
+
+    satisfaction = httpx.get(
+        f"{feedback.base_url}/v1/reports/satisfaction", params=period, headers=OPS
+    ).json()
+    private = next(r for r in satisfaction if r["grp"] == "private")
+    assert (private["nps_responses"], float(private["nps"])) == (1, -100.0)
+
+    resolved = httpx.patch(
+        f"{feedback.base_url}/v1/complaints/K-1", json={"status": "resolved"}, headers=AUTH
+    )
+    assert resolved.status_code == 200
+    assert resolved.json()["resolution_hours"] is not None
+    again = httpx.patch(f"{feedback.base_url}/v1/complaints/K-1", json={"status": "open"}, headers=AUTH)
+    assert again.status_code == 409
+
+
+def test_bad_feedback_is_refused_field_by_field_and_nothing_is_stored(sandbox: ScoringSandbox) -> None:
+    feedback = sandbox.start("feedback")
+    batch = [
+        {"customer_id": "C-1", "survey_id": "S-OK", "kind": "nps", "score": 9},
+        {"customer_id": "C-1", "survey_id": "S-BAD", "kind": "csat", "score": 9},
+        {"customer_id": "C-1", "survey_id": "S-BAD2", "kind": "stars", "score": "5"},
+    ]
+    response = httpx.post(f"{feedback.base_url}/v1/surveys", json=batch, headers=AUTH)
+    assert response.status_code == 422
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [
+        (1, "score"),
+        (2, "data.kind"),
+        (2, "data.score"),
+    ] or response.json()["errors"]
+    assert sandbox.query("SELECT count(*) FROM feedback.surveys")[0][0] == 0
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=batch[0], headers=OPS).status_code == 403

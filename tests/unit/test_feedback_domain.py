@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.feedback.domain.complaints import Complaint, ComplaintRefused, move, nps
+from shared.contracts.outbound import ComplaintStatus
+
+OPENED = datetime(2026, 5, 1, 9, tzinfo=UTC)
+
+
+def test_complaints_move_forward_only_and_record_resolution_time() -> None:
+    complaint = Complaint("K1", ComplaintStatus.OPEN, OPENED)
+    working = move(complaint, ComplaintStatus.IN_PROGRESS, OPENED + timedelta(hours=1))
+    resolved = move(working, ComplaintStatus.RESOLVED, OPENED + timedelta(hours=30))
+    assert resolved.resolution_hours == 30
+    with pytest.raises(ComplaintRefused, match="from resolved to open"):
+        move(resolved, ComplaintStatus.OPEN, OPENED)
+    with pytest.raises(ComplaintRefused):
+        move(working, ComplaintStatus.OPEN, OPENED)
+
+
+def test_nps_is_promoters_minus_detractors_in_percent() -> None:
+    assert nps([10, 9, 8, 7, 6, 0]) == pytest.approx(0.0)
+    assert nps([10, 10, 6]) == pytest.approx(33.3)
+    assert nps([]) is None
