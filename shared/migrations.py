@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
@@ -64,3 +64,10 @@ def run_env(target_metadata: MetaData | None = None) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def execute_script(script: str) -> None:
+    """Run a migration's SQL one statement at a time (asyncpg prepares one statement per call)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            op.execute(statement)

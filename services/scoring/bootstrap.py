@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 
@@ -15,21 +14,19 @@ from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import group_id
 from shared.consumer import ConsumerWorker, Delivered
-from shared.db import create_engine, is_reachable
-from shared.http import create_app
-from shared.kafka import LazyProducer
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
-from shared.tasks import every, supervise
+from shared.tasks import every
 from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
+from shared.worker_app import Resources, worker_app
 
 DESCRIPTION = """Recomputes each customer's value tier and lifecycle stage on every event,
 explains every decision, and publishes tier changes to `customer.tier-changes.v1`."""
 
 
 def build_app(settings: Settings) -> FastAPI:
-    engine = create_engine(settings)
-    producer = LazyProducer(settings)
+    resources = Resources.create(settings)
+    engine, producer = resources.engine, resources.producer
     topics = Topics.from_settings(settings)
     scoring = Scoring(engine, settings, topics.name(TIER_CHANGES), ClockMode(settings.scoring_clock))
 
@@ -65,28 +62,10 @@ def build_app(settings: Settings) -> FastAPI:
     async def backlog(stop: asyncio.Event) -> None:
         await every(5, relay.measure_backlog, stop)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        loops = {"consumer": consume, "review": review, "outbox-relay": relay.run, "outbox-backlog": backlog}
-        tasks = [asyncio.create_task(supervise(name, loop, stop)) for name, loop in loops.items()]
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.wait(tasks, timeout=30)
-            await producer.close()
-            await engine.dispose()
-
-    async def database_reachable() -> bool:
-        return await is_reachable(engine)
-
-    return create_app(
-        service="scoring",
-        keyring=settings.api_keys,
-        lifespan=lifespan,
-        readiness={"database": database_reachable, "broker": producer.is_reachable},
+    return worker_app(
+        "scoring",
+        resources,
+        loops={"consumer": consume, "review": review, "outbox-relay": relay.run, "outbox-backlog": backlog},
         routers=[build_router(engine, scoring)],
         description=DESCRIPTION,
-        retry_after_s=settings.retry_after_s,
     )

@@ -104,15 +104,19 @@ def plan(
         (item.rule, item.kind) for item in open_items if item.id not in {c[0] for c in cancellations}
     }
     planned: list[PlannedItem] = []
+    planned_kinds: dict[str, str] = {}  # one contact of a kind per change covers every purpose
     seen_contacts = list(contacts)
     for rule in playbook.rules:
         if not matches(rule.when, change):
             continue
         for index, action in enumerate(rule.actions):
-            item = _plan_action(change, rule.name, index, action, still_open, seen_contacts, playbook, now)
+            item = _plan_action(
+                change, rule.name, index, action, still_open, planned_kinds, seen_contacts, playbook, now
+            )
             planned.append(item)
             if item.status == "queued":
                 still_open.add((rule.name, action.kind.value))
+                planned_kinds[action.kind.value] = rule.name
                 seen_contacts.append(Contact(action.category, item.channel, now))
     return Plan(planned, cancellations)
 
@@ -123,6 +127,7 @@ def _plan_action(
     index: int,
     action: Action,
     open_actions: set[tuple[str, str]],
+    planned_kinds: dict[str, str],
     contacts: list[Contact],
     playbook: Playbook,
     now: datetime,
@@ -133,6 +138,10 @@ def _plan_action(
     stopped = ""
     if (rule, action.kind.value) in open_actions:
         stopped = f"duplicate: an open {action.kind.value} item exists"
+    elif action.kind.value in planned_kinds:
+        stopped = (
+            f"duplicate: covered by the {planned_kinds[action.kind.value]} {action.kind.value} of this change"
+        )
     elif marketing_suppressed(action.category, change.complaints_open_high):
         stopped = "guardrail: open high-severity complaint suppresses marketing"
     elif not fits:

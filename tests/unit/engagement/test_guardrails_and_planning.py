@@ -189,3 +189,11 @@ def test_only_the_holder_moves_an_item_and_in_order() -> None:
     with pytest.raises(TransitionRefused, match="only open items"):
         cancel(done, "RM1", True, "late", NOON)
     assert expire(ItemState("i2", "queued", None), NOON).status == "expired"
+
+
+def test_one_change_that_calls_for_two_calls_makes_one_call() -> None:
+    both = change(stage="at_risk")  # a downgrade from wealth that also enters at_risk
+    items = plan(both, [], [], PLAYBOOK, NOON).items
+    assert queued(items) == ["rm_call"]
+    recovery = next(i for i in items if i.rule == "service-recovery")
+    assert recovery.reason == "duplicate: covered by the top-tier-retention rm_call of this change"

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import execute_script
+
 revision: str = "engagement_0002"
 down_revision: str | None = "engagement_0001"
 branch_labels: str | Sequence[str] | None = None
@@ -99,10 +101,7 @@ CREATE UNIQUE INDEX playbooks_one_active ON engagement.playbooks (active) WHERE 
 
 
 def upgrade() -> None:
-    # asyncpg runs one statement per call.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(SCHEMA)
 
 
 def downgrade() -> None:

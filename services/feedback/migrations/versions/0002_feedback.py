@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import execute_script
+
 revision: str = "feedback_0002"
 down_revision: str | None = "feedback_0001"
 branch_labels: str | Sequence[str] | None = None
@@ -97,10 +99,7 @@ CREATE TABLE feedback.outbox (
 
 
 def upgrade() -> None:
-    # asyncpg runs one statement per call.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(SCHEMA)
 
 
 def downgrade() -> None:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import execute_script
+
 revision: str = "scoring_0002"
 down_revision: str | None = "scoring_0001"
 branch_labels: str | Sequence[str] | None = None
@@ -102,10 +104,7 @@ SCHEMA = """
 
 
 def upgrade() -> None:
-    # asyncpg runs one statement per call.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    execute_script(SCHEMA)
 
 
 def downgrade() -> None:

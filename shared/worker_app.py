@@ -1,0 +1,68 @@
+"""A service process with a database, a broker and background loops beside its HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import create_engine, is_reachable
+from shared.http import create_app
+from shared.kafka import LazyProducer
+from shared.settings import Settings
+from shared.tasks import supervise
+
+Loop = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Made once per process at start-up, closed at shutdown."""
+
+    settings: Settings
+    engine: AsyncEngine
+    producer: LazyProducer
+
+    @classmethod
+    def create(cls, settings: Settings) -> Resources:
+        return cls(settings, create_engine(settings), LazyProducer(settings))
+
+
+def worker_app(
+    service: str,
+    resources: Resources,
+    *,
+    loops: Mapping[str, Loop],
+    routers: list[APIRouter],
+    description: str,
+) -> FastAPI:
+    """The API plus supervised loops; shutdown stops the loops, then the producer and the pool."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(supervise(name, loop, stop)) for name, loop in loops.items()]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=30)
+            await resources.producer.close()
+            await resources.engine.dispose()
+
+    async def database_reachable() -> bool:
+        return await is_reachable(resources.engine)
+
+    return create_app(
+        service=service,
+        keyring=resources.settings.api_keys,
+        lifespan=lifespan,
+        readiness={"database": database_reachable, "broker": resources.producer.is_reachable},
+        routers=routers,
+        description=description,
+        retry_after_s=resources.settings.retry_after_s,
+    )
