@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from fastapi import Request
+from pydantic import ValidationError
 
-from shared.contracts.envelope import decode_json
+from shared.contracts.envelope import decode_json, field_errors
 from shared.http import ApiError
 
+T = TypeVar("T")
 JSON_MEDIA_TYPES = frozenset(
     {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
 )
@@ -49,3 +52,19 @@ async def read_json(request: Request, limit: int) -> object:
         raise ApiError(400, "the body is not UTF-8") from None
     except ValueError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+
+
+DOCUMENT_MEDIA_TYPES = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml"})
+
+
+async def read_document(request: Request, load: Callable[[str], T], what: str, limit: int = 256 * 1024) -> T:
+    """A YAML or JSON configuration document (a policy, a playbook), validated by `load`."""
+    check_media_type(request, DOCUMENT_MEDIA_TYPES)
+    body = await read_bounded(request, limit)
+    try:
+        return load(body.decode())
+    except ValidationError as exc:
+        errors = [{"field": e.field, "message": e.message} for e in field_errors(exc)]
+        raise ApiError(422, f"the {what} is invalid", errors=errors) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the {what} is not valid JSON or YAML: {exc}") from None

@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement.domain import lifecycle
 from services.engagement.domain.lifecycle import Outcome, TransitionRefused
+from services.engagement.domain.playbook import load_playbook
 from services.engagement.handlers import Engagement, UnknownItem
 from services.engagement.store import ITEM_COLUMNS
 from shared.auth import Principal, Role
+from shared.bodies import read_document
 from shared.http import ApiError, require
 
 ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
@@ -48,6 +51,13 @@ class OutreachItem(BaseModel):
     first_contact_at: datetime | None
     closed_at: datetime | None
     created_at: datetime
+
+
+class PlaybookSummary(BaseModel):
+    version: str
+    created_at: datetime
+    created_by: str
+    active: bool
 
 
 class Completion(BaseModel):
@@ -305,5 +315,45 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
                 )
                 for r in rows
             ]
+
+    @router.get("/playbooks")
+    async def list_playbooks(_key: ReaderKey) -> list[PlaybookSummary]:
+        """Every stored playbook version; one is active."""
+        async with engine.connect() as db:
+            return [PlaybookSummary.model_validate(row) for row in await engagement.store(db).playbooks()]
+
+    @router.get("/playbooks/{version}", responses={404: {"description": "Unknown version"}})
+    async def get_playbook(version: str, _key: ReaderKey) -> dict[str, Any]:
+        """The playbook document, as stored."""
+        async with engine.connect() as db:
+            document = await engagement.store(db).playbook_document(version)
+        if document is None:
+            raise ApiError(404, f"unknown playbook version {version!r}")
+        return document
+
+    @router.post("/playbooks", status_code=201, responses={409: {"description": "Exists"}})
+    async def create_playbook(request: Request, key: AdminKey) -> PlaybookSummary:
+        """Store a new playbook version (JSON or YAML); versions are immutable, inactive until activated."""
+        playbook = await read_document(request, load_playbook, "playbook")
+        try:
+            async with engine.begin() as db:
+                await engagement.store(db).install_playbook(playbook, key.key_id, active=False)
+        except IntegrityError:
+            raise ApiError(409, f"playbook version {playbook.version!r} exists") from None
+        async with engine.connect() as db:
+            stored = next(
+                p for p in await engagement.store(db).playbooks() if p["version"] == playbook.version
+            )
+        return PlaybookSummary.model_validate(stored)
+
+    @router.post("/playbooks/{version}/activate", responses={404: {"description": "Unknown version"}})
+    async def activate_playbook(version: str, _key: AdminKey) -> PlaybookSummary:
+        """Make a stored version the one new tier changes are planned with."""
+        async with engine.begin() as db:
+            if not await engagement.store(db).activate_playbook(version):
+                raise ApiError(404, f"unknown playbook version {version!r}")
+        async with engine.connect() as db:
+            stored = next(p for p in await engagement.store(db).playbooks() if p["version"] == version)
+        return PlaybookSummary.model_validate(stored)
 
     return router

@@ -69,7 +69,7 @@ class Engagement:
         async with self.engine.begin() as db:
             store = self.store(db)
             if await store.active_playbook() is None:
-                await store.install_playbook(default_playbook(), SYSTEM)
+                await store.install_playbook(default_playbook(), SYSTEM, active=True)
 
     async def apply_batch(self, batch: Sequence[Delivered[Change]]) -> None:
         try:

@@ -221,14 +221,41 @@ class EngagementStore:
         document = await self._db.scalar(text("SELECT document FROM engagement.playbooks WHERE active"))
         return None if document is None else Playbook.model_validate(document)
 
-    async def install_playbook(self, playbook: Playbook, actor: str) -> None:
+    async def install_playbook(self, playbook: Playbook, actor: str, active: bool) -> None:
         await self._db.execute(
             text(
                 "INSERT INTO engagement.playbooks (version, document, created_by, active) "
-                "VALUES (:v, CAST(:d AS jsonb), :a, true)"
+                "VALUES (:v, CAST(:d AS jsonb), :a, :active)"
             ),
-            {"v": playbook.version, "d": playbook.model_dump_json(), "a": actor},
+            {"v": playbook.version, "d": playbook.model_dump_json(), "a": actor, "active": active},
         )
+
+    async def activate_playbook(self, version: str) -> bool:
+        exists = await self._db.scalar(
+            text("SELECT 1 FROM engagement.playbooks WHERE version = :v"), {"v": version}
+        )
+        if exists is None:
+            return False
+        await self._db.execute(text("UPDATE engagement.playbooks SET active = false WHERE active"))
+        await self._db.execute(
+            text("UPDATE engagement.playbooks SET active = true WHERE version = :v"), {"v": version}
+        )
+        return True
+
+    async def playbooks(self) -> list[dict[str, Any]]:
+        rows = await self._db.execute(
+            text(
+                "SELECT version, created_at, created_by, active FROM engagement.playbooks "
+                "ORDER BY created_at DESC"
+            )
+        )
+        return [dict(row._mapping) for row in rows]
+
+    async def playbook_document(self, version: str) -> dict[str, Any] | None:
+        document: dict[str, Any] | None = await self._db.scalar(
+            text("SELECT document FROM engagement.playbooks WHERE version = :v"), {"v": version}
+        )
+        return document
 
 
 def cap_window(playbook: Playbook) -> timedelta:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,8 +36,7 @@ from services.scoring.schemas import (
 )
 from services.scoring.store import ScoringStore
 from shared.auth import Principal, Role
-from shared.bodies import read_bounded
-from shared.contracts.envelope import field_errors
+from shared.bodies import read_document
 from shared.contracts.types import CustomerId, Stage, Tier
 from shared.http import ApiError, require
 
@@ -297,17 +295,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
 
 
 async def _read_policy(request: Request) -> Policy:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml"):
-        raise ApiError(415, "send the policy as application/json or application/yaml")
-    body = await read_bounded(request, 256 * 1024)
-    try:
-        return load_policy(body.decode())
-    except ValidationError as exc:
-        errors = [{"field": e.field, "message": e.message} for e in field_errors(exc)]
-        raise ApiError(422, "the policy is invalid", errors=errors) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the policy is not valid JSON or YAML: {exc}") from None
+    return await read_document(request, load_policy, "policy")
 
 
 def _filters(

@@ -245,3 +245,73 @@ def test_an_engagement_worker_killed_mid_stream_loses_and_duplicates_nothing(san
     rows = sandbox.query("SELECT customer_id, count(*) FROM engagement.items GROUP BY customer_id")
     assert len(rows) == len(changes)
     assert {row[1] for row in rows} == {1}
+
+
+def test_a_customer_going_silent_into_churned_gets_a_return_visit_call(sandbox: ScoringSandbox) -> None:
+    sandbox.start(TIERFLOW_SCORING_CLOCK="event")
+    engagement = sandbox.start("engagement")
+    start = datetime(2025, 2, 3, 10, 0, tzinfo=UTC)
+    sandbox.produce(
+        [
+            factories.with_envelope(
+                factories.customer("C-GONE", rm_id="RM-3", branch_id="B3"), time=start.isoformat()
+            ),
+            factories.with_envelope(factories.transaction("C-GONE", amount="300.00"), time=start.isoformat()),
+        ]
+    )
+    # The bank's clock moves on with other customers' events; C-GONE stays silent.
+    later = (start + timedelta(days=200)).isoformat()
+    sandbox.produce([factories.with_envelope(factories.interaction("C-BUSY"), time=later)])
+
+    def return_visit() -> list[dict[str, Any]]:
+        return [i for i in items(engagement, "C-GONE") if i["action"] == "return_visit_call"]
+
+    wait_until(lambda: bool(return_visit()), 90, "the return-visit call")
+    call = return_visit()[0]
+    assert (call["status"], call["assigned_to"], call["stage"]) == ("assigned", "RM-3", "churned")
+
+
+def test_playbooks_are_versioned_and_the_active_one_decides(sandbox: ScoringSandbox) -> None:
+    import yaml
+
+    from services.engagement.domain.playbook import default_playbook
+
+    engagement = sandbox.start("engagement")
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    wait_until(
+        lambda: httpx.get(f"{engagement.base_url}/v1/playbooks", headers=admin).json() != [],
+        30,
+        "the default playbook",
+    )
+    listed = httpx.get(f"{engagement.base_url}/v1/playbooks", headers=admin).json()
+    assert [(p["version"], p["active"]) for p in listed] == [("default-1", True)]
+
+    playbook = default_playbook().model_dump(mode="json")
+    playbook["version"] = "sms-retention-2"
+    playbook["rules"] = [
+        {
+            "name": "sms-retention",
+            "when": {"directions": ["downgrade"]},
+            "actions": [
+                {"kind": "sms", "category": "retention", "channels": ["sms"], "template": "we-miss-you"}
+            ],
+        }
+    ]
+    body = yaml.safe_dump(playbook)
+    yaml_headers = {**admin, "content-type": "application/yaml"}
+    created = httpx.post(f"{engagement.base_url}/v1/playbooks", content=body, headers=yaml_headers)
+    assert created.status_code == 201, created.text
+    assert (
+        httpx.post(f"{engagement.base_url}/v1/playbooks", content=body, headers=yaml_headers).status_code
+        == 409
+    )
+    broken = httpx.post(f"{engagement.base_url}/v1/playbooks", json={**playbook, "rules": []}, headers=admin)
+    assert broken.status_code == 422
+    assert httpx.post(f"{engagement.base_url}/v1/playbooks/nope/activate", headers=admin).status_code == 404
+    assert httpx.post(f"{engagement.base_url}/v1/playbooks/sms-retention-2/activate", headers=admin).json()[
+        "active"
+    ]
+
+    sandbox.produce([tier_change("C-PB", ("wealth", "core"), ("vip", "core"))], topic=TIER_CHANGES)
+    wait_until(lambda: bool(items(engagement, "C-PB")), 60, "the item under the new playbook")
+    assert [(i["action"], i["channel"]) for i in items(engagement, "C-PB")] == [("sms", "sms")]
