@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format unit integration e2e bench clean
+.PHONY: install run test lint format unit integration e2e bench bench-feedback clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,6 @@ clean:
 ## Benchmarks: raw consume, raw upsert and end-to-end scoring, measured side by side.
 bench: install
 	$(BIN)/python -m bench.scoring
+
+bench-feedback: install
+	$(BIN)/python -m bench.feedback
