@@ -10,12 +10,15 @@ from shared.contracts.envelope import ValidationRules, decode_json
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from tests import factories
 
-RULES = ValidationRules(
-    now=datetime.now(UTC),
-    max_future_skew=timedelta(minutes=5),
-    accepts_currency={"CNY"}.__contains__,
-    data_models=INBOUND_DATA_MODELS,
-)
+
+def rules() -> ValidationRules:
+    # The clock is read per test: the factories stamp events with the time they are made.
+    return ValidationRules(
+        now=datetime.now(UTC),
+        max_future_skew=timedelta(minutes=5),
+        accepts_currency={"CNY"}.__contains__,
+        data_models=INBOUND_DATA_MODELS,
+    )
 
 
 def decoded(value: object) -> object:
@@ -23,12 +26,12 @@ def decoded(value: object) -> object:
 
 
 def test_a_single_event_is_a_batch_of_one() -> None:
-    assert len(accept_batch(decoded(factories.transaction()), RULES, 5000)) == 1
+    assert len(accept_batch(decoded(factories.transaction()), rules(), 5000)) == 1
 
 
 def test_a_batch_keeps_the_senders_order() -> None:
     batch = [factories.transaction(amount=str(n + 1)) for n in range(20)]
-    accepted = accept_batch(decoded(batch), RULES, 5000)
+    accepted = accept_batch(decoded(batch), rules(), 5000)
     assert [e.envelope.id for e in accepted] == [e["id"] for e in batch]
 
 
@@ -41,7 +44,7 @@ def test_every_bad_item_is_reported_with_its_index_and_field() -> None:
         "not an event",
     ]
     with pytest.raises(BatchRejected) as caught:
-        accept_batch(decoded(batch), RULES, 5000)
+        accept_batch(decoded(batch), rules(), 5000)
     assert [(e.index, e.field) for e in caught.value.errors] == [
         (1, "data.amount"),
         (3, "data.aum"),
@@ -51,9 +54,9 @@ def test_every_bad_item_is_reported_with_its_index_and_field() -> None:
 
 def test_a_batch_over_the_limit_is_too_large_before_any_validation() -> None:
     with pytest.raises(BatchTooLarge, match="at most 3"):
-        accept_batch([{}] * 4, RULES, 3)
+        accept_batch([{}] * 4, rules(), 3)
 
 
 def test_an_empty_batch_is_rejected() -> None:
     with pytest.raises(BatchRejected):
-        accept_batch([], RULES, 10)
+        accept_batch([], rules(), 10)
