@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve = commands.add_parser("serve", help="run one service (as containers do)")
     serve.add_argument("service", choices=SERVICES)
+    simulate = commands.add_parser("simulate", help="generate a synthetic bank's events, deterministically")
+    simulate.add_argument("--customers", type=int, default=1000)
+    simulate.add_argument("--events-per-customer", type=float, default=20)
+    simulate.add_argument("--days", type=int, default=365, help="length of the simulated history")
+    simulate.add_argument(
+        "--end", type=_aware, default=None, help="when the history ends (ISO time; default: today 00:00 UTC)"
+    )
+    simulate.add_argument("--seed", type=int, default=42)
+    simulate.add_argument("--invalid-rate", type=float, default=0.0, help="share of extra invalid events")
+    simulate.add_argument("--duplicate-rate", type=float, default=0.0, help="share of events sent twice")
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="write JSON lines to this file")
+    target.add_argument("--to-topic", action="store_true", help="produce straight to bank.events.v1")
+    target.add_argument("--to-ingest", metavar="URL", help="POST batches to ingest at URL")
+    simulate.add_argument("--key", default=os.environ.get("TIERFLOW_KEY", ""), help="API key for --to-ingest")
+    simulate.add_argument("--rate", type=float, default=0, help="events per second (0: as fast as possible)")
+    simulate.add_argument("--batch", type=int, default=1000)
     commands.add_parser("migrate", help="apply every service's database migrations")
     commands.add_parser("topics", help="create the contract's topics if missing")
     commands.add_parser(
@@ -41,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(args.data_dir.resolve())
     if args.command == "serve":
         return run_service(args.service)
+    if args.command == "simulate":
+        return run_simulation(args)
     if args.command == "migrate":
         asyncio.run(upgrade_all(Settings()))
         print("migrations applied")
@@ -54,6 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     created = asyncio.run(ensure_topics(settings, Topics.from_settings(settings).all()))
     print(f"topics created: {', '.join(created) or 'none (all existed)'}")
     return 0
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    from tierflow import sinks
+    from tierflow.simulate import Bank, events, with_faults
+
+    bank = Bank(
+        customers=args.customers,
+        events_per_customer=args.events_per_customer,
+        seed=args.seed,
+        start=(args.end or _today()) - timedelta(days=args.days),
+        days=args.days,
+    )
+    stream = with_faults(events(bank), args.invalid_rate, args.duplicate_rate, args.seed)
+    if args.out is not None:
+        with sinks.open_output(args.out) as out:
+            tally = sinks.to_file(stream, out)
+    elif args.to_topic:
+        tally = asyncio.run(sinks.to_topic(stream, Settings(), args.rate, args.batch))
+    else:
+        tally = sinks.to_ingest(stream, args.to_ingest, args.key, args.rate, args.batch)
+    print(f"sent {tally.sent:,} events ({tally.refused:,} refused) at {tally.rate():,.0f} events/s")
+    return 0
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone offset, e.g. 2026-11-01T00:00:00+00:00")
+    return moment
+
+
+def _today() -> datetime:
+    # A whole day as the default end: the same seed gives the same stream all day.
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def run_service(service: str) -> int:

@@ -134,3 +134,34 @@ def events(bank: Bank) -> Iterator[dict[str, Any]]:
         cohort = [_customer_events(bank, i) for i in range(first, min(first + COHORT, bank.customers))]
         for _, event in heapq.merge(*(sorted(c, key=lambda e: e[0]) for c in cohort), key=lambda e: e[0]):
             yield event
+
+
+def with_faults(
+    stream: Iterator[dict[str, Any]], invalid_rate: float, duplicate_rate: float, seed: int
+) -> Iterator[dict[str, Any]]:
+    """Add invalid events (with ids of their own) and resends (same id) to exercise error paths.
+
+    Every good event is still emitted exactly once more than its resends, so the expected
+    end state is the one of the clean stream.
+    """
+    rng = random.Random(seed * 7_919 + 1)
+    for event in stream:
+        if rng.random() < invalid_rate:
+            yield corrupt(event, rng)
+        yield event
+        if rng.random() < duplicate_rate:
+            yield event
+
+
+def corrupt(event: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    broken = {**event, "id": f"{event['id']}-invalid", "data": dict(event["data"])}
+    fault = rng.randrange(4)
+    if fault == 0:
+        broken["type"] = "bank.unknown.v1"
+    elif fault == 1:
+        broken["time"] = broken["time"][:19]  # no offset: a naive time
+    elif fault == 2:
+        del broken["data"]["customer_id"]
+    else:
+        broken["specversion"] = "0.3"
+    return broken
