@@ -8,10 +8,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
+from shared.errors import TierFlowError
 from shared.settings import Settings
+
+
+class DatabaseUnavailable(TierFlowError):
+    """The database cannot be reached now: the consumer retries the batch."""
+
+    retriable = True
+
+
+class DatabaseRefused(TierFlowError):
+    """The database rejected the batch: the consumer isolates and dead-letters the bad record."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -36,6 +53,20 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """One unit of work: commits when the block ends, rolls back if it raises."""
     async with sessions() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def consumer_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction for a consumer's micro-batch, with failures sorted into retry or dead-letter."""
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    except (OperationalError, InterfaceError, OSError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable("database connection lost") from exc
+        raise DatabaseRefused(f"database refused the batch: {exc.orig}") from exc
 
 
 async def is_reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:

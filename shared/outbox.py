@@ -20,6 +20,7 @@ from sqlalchemy.types import BigInteger
 from shared.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE
 from shared.kafka import CONTENT_TYPE_HEADER, BrokerUnavailable, LazyProducer, Record
 from shared.logs import get_logger
+from shared.tasks import pause
 
 log = get_logger(__name__)
 PUBLISHED = Counter("tierflow_outbox_published", "Outbox rows relayed to Kafka", ["schema"])
@@ -67,20 +68,13 @@ class OutboxRelay:
             except (BrokerUnavailable, SQLAlchemyError, OSError) as exc:
                 failures += 1
                 log.warning("outbox relay failed, will retry", schema=self._schema, error=str(exc))
-                await _sleep(stop, min(10.0, 0.2 * 2**failures))
+                await pause(stop, min(10.0, 0.2 * 2**failures))
                 continue
             if relayed < self._batch_size:
-                await _sleep(stop, idle_s)
+                await pause(stop, idle_s)
 
     async def measure_backlog(self) -> int:
         async with self._engine.connect() as connection:
             backlog = int(await connection.scalar(self._count) or 0)
         BACKLOG.labels(self._schema).set(backlog)
         return backlog
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return

@@ -10,6 +10,14 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when the process is stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return
+
+
 async def supervise(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
     """Run `run(stop)` until `stop` is set; an unexpected failure is logged and the loop restarted.
 
@@ -27,16 +35,10 @@ async def supervise(name: str, run: Callable[[asyncio.Event], Awaitable[None]], 
             failures += 1
             delay = min(30.0, 0.5 * 2**failures)
             log.exception("background loop failed; restarting", loop=name, restart_in_s=delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                continue
+            await pause(stop, delay)
 
 
 async def every(seconds: float, action: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
     while not stop.is_set():
         await action()
-        try:
-            await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            continue
+        await pause(stop, seconds)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
@@ -19,15 +18,12 @@ from services.engagement.domain.playbook import Playbook, default_playbook
 from services.engagement.store import EngagementStore, cap_window, item_state
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.outbound import TIER_CHANGED, TierChangedData
+from shared.db import consumer_transaction
 from shared.errors import TierFlowError
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 SYSTEM = "tierflow"
-
-
-class DatabaseUnavailable(TierFlowError):
-    retriable = True
 
 
 class UnknownItem(TierFlowError):
@@ -72,18 +68,11 @@ class Engagement:
                 await store.install_playbook(default_playbook(), SYSTEM, active=True)
 
     async def apply_batch(self, batch: Sequence[Delivered[Change]]) -> None:
-        try:
-            async with self.engine.begin() as db:
-                store = self.store(db)
-                playbook = await store.active_playbook() or default_playbook()
-                for delivered in batch:
-                    await self._apply(store, delivered.value, playbook)
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable("database connection lost") from exc
-            raise
+        async with consumer_transaction(self.engine) as db:
+            store = self.store(db)
+            playbook = await store.active_playbook() or default_playbook()
+            for delivered in batch:
+                await self._apply(store, delivered.value, playbook)
 
     async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
         if not await store.claim_event(change.event_id):

@@ -15,6 +15,7 @@ from services.feedback.domain.complaints import Complaint, move
 from services.feedback.store import FeedbackStore
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.outbound import TIER_CHANGED, ComplaintData, ComplaintStatus, SurveyData
+from shared.db import consumer_transaction
 from shared.errors import TierFlowError
 
 SURVEY_REQUESTED = "engagement.survey_requested.v1"
@@ -44,7 +45,7 @@ class Feedback:
         return FeedbackStore(connection, self.topic)
 
     async def apply_batch(self, batch: Sequence[Delivered[dict[str, Any]]]) -> None:
-        async with self.engine.begin() as db:
+        async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             for delivered in batch:
                 event = delivered.value

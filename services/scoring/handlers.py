@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,6 @@ from enum import StrEnum
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics
@@ -31,6 +29,7 @@ from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -46,10 +45,6 @@ SCORED_MODELS: dict[str, type[BaseModel]] = {
 class ClockMode(StrEnum):
     WALL = "wall"
     EVENT = "event"
-
-
-class DatabaseUnavailable(TierFlowError):
-    retriable = True
 
 
 class ProcessingFailed(TierFlowError):
@@ -88,15 +83,8 @@ class Scoring:
 
     async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
         events = [item.value for item in batch]
-        try:
-            async with self.engine.begin() as connection:
-                applied, changes = await self._apply(ScoringStore(connection), events)
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable("database connection lost") from exc
-            raise ProcessingFailed(f"database refused the batch: {exc.orig}") from exc
+        async with consumer_transaction(self.engine) as connection:
+            applied, changes = await self._apply(ScoringStore(connection), events)
         metrics.EVENTS_APPLIED.inc(applied)
         metrics.DUPLICATES.inc(len(events) - applied)
         _count_changes(changes)
@@ -200,13 +188,6 @@ class Scoring:
 def _count_changes(changes: Sequence[TierChange]) -> None:
     for change in changes:
         metrics.TIER_CHANGES.labels(direction=change.direction.value).inc()
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return
 
 
 class UnknownCustomer(TierFlowError):

@@ -133,21 +133,21 @@ class ScoringStore:
         }
 
     async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> None:
-        decided = [s for s in states if s.decision is not None]
+        decided = [(s, s.decision) for s in states if s.decision is not None]
         if not decided:
             return
         params: dict[str, Any] = {
-            "ids": [s.customer_id for s in decided],
-            "states": [json.dumps(encode(s), separators=(",", ":")) for s in decided],
-            "tiers": [s.decision.tier.value for s in decided if s.decision],
-            "stages": [s.decision.stage.value for s in decided if s.decision],
-            "scores": [s.decision.score for s in decided if s.decision],
-            "versions": [s.decision.policy_version for s in decided if s.decision],
-            "since": [s.decision.tier_since for s in decided if s.decision],
-            "due": [s.decision.next_review_at for s in decided if s.decision],
-            "branches": [s.features.profile.get("branch_id") for s in decided],
-            "segments": [s.features.profile.get("segment") for s in decided],
-            "regions": [s.features.profile.get("region") for s in decided],
+            "ids": [s.customer_id for s, _ in decided],
+            "states": [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
+            "tiers": [d.tier.value for _, d in decided],
+            "stages": [d.stage.value for _, d in decided],
+            "scores": [d.score for _, d in decided],
+            "versions": [d.policy_version for _, d in decided],
+            "since": [d.tier_since for _, d in decided],
+            "due": [d.next_review_at for _, d in decided],
+            "branches": [s.features.profile.get("branch_id") for s, _ in decided],
+            "segments": [s.features.profile.get("segment") for s, _ in decided],
+            "regions": [s.features.profile.get("region") for s, _ in decided],
             "now": now,
         }
         await self._db.execute(_SAVE, params)
