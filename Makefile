@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format unit integration e2e bench bench-feedback clean
+.PHONY: install run up test lint format unit integration e2e bench bench-feedback bench-simulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 ## Run the whole stack on embedded PostgreSQL and broker (Ctrl-C stops it).
 run: install
+	$(BIN)/tierflow demo
+
+up: install
 	$(BIN)/tierflow up
 
 ## Lint, type-check and run every test tier against real infrastructure.
@@ -49,3 +52,6 @@ bench: install
 
 bench-feedback: install
 	$(BIN)/python -m bench.feedback
+
+bench-simulate: install
+	$(BIN)/python -m bench.simulate

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from shared.errors import TierFlowError
 from shared.kafka import LazyProducer, Record, client_options
 from shared.logs import get_logger
-from shared.metrics import DEAD_LETTERED, RECORDS_CONSUMED
+from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, RECORDS_CONSUMED
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -77,6 +77,7 @@ class ConsumerWorker(Generic[T]):
         self._producer = producer
         self._max_records = max_records
         self._backoff = backoff or Backoff()
+        self._reported: set[TopicPartition] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -96,9 +97,24 @@ class ConsumerWorker(Generic[T]):
                 for partition, records in fetched.items():
                     await self._process_partition_batch(records, stop)
                     await consumer.commit({partition: records[-1].offset + 1})
+                await self._report_lag(consumer)
         finally:
             await consumer.stop()
             log.info("consumer stopped", group=self._group_id)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Everything fetched is processed by now, so position is the next record to process."""
+        assigned = consumer.assignment()
+        for gone in self._reported - assigned:
+            CONSUMER_LAG.remove(self._group_id, gone.topic, str(gone.partition))
+        self._reported = set()
+        for partition in assigned:
+            highwater = consumer.highwater(partition)
+            if highwater is None:  # nothing fetched from it yet
+                continue
+            lag = max(highwater - await consumer.position(partition), 0)
+            CONSUMER_LAG.labels(self._group_id, partition.topic, str(partition.partition)).set(lag)
+            self._reported.add(partition)
 
     async def _process_partition_batch(
         self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "tierflow_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -12,3 +12,8 @@ HTTP_LATENCY = Histogram(
 )
 RECORDS_CONSUMED = Counter("tierflow_records_consumed_total", "Kafka records read by a worker", ["topic"])
 DEAD_LETTERED = Counter("tierflow_dead_lettered_total", "Records sent to a dead-letter topic", ["topic"])
+CONSUMER_LAG = Gauge(
+    "tierflow_consumer_lag",
+    "Records on an assigned partition not yet processed (high watermark minus position)",
+    ["group", "topic", "partition"],
+)

@@ -9,6 +9,7 @@ per schema, which keeps per-key order across instances.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import bindparam, text
@@ -51,6 +52,7 @@ class OutboxRelay:
                 return 0
             rows = (await connection.execute(self._select, {"n": self._batch_size})).all()
             if not rows:
+                BACKLOG.labels(self._schema).set(0)
                 return 0
             await self._producer.publish(
                 [Record(topic, bytes(key), bytes(value), _HEADERS) for _, topic, key, value in rows]
@@ -59,10 +61,14 @@ class OutboxRelay:
         PUBLISHED.labels(self._schema).inc(len(rows))
         return len(rows)
 
-    async def run(self, stop: asyncio.Event, idle_s: float = 0.05) -> None:
+    async def run(self, stop: asyncio.Event, idle_s: float = 0.05, measure_every_s: float = 5.0) -> None:
         failures = 0
+        measured = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - measured > measure_every_s:
+                    await self.measure_backlog()
+                    measured = time.monotonic()
                 relayed = await self.relay_once()
                 failures = 0
             except (BrokerUnavailable, SQLAlchemyError, OSError) as exc:

@@ -5,49 +5,58 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade_all
 from shared.settings import Settings
 from shared.topics import Topics
-from tierflow.stack import SERVICES, Stack, StackError
+from tierflow.simulate import COHORT, Bank
+from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tierflow", description="Real-time customer tiering for banks.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run everything on this machine, in the foreground")
-    up.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("TIERFLOW_DATA_DIR", ".tierflow")),
-        help="where the database, logs and API key live (default: ./.tierflow)",
-    )
+    _data_dir_option(up)
     serve = commands.add_parser("serve", help="run one service (as containers do)")
     serve.add_argument("service", choices=SERVICES)
     simulate = commands.add_parser("simulate", help="generate a synthetic bank's events, deterministically")
-    simulate.add_argument("--customers", type=int, default=1000)
-    simulate.add_argument("--events-per-customer", type=float, default=20)
-    simulate.add_argument("--days", type=int, default=365, help="length of the simulated history")
-    simulate.add_argument(
-        "--end", type=_aware, default=None, help="when the history ends (ISO time; default: today 00:00 UTC)"
-    )
-    simulate.add_argument("--seed", type=int, default=42)
+    _bank_options(simulate, customers=1000, events_per_customer=20)
     simulate.add_argument("--invalid-rate", type=float, default=0.0, help="share of extra invalid events")
-    simulate.add_argument("--duplicate-rate", type=float, default=0.0, help="share of events sent twice")
+    simulate.add_argument("--duplicate-rate", type=float, default=0.0, help="share of records sent twice")
     target = simulate.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", type=Path, help="write JSON lines to this file")
     target.add_argument("--to-topic", action="store_true", help="produce straight to bank.events.v1")
     target.add_argument("--to-ingest", metavar="URL", help="POST batches to ingest at URL")
-    simulate.add_argument("--key", default=os.environ.get("TIERFLOW_KEY", ""), help="API key for --to-ingest")
-    simulate.add_argument("--rate", type=float, default=0, help="events per second (0: as fast as possible)")
+    simulate.add_argument(
+        "--feedback", metavar="URL", help="POST surveys and complaints to the feedback service at URL"
+    )
+    simulate.add_argument("--key", default=os.environ.get("TIERFLOW_KEY", ""), help="API key for the URLs")
+    simulate.add_argument("--rate", type=float, default=0, help="records per second (0: as fast as possible)")
+    simulate.add_argument(
+        "--duration",
+        type=float,
+        default=0,
+        help="compress the simulated history into this many seconds (the whole bank in one cohort)",
+    )
     simulate.add_argument("--batch", type=int, default=1000)
+    simulate.add_argument(
+        "--cohort", type=int, default=COHORT, help="customers generated together (memory grows with it)"
+    )
+    demo = commands.add_parser("demo", help="bring TierFlow up, run a simulated bank's year through it")
+    _data_dir_option(demo)
+    _bank_options(demo, customers=2000, events_per_customer=40)
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=120,
+        help="compress the simulated year into this many seconds (0: as fast as it goes)",
+    )
+    demo.add_argument("--exit", action="store_true", help="stop after the summary instead of staying up")
     commands.add_parser("migrate", help="apply every service's database migrations")
     commands.add_parser("topics", help="create the contract's topics if missing")
     commands.add_parser(
@@ -61,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_service(args.service)
     if args.command == "simulate":
         return run_simulation(args)
+    if args.command == "demo":
+        from tierflow.demo import run_demo
+
+        return run_demo(args, _bank(args, cohort=args.customers))
     if args.command == "migrate":
         asyncio.run(upgrade_all(Settings()))
         print("migrations applied")
@@ -76,26 +89,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_simulation(args: argparse.Namespace) -> int:
-    from tierflow import sinks
-    from tierflow.simulate import Bank, events, with_faults
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("TIERFLOW_DATA_DIR", ".tierflow")),
+        help="where the database, logs and API key live (default: ./.tierflow)",
+    )
 
-    bank = Bank(
+
+def _bank_options(parser: argparse.ArgumentParser, customers: int, events_per_customer: float) -> None:
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument(
+        "--events-per-customer", type=float, default=events_per_customer, help="a year's average"
+    )
+    parser.add_argument("--days", type=int, default=365, help="length of the simulated history")
+    parser.add_argument(
+        "--end", type=_aware, default=None, help="when the history ends (ISO time; default: today 00:00 UTC)"
+    )
+    parser.add_argument("--branches", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def _bank(args: argparse.Namespace, cohort: int) -> Bank:
+    return Bank(
         customers=args.customers,
         events_per_customer=args.events_per_customer,
         seed=args.seed,
         start=(args.end or _today()) - timedelta(days=args.days),
         days=args.days,
+        branches=args.branches,
+        cohort=max(1, cohort),
     )
-    stream = with_faults(events(bank), args.invalid_rate, args.duplicate_rate, args.seed)
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    from tierflow import sinks
+    from tierflow.simulate import records, with_faults
+
+    # Compressed time needs one time order across the whole bank.
+    bank = _bank(args, cohort=args.customers if args.duration > 0 else args.cohort)
+    stream = with_faults(records(bank), args.invalid_rate, args.duplicate_rate, args.seed)
+    compression = bank.days * 86_400 / args.duration if args.duration > 0 else 0
+    pacer = sinks.Pacer(args.rate, compression, bank.start)
+    feedback = sinks.FeedbackClient(args.feedback, args.key)
     if args.out is not None:
         with sinks.open_output(args.out) as out:
             tally = sinks.to_file(stream, out)
     elif args.to_topic:
-        tally = asyncio.run(sinks.to_topic(stream, Settings(), args.rate, args.batch))
+        tally = asyncio.run(sinks.to_topic(stream, Settings(), pacer, args.batch, feedback))
     else:
-        tally = sinks.to_ingest(stream, args.to_ingest, args.key, args.rate, args.batch)
-    print(f"sent {tally.sent:,} events ({tally.refused:,} refused) at {tally.rate():,.0f} events/s")
+        with sinks.ingest_client(args.to_ingest, args.key) as client:
+            tally = sinks.to_ingest(stream, client, pacer, args.batch, feedback)
+    print(tally.summary())
     return 0
 
 
@@ -118,29 +164,14 @@ def run_service(service: str) -> int:
     return 0
 
 
-class _Stopping:
-    requested = False
-
-    def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.requested = True
-
-
 def run_up(data_dir: Path) -> int:
-    stopping = _Stopping()
-    signal.signal(signal.SIGINT, stopping)
-    signal.signal(signal.SIGTERM, stopping)
+    stopping = Stopping.install()
     stack = Stack(data_dir)
     try:
         print(f"Starting TierFlow (data in {data_dir}) ...", flush=True)
         settings = stack.start()
-        _print_summary(stack, settings)
-        while not stopping.requested:
-            exited = stack.exited_service()
-            if exited:
-                print(f"{exited} stopped unexpectedly; see {stack.logs / (exited + '.log')}", file=sys.stderr)
-                return 1
-            time.sleep(0.3)
-        return 0
+        print(describe(stack, settings), flush=True)
+        return hold(stack, stopping)
     except StackError as exc:
         print(f"tierflow up failed: {exc}", file=sys.stderr)
         return 1
@@ -151,32 +182,6 @@ def run_up(data_dir: Path) -> int:
         print("Stopping TierFlow ...", flush=True)
         stack.stop()
         print("Stopped.", flush=True)
-
-
-def _print_summary(stack: Stack, settings: Settings) -> None:
-    lines = ["", "TierFlow is up.", ""]
-    for name in SERVICES:
-        url = f"http://{settings.host}:{settings.port_of(name)}"
-        lines.append(f"  {name:<11} {url}   (API docs: {url}/docs)")
-    lines.append("")
-    if stack.postgres is not None:
-        lines.append(f"  PostgreSQL  embedded, port {stack.postgres.port}, data in {stack.postgres.pgdata}")
-    else:
-        lines.append("  PostgreSQL  from DATABASE_URL")
-    if stack.broker is not None:
-        lines.append(
-            f"  Kafka       embedded broker at {stack.broker.bootstrap_servers} "
-            "(memory only: topics start empty on each run)"
-        )
-    else:
-        lines.append(f"  Kafka       {settings.kafka_bootstrap_servers}")
-    if stack.api_key_file is not None:
-        lines.append(f"  API key     {stack.api_key_file} (role admin)")
-        lines.append(f'              curl -H "Authorization: Bearer $(cat {stack.api_key_file})" ...')
-    else:
-        lines.append("  API keys    from TIERFLOW_API_KEYS")
-    lines += [f"  Logs        {stack.logs}/", "", "Press Ctrl-C to stop.", ""]
-    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -130,3 +132,56 @@ class Stack:
                 pass
             time.sleep(0.2)
         raise StackError(f"{name} did not answer {url} within {timeout_s:.0f}s")
+
+
+class Stopping:
+    """Set by Ctrl-C or SIGTERM; the foreground commands poll it."""
+
+    requested = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+
+    @classmethod
+    def install(cls) -> Stopping:
+        stopping = cls()
+        signal.signal(signal.SIGINT, stopping)
+        signal.signal(signal.SIGTERM, stopping)
+        return stopping
+
+
+def hold(stack: Stack, stopping: Stopping) -> int:
+    """Keep the stack up until asked to stop; 1 if a service died on its own."""
+    while not stopping.requested:
+        exited = stack.exited_service()
+        if exited:
+            print(f"{exited} stopped unexpectedly; see {stack.logs / (exited + '.log')}", file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+    return 0
+
+
+def describe(stack: Stack, settings: Settings) -> str:
+    lines = ["", "TierFlow is up.", ""]
+    for name in SERVICES:
+        url = f"http://{settings.host}:{settings.port_of(name)}"
+        lines.append(f"  {name:<11} {url}   (API docs: {url}/docs)")
+    lines.append("")
+    if stack.postgres is not None:
+        lines.append(f"  PostgreSQL  embedded, port {stack.postgres.port}, data in {stack.postgres.pgdata}")
+    else:
+        lines.append("  PostgreSQL  from DATABASE_URL")
+    if stack.broker is not None:
+        lines.append(
+            f"  Kafka       embedded broker at {stack.broker.bootstrap_servers} "
+            "(memory only: topics start empty on each run)"
+        )
+    else:
+        lines.append(f"  Kafka       {settings.kafka_bootstrap_servers}")
+    if stack.api_key_file is not None:
+        lines.append(f"  API key     {stack.api_key_file} (role admin)")
+        lines.append(f'              curl -H "Authorization: Bearer $(cat {stack.api_key_file})" ...')
+    else:
+        lines.append("  API keys    from TIERFLOW_API_KEYS")
+    lines += [f"  Logs        {stack.logs}/", "", "Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)

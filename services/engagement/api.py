@@ -89,6 +89,13 @@ class RmWorkload(BaseModel):
     overdue_items: int
 
 
+class QueueCell(BaseModel):
+    action: str
+    assigned_to: str | None
+    status: str
+    items: int
+
+
 class OutcomeStats(BaseModel):
     tier: str
     action: str
@@ -213,6 +220,25 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
                     )
                 )
         return stats
+
+    @router.get("/outreach/queue")
+    async def outreach_queue(
+        _key: ReaderKey, branch_id: Annotated[str | None, Query(max_length=128)] = None
+    ) -> list[QueueCell]:
+        """Open items counted by action, RM (`null`: not yet assigned) and status."""
+        async with engine.connect() as db:
+            rows = await db.execute(
+                text(
+                    """
+                    SELECT kind, assigned_to, status, count(*) FROM engagement.items
+                    WHERE status IN ('queued', 'assigned', 'in_progress')
+                        AND (CAST(:branch AS text) IS NULL OR branch_id = :branch)
+                    GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3
+                    """
+                ),
+                {"branch": branch_id},
+            )
+            return [QueueCell(action=a, assigned_to=r, status=s, items=n) for a, r, s, n in rows]
 
     @router.get("/outreach/{item_id}", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
     async def get_outreach(item_id: str, _key: ReaderKey) -> OutreachItem:

@@ -182,7 +182,10 @@ class FeedbackStore:
         data["opened_at"] = opened.isoformat()
         if resolved is not None:
             data["resolved_at"] = resolved.isoformat()
-        await self._outbox(complaint.customer_id, complaint_event(data, now))
+        # The event carries when the change happened, as reported, so an event-time clock
+        # downstream is not pulled forward by late reporting.
+        happened = resolved if resolved is not None else (opened if known is None else now)
+        await self._outbox(complaint.customer_id, complaint_event(data, happened))
         return True
 
     async def _outbox(self, customer_id: str, value: bytes) -> None:

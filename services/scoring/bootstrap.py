@@ -59,13 +59,10 @@ def build_app(settings: Settings) -> FastAPI:
 
         await every(settings.review_poll_s, review_all_due, stop)
 
-    async def backlog(stop: asyncio.Event) -> None:
-        await every(5, relay.measure_backlog, stop)
-
     return worker_app(
         "scoring",
         resources,
-        loops={"consumer": consume, "review": review, "outbox-relay": relay.run, "outbox-backlog": backlog},
+        loops={"consumer": consume, "review": review, "outbox-relay": relay.run},
         routers=[build_router(engine, scoring)],
         description=DESCRIPTION,
     )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +14,10 @@ import httpx
 import pytest
 
 from tests import factories
+from tests.e2e.conftest import environment
 from tests.infra import REPO
 from tests.kafka_reader import read_messages
-from tierflow.processes import free_port, port_is_open
+from tierflow.processes import port_is_open
 
 pytestmark = pytest.mark.e2e
 
@@ -33,30 +32,11 @@ class Up:
         return f"http://127.0.0.1:{self.ports[service]}"
 
 
-@pytest.fixture
-def ports() -> dict[str, int]:
-    names = ["ingest", "scoring", "engagement", "feedback", "postgres", "broker"]
-    return {name: free_port() for name in names}
-
-
-def _environment(ports: dict[str, int]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TIERFLOW_") and k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
-    }
-    for service in ("ingest", "scoring", "engagement", "feedback"):
-        env[f"TIERFLOW_{service.upper()}_PORT"] = str(ports[service])
-    env["TIERFLOW_EMBEDDED_POSTGRES_PORT"] = str(ports["postgres"])
-    env["TIERFLOW_EMBEDDED_BROKER_PORT"] = str(ports["broker"])
-    return env
-
-
 def start_up(data_dir: Path, ports: dict[str, int]) -> Up:
     process = subprocess.Popen(
         [sys.executable, "-m", "tierflow.cli", "up", "--data-dir", str(data_dir)],
         cwd=REPO,
-        env=_environment(ports),
+        env=environment(ports),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,16 +56,6 @@ def stop_up(up: Up) -> int:
     up.process.send_signal(signal.SIGINT)
     code = up.process.wait(timeout=90)
     return code
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="tfe-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_one_command_runs_the_stack_and_a_posted_event_reaches_the_topic(

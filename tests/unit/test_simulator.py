@@ -4,13 +4,21 @@ import hashlib
 import json
 import subprocess
 import sys
+import tracemalloc
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from statistics import mean, median
+from typing import Any
+
+import pytest
 
 from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
 from tests.infra import REPO
-from tierflow.simulate import Bank, events, with_faults
+from tierflow.simulate import Bank, branches, customer_id, events, persona_of, records, with_faults
 
 END = "2026-11-01T00:00:00+00:00"
 
@@ -76,3 +84,149 @@ def test_faults_add_invalid_events_and_resends_without_losing_good_ones() -> Non
     assert {e["id"] for e in good} == {e["id"] for e in clean}
     assert len(good) > len(clean)  # some were sent twice
     assert 0.02 < len(invalid) / len(clean) < 0.08
+
+
+BANK = Bank(customers=3000, events_per_customer=40, start=datetime(2025, 11, 1, tzinfo=UTC), cohort=3000)
+
+
+@pytest.fixture(scope="module")
+def year() -> list[dict[str, Any]]:
+    return list(records(BANK))
+
+
+def by_customer(stream: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in stream:
+        grouped[record["data"]["customer_id"]].append(record)
+    return grouped
+
+
+def persona_customers(name: str) -> list[str]:
+    return [customer_id(i) for i in range(BANK.customers) if persona_of(BANK, i).name == name]
+
+
+def test_surveys_and_complaints_are_valid_bodies_for_the_feedback_api(year: list[dict[str, Any]]) -> None:
+    surveys = [SurveyData.model_validate(r["data"]) for r in year if r["type"] == SURVEY]
+    complaints = [ComplaintData.model_validate(r["data"]) for r in year if r["type"] == COMPLAINT]
+    # Plausible rates: a survey answer for roughly one customer in five, complaints rarer.
+    assert 0.1 < len(surveys) / BANK.customers < 0.8
+    assert 0.02 < len({c.complaint_id for c in complaints}) / BANK.customers < len(surveys) / BANK.customers
+    resolved = [c for c in complaints if c.status == "resolved"]
+    assert resolved
+    assert all(c.resolved_at and c.opened_at and c.resolved_at > c.opened_at for c in resolved)
+
+
+def test_answers_after_a_bad_experience_score_lower(year: list[dict[str, Any]]) -> None:
+    troubled: dict[str, list[datetime]] = defaultdict(list)
+    for record in year:
+        if record["type"] == "bank.interaction.v1" and record["data"]["kind"] == "inquiry":
+            troubled[record["data"]["customer_id"]].append(datetime.fromisoformat(record["time"]))
+    after_trouble: list[int] = []
+    otherwise: list[int] = []
+    for record in year:
+        if record["type"] == SURVEY and record["data"]["kind"] == "nps":
+            answered = datetime.fromisoformat(record["data"]["answered_at"])
+            recent = any(
+                timedelta(0) <= answered - t <= timedelta(days=60)
+                for t in troubled[record["data"]["customer_id"]]
+            )
+            (after_trouble if recent else otherwise).append(record["data"]["score"])
+    assert len(after_trouble) >= 10
+    assert mean(after_trouble) < mean(otherwise) - 2
+
+
+def test_branches_are_urban_rural_and_overseas_with_rms_of_limited_capacity(
+    year: list[dict[str, Any]],
+) -> None:
+    made = branches(BANK)
+    assert made == branches(BANK)
+    assert {b.kind for b in made} == {"urban", "rural", "overseas"}
+    rms = {rm.rm_id: rm for b in made for rm in b.rms}
+    assert all(0 < rm.capacity <= 60 for rm in rms.values())
+    profiles = [r["data"] for r in year if r["type"] == "bank.customer.v1"]
+    kinds = {b.branch_id: b.kind for b in made}
+    assert all(p["region"] == kinds[p["branch_id"]] for p in profiles)
+    assert all(rms[p["rm_id"]].branch_id == p["branch_id"] for p in profiles if "rm_id" in p)
+    urban = sum(1 for p in profiles if p["region"] == "urban")
+    assert urban > len(profiles) / 2
+
+
+def test_assets_are_heavy_tailed_most_customers_mass_few_private(year: list[dict[str, Any]]) -> None:
+    first_balance: dict[str, Decimal] = {}
+    for record in year:
+        if record["type"] == "bank.balance.v1":
+            first_balance.setdefault(record["data"]["customer_id"], Decimal(record["data"]["aum"]))
+    aum = sorted(first_balance.values())
+    share_mass = sum(1 for a in aum if a < 50_000) / len(aum)
+    share_private = sum(1 for a in aum if a >= 6_000_000) / len(aum)
+    assert share_mass > 0.6
+    assert 0.001 < share_private < 0.05
+    top_percent = aum[-len(aum) // 100 :]
+    assert sum(top_percent) > sum(aum) / 3  # the top 1% hold over a third of the assets
+
+
+def test_a_one_off_windfall_arrives_and_leaves_within_weeks(year: list[dict[str, Any]]) -> None:
+    grouped = by_customer(year)
+    checked = 0
+    for cid in persona_customers("one_off"):
+        large = [
+            r for r in grouped[cid]
+            if r["type"] == "bank.transaction.v1" and Decimal(r["data"]["amount"]) >= 2_000_000
+        ]  # fmt: skip
+        if len(large) < 2:
+            continue  # the windfall would have fallen after the year's end
+        deposit, withdrawal = large[0], large[1]
+        assert (deposit["data"]["direction"], withdrawal["data"]["direction"]) == ("credit", "debit")
+        assert deposit["data"]["amount"] == withdrawal["data"]["amount"]
+        gap = datetime.fromisoformat(withdrawal["time"]) - datetime.fromisoformat(deposit["time"])
+        assert timedelta(days=3) <= gap <= timedelta(days=20)
+        checked += 1
+    assert checked >= 10
+
+
+def test_drifting_customers_fade_while_salaried_ones_are_paid_monthly(year: list[dict[str, Any]]) -> None:
+    grouped = by_customer(year)
+    end = BANK.end
+    activity = {"bank.transaction.v1", "bank.interaction.v1"}
+
+    def late_share(persona: str) -> float:
+        shares = [
+            sum(1 for r in acts if datetime.fromisoformat(r["time"]) > end - timedelta(days=91)) / len(acts)
+            for cid in persona_customers(persona)
+            if (acts := [r for r in grouped[cid] if r["type"] in activity])
+        ]
+        return mean(shares)
+
+    assert late_share("drifting") < 0.3 * late_share("salaried")
+    salary = ("bank.transaction.v1", "transfer", "credit")
+    salaries = [
+        sum(
+            1
+            for r in grouped[cid]
+            if (r["type"], r["data"].get("category"), r["data"].get("direction")) == salary
+        )
+        for cid in persona_customers("salaried")
+    ]
+    assert median(salaries) >= 9
+
+
+def test_the_whole_bank_in_one_cohort_is_in_time_order(year: list[dict[str, Any]]) -> None:
+    times = [datetime.fromisoformat(r["time"]) for r in year]
+    assert times == sorted(times)
+    assert BANK.start <= times[0]
+    assert times[-1] < BANK.end
+
+
+def test_memory_stays_flat_as_the_population_grows() -> None:
+    def peak(customers: int) -> int:
+        bank = Bank(customers, 10, start=datetime(2025, 11, 1, tzinfo=UTC), cohort=500)
+        tracemalloc.start()
+        try:
+            for _ in records(bank):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(500), peak(3_000)
+    assert large < small * 1.5, (small, large)

@@ -1,0 +1,103 @@
+"""`tierflow demo` as a new user runs it: the stack comes up, a simulated year goes through it,
+the summary is printed, and every number in it is what the APIs answer afterwards."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.contracts.outbound import COMPLAINT, SURVEY
+from tests.e2e.conftest import environment
+from tests.infra import REPO
+from tierflow.simulate import Bank, branches, events, records
+
+pytestmark = pytest.mark.e2e
+CUSTOMERS = 250
+END = datetime(2026, 11, 1, tzinfo=UTC)
+DEMO_TIMEOUT_S = 420
+
+
+def run_demo(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tierflow.cli", "demo", "--data-dir", str(data_dir),
+         "--customers", str(CUSTOMERS), "--end", END.isoformat(), "--duration", "30"],
+        cwd=REPO, env={**environment(ports), "COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    for line in process.stdout:
+        output.append(line)
+        if "Press Ctrl-C to stop." in line or time.monotonic() > deadline:
+            break
+    return process, "".join(output)
+
+
+def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, int]) -> None:
+    process, output = run_demo(data_dir, ports)
+    try:
+        assert "Press Ctrl-C to stop." in output, output
+        summary = json.loads((data_dir / "demo-summary.json").read_text())
+        key = (data_dir / "api-key").read_text().strip()
+
+        def get(service: str, path: str, **params: str) -> Any:
+            response = httpx.get(
+                f"http://127.0.0.1:{ports[service]}{path}",
+                params=params,
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        bank = Bank(CUSTOMERS, 40, start=END - timedelta(days=365), cohort=CUSTOMERS)
+        stream = list(records(bank))
+        assert summary["records_sent"] == {
+            "events": sum(1 for _ in events(bank)),
+            "surveys": sum(1 for r in stream if r["type"] == SURVEY),
+            "complaint_updates": sum(1 for r in stream if r["type"] == COMPLAINT),
+        }
+
+        # Every simulated customer was scored, and each branch's cells are the API's.
+        assert sum(b["total"] for b in summary["branches"]) == CUSTOMERS
+        assert [b["branch_id"] for b in summary["branches"]] == [b.branch_id for b in branches(bank)]
+        for branch in summary["branches"]:
+            cells = get("scoring", "/v1/tiers/distribution", branch_id=branch["branch_id"])
+            assert {k: branch[k] for k in cells} == cells
+        migrations = get("scoring", "/v1/tiers/migrations", **summary["migration_window"])
+        assert summary["migrations"] == migrations["moves"]
+        assert sum(m["count"] for m in summary["migrations"]) == CUSTOMERS
+
+        assert len(summary["examples"]) >= 3
+        for example in summary["examples"]:
+            assert example["history"] == get(
+                "scoring", f"/v1/customers/{example['customer_id']}/tier-history", limit="20"
+            )
+            view = get("scoring", f"/v1/customers/{example['customer_id']}")
+            assert (example["tier"], example["stage"]) == (view["tier"], view["stage"])
+            assert example["customer_id"] in output
+
+        assert summary["outreach_queue"] == get("engagement", "/v1/outreach/queue")
+        assert sum(cell["items"] for cell in summary["outreach_queue"]) > 0
+        rms = {rm.rm_id for b in branches(bank) for rm in b.rms}
+        assert {rm["rm_id"] for rm in summary["rms"]} >= rms
+        assert summary["nps_by_tier"] == get("feedback", "/v1/reports/satisfaction", **summary["nps_window"])
+        answers = sum(row["nps_responses"] + row["csat_responses"] for row in summary["nps_by_tier"])
+        assert answers == summary["records_sent"]["surveys"]
+
+        for heading in ("Tier and stage by branch", "Tier migration", "Open outreach by action",
+                        "Open outreach by RM", "Satisfaction by tier"):  # fmt: skip
+            assert heading in output
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=90) == 0

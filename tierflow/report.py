@@ -1,0 +1,134 @@
+"""The demo's summary as tables a person reads in a terminal."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from tierflow.demo import Summary
+
+TIERS = ("private", "wealth", "vip", "mass")
+STAGES = ("prospect", "new", "regular", "core", "at_risk", "churned")
+OPEN_STATES = ("queued", "assigned", "in_progress")
+TOP_RMS = 10
+
+
+def snapshot_line(at: datetime, distribution: dict[str, Any]) -> str:
+    by_tier = distribution.get("by_tier", {})
+    tiers = " · ".join(f"{tier} {by_tier.get(tier, 0):,}" for tier in TIERS)
+    return f"  {at:%Y-%m-%d}  scored so far: {distribution.get('total', 0):,} customers ({tiers})"
+
+
+def render(console: Console, summary: Summary) -> None:
+    sent = summary.records_sent
+    console.rule("TierFlow demo: a year of a simulated bank")
+    console.print(
+        f"{summary.customers:,} customers, {sent['events']:,} core-banking events, "
+        f"{sent['surveys']:,} survey answers, {sent['complaint_updates']:,} complaint updates, "
+        f"{summary.window['from'][:10]} to {summary.window['to'][:10]}"
+    )
+    console.print(_branches(summary))
+    console.print(_migrations(summary))
+    for example in summary.examples:
+        console.print(_example(example))
+    console.print(_queue(summary))
+    console.print(_rms(summary))
+    console.print(_nps(summary))
+
+
+def _branches(summary: Summary) -> Table:
+    table = Table(title="Tier and stage by branch", show_footer=True)
+    totals: Counter[str] = Counter()
+    table.add_column("branch", footer="all")
+    table.add_column("kind")
+    for name in (*TIERS, *STAGES):
+        table.add_column(name, justify="right")
+    table.add_column("customers", justify="right")
+    for branch in summary.branches:
+        cells = [branch["by_tier"].get(t, 0) for t in TIERS] + [branch["by_stage"].get(s, 0) for s in STAGES]
+        totals.update(dict(zip((*TIERS, *STAGES, "total"), [*cells, branch["total"]], strict=True)))
+        table.add_row(branch["branch_id"], branch["kind"], *(f"{n:,}" for n in cells), f"{branch['total']:,}")
+    for column, name in zip(table.columns[2:], (*TIERS, *STAGES, "total"), strict=True):
+        column.footer = f"{totals[name]:,}"
+    return table
+
+
+def _migrations(summary: Summary) -> Table:
+    window = summary.migration_window
+    table = Table(title=f"Tier migration, {window['from'][:10]} to {window['to'][:10]}")
+    counts = {(m["from_tier"], m["to_tier"]): m["count"] for m in summary.migrations}
+    sources = [t for t in ("none", *TIERS) if any(f == t for f, _ in counts)]
+    table.add_column("from \\ to")
+    for tier in TIERS:
+        table.add_column(tier, justify="right")
+    for source in sources:
+        table.add_row(source, *(f"{counts.get((source, tier), 0):,}" for tier in TIERS))
+    return table
+
+
+def _example(example: dict[str, Any]) -> Table:
+    title = (
+        f"{example['customer_id']} ({example['persona'].replace('_', '-')} persona): "
+        f"now {example['tier']}, {example['stage']}"
+    )
+    table = Table(title=title, title_justify="left")
+    for name in ("when", "tier", "stage", "why"):
+        table.add_column(name)
+    for change in reversed(example["history"]):
+        reasons = "; ".join(dict.fromkeys(r["detail"] for r in change["reasons"]))
+        table.add_row(
+            change["at"][:10],
+            f"{change['previous_tier'] or '-'} -> {change['tier']}",
+            f"{change['previous_stage'] or '-'} -> {change['stage']}",
+            reasons,
+        )
+    return table
+
+
+def _queue(summary: Summary) -> Table:
+    table = Table(title="Open outreach by action", show_footer=True)
+    by_action: dict[str, Counter[str]] = defaultdict(Counter)
+    for cell in summary.outreach_queue:
+        by_action[cell["action"]][cell["status"]] += cell["items"]
+    table.add_column("action", footer="all")
+    for state in OPEN_STATES:
+        total = sum(c["items"] for c in summary.outreach_queue if c["status"] == state)
+        table.add_column(state, justify="right", footer=f"{total:,}")
+    for action, counts in sorted(by_action.items()):
+        table.add_row(action, *(f"{counts[state]:,}" for state in OPEN_STATES))
+    return table
+
+
+def _rms(summary: Summary) -> Table:
+    busiest = sorted(summary.rms, key=lambda rm: (-rm["open_items"], rm["rm_id"]))[:TOP_RMS]
+    by_rm: dict[str, Counter[str]] = defaultdict(Counter)
+    for cell in summary.outreach_queue:
+        if cell["assigned_to"]:
+            by_rm[cell["assigned_to"]][cell["action"]] += cell["items"]
+    table = Table(title=f"Open outreach by RM (busiest {len(busiest)} of {len(summary.rms)})")
+    for name in ("rm", "branch", "open / capacity", "actions"):
+        table.add_column(name)
+    for rm in busiest:
+        actions = ", ".join(f"{a} {n}" for a, n in by_rm[rm["rm_id"]].most_common())
+        table.add_row(rm["rm_id"], rm["branch_id"], f"{rm['open_items']} / {rm['capacity']}", actions)
+    return table
+
+
+def _nps(summary: Summary) -> Table:
+    table = Table(title="Satisfaction by tier (tier when the answer arrived)")
+    for name in ("tier", "NPS answers", "NPS", "CSAT answers", "CSAT"):
+        table.add_column(name, justify="right" if name != "tier" else "left")
+    for row in summary.nps_by_tier:
+        table.add_row(
+            row["grp"],
+            f"{row['nps_responses']:,}",
+            "-" if row["nps"] is None else f"{float(row['nps']):+.1f}",
+            f"{row['csat_responses']:,}",
+            "-" if row["csat_avg"] is None else f"{float(row['csat_avg']):.2f}",
+        )
+    return table
