@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
+import yaml
 from fastapi import Request
 from pydantic import ValidationError
 
@@ -66,5 +67,7 @@ async def read_document(request: Request, load: Callable[[str], T], what: str, l
     except ValidationError as exc:
         errors = [{"field": e.field, "message": e.message} for e in field_errors(exc)]
         raise ApiError(422, f"the {what} is invalid", errors=errors) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ApiError(400, f"the {what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ApiError(400, f"the {what} is not valid JSON or YAML: {exc}") from None

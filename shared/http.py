@@ -9,9 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import ApiKeyring, Principal, Role
@@ -95,7 +97,65 @@ def create_app(
         app.include_router(router)
     _install_error_handlers(app, retry_after_s)
     _install_metrics_middleware(app)
+    _document_openapi(app)
     return app
+
+
+# Every 4xx/5xx TierFlow answers has this shape, the 422 of request validation included.
+_PROBLEM = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+    },
+}
+_PROBLEM_ITEM = {
+    "title": "Problem item",
+    "type": "object",
+    "required": ["field", "message"],
+    "properties": {
+        "index": {"type": "integer", "description": "position in a batch"},
+        "field": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
+
+
+def _document_openapi(app: FastAPI) -> None:
+    """The generated document, made true to the API: TierFlow's error shape instead of FastAPI's
+    default, and definitions of hand-written request bodies hoisted where references resolve."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+        _hoist_definitions(document.get("paths", {}), components)
+        components["HTTPValidationError"] = _PROBLEM
+        components["ValidationError"] = _PROBLEM_ITEM
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _hoist_definitions(node: Any, components: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for name, definition in node.pop("$defs", {}).items():
+            _hoist_definitions(definition, components)
+            components.setdefault(name, definition)
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            node["$ref"] = "#/components/schemas/" + reference.removeprefix("#/$defs/")
+        for value in node.values():
+            _hoist_definitions(value, components)
+    elif isinstance(node, list):
+        for item in node:
+            _hoist_definitions(item, components)
 
 
 def _probes(service: str, readiness: Mapping[str, ReadinessCheck]) -> APIRouter:
@@ -140,6 +200,23 @@ def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return ApiError(exc.status_code, str(exc.detail), headers=exc.headers).response()
 
+    @app.exception_handler(DBAPIError)
+    async def database_refused(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # Input the database cannot store (a NUL character, an invalid byte sequence) is the
+        # client's problem; a lost connection is temporary; anything else is ours.
+        if _is_data_error(exc):
+            return ApiError(422, "the request holds values the database cannot store").response()
+        if isinstance(exc, OperationalError | InterfaceError):
+            headers = {"Retry-After": str(retry_after_s)}
+            return ApiError(503, "the database is unavailable", headers=headers).response()
+        log.error("database error", error_class=type(exc.orig).__name__)
+        return ApiError(500, "internal error").response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", error_class=type(exc).__name__)
+        return ApiError(500, "internal error").response()
+
     @app.exception_handler(TierFlowError)
     async def tierflow_error(_request: Request, exc: TierFlowError) -> JSONResponse:
         if exc.retriable:
@@ -149,11 +226,25 @@ def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         return ApiError(500, "internal error").response()
 
 
+def _is_data_error(exc: DBAPIError) -> bool:
+    # SQLSTATE class 22: data exception (invalid text representation, untranslatable character ...).
+    cause = getattr(exc.orig, "__cause__", None)
+    state = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
+_NUL = ApiError(400, "NUL characters are not allowed in the path or query")
+
+
 def _install_metrics_middleware(app: FastAPI) -> None:
     @app.middleware("http")
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        # PostgreSQL text cannot hold NUL: refuse it at the door rather than deep in a query.
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            response: Response = _NUL.response()
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()

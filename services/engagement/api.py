@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
@@ -123,20 +124,20 @@ def _public(row: dict[str, Any]) -> OutreachItem:
 def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["engagement"])
 
-    async def load(item_id: str) -> OutreachItem:
+    async def load(item_id: UUID) -> OutreachItem:
         async with engine.connect() as db:
-            row = await engagement.store(db).item(item_id)
+            row = await engagement.store(db).item(str(item_id))
         if row is None:
-            raise ApiError(404, f"unknown outreach item {item_id!r}")
+            raise ApiError(404, f"unknown outreach item {str(item_id)!r}")
         return _public(row)
 
     async def move(
-        item_id: str, step: Any, actor: str, note: str | None, survey: bool = False
+        item_id: UUID, step: Any, actor: str, note: str | None, survey: bool = False
     ) -> OutreachItem:
         try:
-            await engagement.transition(item_id, step, actor, note, survey)
+            await engagement.transition(str(item_id), step, actor, note, survey)
         except UnknownItem:
-            raise ApiError(404, f"unknown outreach item {item_id!r}") from None
+            raise ApiError(404, f"unknown outreach item {str(item_id)!r}") from None
         except TransitionRefused as exc:
             raise ApiError(409, str(exc)) from None
         return await load(item_id)
@@ -241,18 +242,18 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             return [QueueCell(action=a, assigned_to=r, status=s, items=n) for a, r, s, n in rows]
 
     @router.get("/outreach/{item_id}", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def get_outreach(item_id: str, _key: ReaderKey) -> OutreachItem:
+    async def get_outreach(item_id: UUID, _key: ReaderKey) -> OutreachItem:
         """One outreach item."""
         return await load(item_id)
 
     @router.post("/outreach/{item_id}/claim", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def claim(item_id: str, key: RmKey, rm_id: RmId = None) -> OutreachItem:
+    async def claim(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItem:
         """Take an unassigned item (or confirm one assigned to you)."""
         actor, _ = actor_of(key, rm_id)
         return await move(item_id, lambda item, _now: lifecycle.claim(item, actor), actor, "claimed")
 
     @router.post("/outreach/{item_id}/start", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def start(item_id: str, key: RmKey, rm_id: RmId = None) -> OutreachItem:
+    async def start(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItem:
         """Begin working an item you hold; the first contact time is recorded."""
         actor, admin = actor_of(key, rm_id)
         return await move(
@@ -260,7 +261,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         )
 
     @router.post("/outreach/{item_id}/complete", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def complete(item_id: str, body: Completion, key: RmKey, rm_id: RmId = None) -> OutreachItem:
+    async def complete(item_id: UUID, body: Completion, key: RmKey, rm_id: RmId = None) -> OutreachItem:
         """Close an item you are working with its outcome; optionally ask feedback for a survey."""
         actor, admin = actor_of(key, rm_id)
         return await move(
@@ -272,7 +273,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         )
 
     @router.post("/outreach/{item_id}/cancel", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def cancel(item_id: str, body: Cancellation, key: RmKey, rm_id: RmId = None) -> OutreachItem:
+    async def cancel(item_id: UUID, body: Cancellation, key: RmKey, rm_id: RmId = None) -> OutreachItem:
         """Cancel an open item (yours, or any as admin), with the reason."""
         actor, admin = actor_of(key, rm_id)
         return await move(
@@ -283,7 +284,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         )
 
     @router.post("/outreach/{item_id}/reassign", responses=_ITEM_ERRORS)  # type: ignore[arg-type]
-    async def reassign(item_id: str, body: Reassignment, key: AdminKey) -> OutreachItem:
+    async def reassign(item_id: UUID, body: Reassignment, key: AdminKey) -> OutreachItem:
         """Give an open item to another RM."""
         return await move(
             item_id,

@@ -53,7 +53,11 @@ class Condition(_Strict):
     @classmethod
     def _typed_value(cls, raw: object) -> object:
         # Numeric features compare with exact decimals (also when stored as JSON strings).
-        if isinstance(raw, dict) and raw.get("feature") in NUMERIC_FEATURES:
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("feature"), str)
+            and raw["feature"] in NUMERIC_FEATURES
+        ):
             value = raw.get("value")
             if isinstance(value, int | float | str) and not isinstance(value, bool):
                 try:

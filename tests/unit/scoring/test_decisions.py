@@ -185,6 +185,11 @@ def test_policies_are_validated_with_clear_messages() -> None:
     reordered["tiers"][0], reordered["tiers"][1] = reordered["tiers"][1], reordered["tiers"][0]
     with pytest.raises(ValueError, match="highest tier down"):
         Policy.model_validate(reordered)
+    # A condition naming something that is not a feature at all is a validation error too.
+    malformed = POLICY.model_dump(mode="json")
+    malformed["stages"][0]["any_of"][0][0]["feature"] = {"nested": "object"}
+    with pytest.raises(ValueError, match="feature"):
+        Policy.model_validate(malformed)
 
 
 @settings(max_examples=30)
