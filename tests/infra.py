@@ -176,6 +176,26 @@ def start_service(infra: Infra, name: str, **overrides: str) -> ServiceProcess:
     return service
 
 
+@contextmanager
+def all_services(infra: Infra, name: str) -> Iterator[dict[str, ServiceProcess]]:
+    """The four services as processes on a database and topics of their own, named `name`."""
+    from tierflow.stack import SERVICES
+
+    prefix = f"{name}."
+    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
+    database = fresh_database(infra, f"tierflow_{name}")
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for service in SERVICES:
+            started[service] = start_service(
+                infra, service, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database
+            )
+        yield started
+    finally:
+        for process in started.values():
+            process.stop()
+
+
 def fresh_database(infra: Infra, name: str) -> str:
     """A new, migrated database on the same server: one per run that must not share state."""
     from sqlalchemy.engine import make_url

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import ADMIN_KEY, Infra, ServiceProcess, create_topics, fresh_database, start_service
+from tests.infra import ADMIN_KEY, Infra, ServiceProcess, all_services
 from tierflow.stack import SERVICES
 
 pytestmark = pytest.mark.integration
@@ -19,17 +19,8 @@ CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformanc
 
 @pytest.fixture(scope="module")
 def services(infra: Infra) -> Iterator[dict[str, ServiceProcess]]:
-    prefix = "fuzz."
-    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
-    database = fresh_database(infra, "tierflow_fuzz")
-    started: dict[str, ServiceProcess] = {}
-    try:
-        for name in SERVICES:
-            started[name] = start_service(infra, name, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database)
+    with all_services(infra, "fuzz") as started:
         yield started
-    finally:
-        for service in started.values():
-            service.stop()
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -20,11 +20,8 @@ from tests.infra import (
     RM_KEY,
     Infra,
     ServiceProcess,
-    create_topics,
-    fresh_database,
-    start_service,
+    all_services,
 )
-from tierflow.stack import SERVICES
 
 pytestmark = pytest.mark.integration
 KEYS = {"ingest": INGEST_KEY, "ops": OPS_KEY, "rm": RM_KEY, "admin": ADMIN_KEY}
@@ -75,17 +72,8 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
 
 @pytest.fixture(scope="module")
 def services(infra: Infra) -> Iterator[dict[str, ServiceProcess]]:
-    prefix = "authz."
-    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
-    database = fresh_database(infra, "tierflow_authz")
-    started: dict[str, ServiceProcess] = {}
-    try:
-        for name in SERVICES:
-            started[name] = start_service(infra, name, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database)
+    with all_services(infra, "authz") as started:
         yield started
-    finally:
-        for service in started.values():
-            service.stop()
 
 
 def operations(service: ServiceProcess) -> list[tuple[str, str]]:
