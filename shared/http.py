@@ -96,6 +96,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app, retry_after_s)
+    _install_nul_guard(app)
     _install_metrics_middleware(app)
     _document_openapi(app)
     return app
@@ -236,15 +237,20 @@ def _is_data_error(exc: DBAPIError) -> bool:
 _NUL = ApiError(400, "NUL characters are not allowed in the path or query")
 
 
+def _install_nul_guard(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # PostgreSQL text cannot hold NUL: refuse it at the door rather than deep in a query.
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            return _NUL.response()
+        return await call_next(request)
+
+
 def _install_metrics_middleware(app: FastAPI) -> None:
     @app.middleware("http")
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        # PostgreSQL text cannot hold NUL: refuse it at the door rather than deep in a query.
-        if "\x00" in request.url.path or "%00" in request.url.query:
-            response: Response = _NUL.response()
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()

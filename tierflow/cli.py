@@ -139,7 +139,7 @@ def run_simulation(args: argparse.Namespace) -> int:
     elif args.to_topic:
         tally = asyncio.run(sinks.to_topic(stream, Settings(), pacer, args.batch, feedback))
     else:
-        with sinks.ingest_client(args.to_ingest, args.key) as client:
+        with sinks.api_client(args.to_ingest, args.key) as client:
             tally = sinks.to_ingest(stream, client, pacer, args.batch, feedback)
     print(tally.summary())
     return 0

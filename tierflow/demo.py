@@ -40,8 +40,7 @@ class Endpoints:
     key: str
 
     def client(self, service: str) -> httpx.Client:
-        headers = {"authorization": f"Bearer {self.key}"}
-        return httpx.Client(base_url=self.urls[service], headers=headers, timeout=60)
+        return sinks.api_client(self.urls[service], self.key)
 
 
 @dataclass
@@ -176,7 +175,7 @@ def send(
                 progress.console.print(report.snapshot_line(checkpoints.pop(0), _distribution(scoring)))
 
         feedback = sinks.FeedbackClient(endpoints.urls["feedback"], endpoints.key)
-        with sinks.ingest_client(endpoints.urls["ingest"], endpoints.key) as ingest:
+        with sinks.api_client(endpoints.urls["ingest"], endpoints.key) as ingest:
             tally = sinks.to_ingest(iter(stream), ingest, pacer, 500, feedback, advance)
     return {
         "events": tally.sent,

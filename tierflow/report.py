@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from shared.contracts.types import Stage, Tier
+
 if TYPE_CHECKING:
     from tierflow.demo import Summary
 
-TIERS = ("private", "wealth", "vip", "mass")
-STAGES = ("prospect", "new", "regular", "core", "at_risk", "churned")
-OPEN_STATES = ("queued", "assigned", "in_progress")
+TIERS = tuple(tier.value for tier in Tier)
+STAGES = tuple(stage.value for stage in Stage)
+OPEN_STATES = ("queued", "assigned", "in_progress")  # the queue's order, as its lifecycle runs
 TOP_RMS = 10
 
 

@@ -116,7 +116,12 @@ def branches(bank: Bank) -> tuple[Branch, ...]:
 
 def persona_of(bank: Bank, index: int) -> Persona:
     """The persona behind customer `index` (the demo picks example customers by it)."""
-    return _persona(random.Random(bank.seed * 1_000_003 + index))
+    return _persona(_customer_rng(bank, index))
+
+
+def _customer_rng(bank: Bank, index: int) -> random.Random:
+    """Everything about customer `index` comes from this stream, so customers are independent."""
+    return random.Random(bank.seed * 1_000_003 + index)
 
 
 def customer_id(index: int) -> str:
@@ -204,17 +209,19 @@ def _event(event_id: str, event_type: str, at: datetime, data: dict[str, Any]) -
     }
 
 
-def _customer(bank: Bank, index: int, bank_branches: tuple[Branch, ...]) -> _Customer:
-    rng = random.Random(bank.seed * 1_000_003 + index)
+def _customer(
+    bank: Bank, index: int, bank_branches: tuple[Branch, ...], scales: tuple[float, float]
+) -> _Customer:
+    rng = _customer_rng(bank, index)
     persona = _persona(rng)
     branch = rng.choices(bank_branches, weights=[b.size for b in bank_branches])[0]
-    return _Customer(bank, index, rng, persona, branch, *_activity_scales(bank))
+    return _Customer(bank, index, rng, persona, branch, *scales)
 
 
 def _customer_records(
-    bank: Bank, index: int, bank_branches: tuple[Branch, ...]
+    bank: Bank, index: int, bank_branches: tuple[Branch, ...], scales: tuple[float, float]
 ) -> list[tuple[datetime, Event]]:
-    c = _customer(bank, index, bank_branches)
+    c = _customer(bank, index, bank_branches, scales)
     rng, persona = c.rng, c.persona
     existing = rng.random() < 0.8  # most of a bank's customers were there before the year began
     if existing:
@@ -388,14 +395,18 @@ def _txn(amount: str, direction: str, category: str, channel: str) -> dict[str, 
 
 def records(bank: Bank) -> Iterator[Event]:
     """Every record of the bank (core-banking events and feedback); within each cohort, in time order."""
-    bank_branches = branches(bank)
+    bank_branches, scales = branches(bank), _activity_scales(bank)
     for first in range(0, bank.customers, bank.cohort):
-        yield from _cohort(bank, range(first, min(first + bank.cohort, bank.customers)), bank_branches)
+        yield from _cohort(
+            bank, range(first, min(first + bank.cohort, bank.customers)), bank_branches, scales
+        )
 
 
-def _cohort(bank: Bank, indexes: range, bank_branches: tuple[Branch, ...]) -> Iterator[Event]:
+def _cohort(
+    bank: Bank, indexes: range, bank_branches: tuple[Branch, ...], scales: tuple[float, float]
+) -> Iterator[Event]:
     # Its own frame, so one cohort is released before the next is built.
-    lives = [sorted(_customer_records(bank, i, bank_branches), key=lambda r: r[0]) for i in indexes]
+    lives = [sorted(_customer_records(bank, i, bank_branches, scales), key=lambda r: r[0]) for i in indexes]
     for _, record in heapq.merge(*lives, key=lambda r: r[0]):
         yield record
 

@@ -176,7 +176,8 @@ def to_ingest(
     return tally
 
 
-def ingest_client(url: str, key: str) -> httpx.Client:
+def api_client(url: str, key: str) -> httpx.Client:
+    """A client for one TierFlow service, sending the key on every request."""
     return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement.domain import lifecycle
-from services.engagement.domain.lifecycle import Outcome, TransitionRefused
+from services.engagement.domain.lifecycle import OPEN_STATES, Outcome, TransitionRefused
 from services.engagement.domain.playbook import load_playbook
 from services.engagement.handlers import Engagement, UnknownItem
 from services.engagement.store import ITEM_COLUMNS
@@ -232,12 +232,12 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
                 text(
                     """
                     SELECT kind, assigned_to, status, count(*) FROM engagement.items
-                    WHERE status IN ('queued', 'assigned', 'in_progress')
+                    WHERE status = ANY(:open)
                         AND (CAST(:branch AS text) IS NULL OR branch_id = :branch)
                     GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3
                     """
                 ),
-                {"branch": branch_id},
+                {"branch": branch_id, "open": sorted(OPEN_STATES)},
             )
             return [QueueCell(action=a, assigned_to=r, status=s, items=n) for a, r, s, n in rows]
 
