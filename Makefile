@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run up test lint format unit integration e2e bench bench-feedback bench-simulate clean
+.PHONY: install run up test lint format unit integration faults e2e bench bench-feedback bench-simulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ unit: install
 
 integration: install
 	$(BIN)/pytest tests/integration
+
+faults: install
+	$(BIN)/pytest tests/faults
 
 e2e: install
 	$(BIN)/pytest tests/e2e

@@ -31,6 +31,33 @@ class DatabaseRefused(TierFlowError):
     """The database rejected the batch: the consumer isolates and dead-letters the bad record."""
 
 
+# SQLSTATE classes that mean "not now" rather than "never": connection exception, transaction
+# rollback (serialization failure, deadlock), insufficient resources, operator intervention
+# (admin shutdown, "the database system is starting up"), system error; and lock not available.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+_TRANSIENT_STATES = frozenset({"55P03"})
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    cause = getattr(exc.orig, "__cause__", None)
+    state = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether the same statement may succeed later: a restart or failover, not bad input."""
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return True
+    state = sqlstate(exc)
+    return state is not None and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES)
+
+
+def is_data_error(exc: DBAPIError) -> bool:
+    """SQLSTATE class 22: values the database cannot store (a NUL character, a bad byte sequence)."""
+    state = sqlstate(exc)
+    return state is not None and state.startswith("22")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     connect_args: dict[str, object] = {"command_timeout": 60}
     if settings.database_ssl:
@@ -61,11 +88,11 @@ async def consumer_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnec
     try:
         async with engine.begin() as connection:
             yield connection
-    except (OperationalError, InterfaceError, OSError) as exc:
+    except OSError as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable("database connection lost") from exc
+        if is_transient(exc):
+            raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
         raise DatabaseRefused(f"database refused the batch: {exc.orig}") from exc
 
 

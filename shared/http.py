@@ -13,10 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import ApiKeyring, Principal, Role
+from shared.db import is_data_error, is_transient
 from shared.errors import TierFlowError
 from shared.logs import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -205,9 +206,9 @@ def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def database_refused(_request: Request, exc: DBAPIError) -> JSONResponse:
         # Input the database cannot store (a NUL character, an invalid byte sequence) is the
         # client's problem; a lost connection is temporary; anything else is ours.
-        if _is_data_error(exc):
+        if is_data_error(exc):
             return ApiError(422, "the request holds values the database cannot store").response()
-        if isinstance(exc, OperationalError | InterfaceError):
+        if is_transient(exc):
             headers = {"Retry-After": str(retry_after_s)}
             return ApiError(503, "the database is unavailable", headers=headers).response()
         log.error("database error", error_class=type(exc.orig).__name__)
@@ -225,13 +226,6 @@ def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
             return ApiError(503, f"temporarily unavailable: {exc}", headers=headers).response()
         log.error("unhandled TierFlow error", error=str(exc))
         return ApiError(500, "internal error").response()
-
-
-def _is_data_error(exc: DBAPIError) -> bool:
-    # SQLSTATE class 22: data exception (invalid text representation, untranslatable character ...).
-    cause = getattr(exc.orig, "__cause__", None)
-    state = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-    return isinstance(state, str) and state.startswith("22")
 
 
 _NUL = ApiError(400, "NUL characters are not allowed in the path or query")

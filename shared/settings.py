@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import ApiKeyring, parse_api_keys
@@ -70,8 +70,14 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     max_future_skew_s: int = Field(default=300, ge=0)
     retry_after_s: int = Field(default=5, ge=1)
+    # Requests ingest works on at once; more get 429, so memory stays within this times max_body_bytes.
+    ingest_max_in_flight: int = Field(default=32, ge=1, le=10_000)
+    # Background loops this process runs (consumer, review, outbox-relay, expiry); empty runs all.
+    loops: Annotated[frozenset[str], NoDecode] = frozenset()
 
-    scoring_clock: Literal["wall", "event"] = "wall"
+    scoring_clock: Literal["wall", "event", "fixed"] = "wall"
+    # With the fixed clock every decision is taken as of this instant (as-of restatements).
+    scoring_as_of: AwareDatetime | None = None
     scoring_group: str = Field(default="tierflow-scoring", max_length=200)
     scoring_batch_size: int = Field(default=2_000, ge=1, le=50_000)
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)
@@ -89,6 +95,19 @@ class Settings(BaseSettings):
             raw = value.get_secret_value() if isinstance(value, SecretStr) else value
             return parse_api_keys(raw)
         return value
+
+    @field_validator("loops", mode="before")
+    @classmethod
+    def _parse_loops(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _fixed_clock_needs_an_instant(self) -> Self:
+        if self.scoring_clock == "fixed" and self.scoring_as_of is None:
+            raise ValueError("the fixed clock needs TIERFLOW_SCORING_AS_OF, an ISO time with an offset")
+        return self
 
     @field_validator("fx_rates")
     @classmethod

@@ -40,12 +40,22 @@ def worker_app(
     routers: list[APIRouter],
     description: str,
 ) -> FastAPI:
-    """The API plus supervised loops; shutdown stops the loops, then the producer and the pool."""
+    """The API plus supervised loops; shutdown stops the loops, then the producer and the pool.
+
+    `TIERFLOW_LOOPS` picks some of the loops, so a relay or a consumer can run (and be scaled
+    or restarted) as a process of its own.
+    """
+    wanted = resources.settings.loops
+    unknown = wanted - set(loops)
+    if wanted and unknown == wanted:
+        named = ", ".join(sorted(unknown))
+        raise ValueError(f"{service} has no loop named {named}; it has {', '.join(loops)}")
+    running = {name: loop for name, loop in loops.items() if not wanted or name in wanted}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(supervise(name, loop, stop)) for name, loop in loops.items()]
+        tasks = [asyncio.create_task(supervise(name, loop, stop)) for name, loop in running.items()]
         try:
             yield
         finally:

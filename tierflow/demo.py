@@ -210,14 +210,17 @@ def wait_until_processed(console: Console, endpoints: Endpoints, stopping: Stopp
                 raise DemoError("interrupted")
             if time.monotonic() > deadline:
                 raise DemoError(f"the pipeline did not settle within {DRAIN_TIMEOUT_S} s; see the logs")
-            pending = sum(_pending(endpoints.urls[name]) for name in ("scoring", "engagement", "feedback"))
+            pending = sum(pending_work(endpoints.urls[name]) for name in WORKERS)
             most = max(most, pending)
             progress.update(task, total=max(most, 1), completed=most - pending)
             quiet = quiet + 1 if pending == 0 else 0
             time.sleep(1)
 
 
-def _pending(url: str) -> int:
+WORKERS = ("scoring", "engagement", "feedback")
+
+
+def pending_work(url: str) -> int:
     """Unprocessed records plus unrelayed outbox rows a service reports; -1 never counts as done."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     pending = 0

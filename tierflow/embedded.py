@@ -183,11 +183,13 @@ class EmbeddedBroker:
 
     port: int
     log_file: Path
+    # Where clients are told to connect, when that is not `port` (a proxy or a NAT in between).
+    advertised_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{HOST}:{self.advertised_port or self.port}"
 
     def start(self, timeout_s: float = 30) -> None:
         if port_is_open(HOST, self.port):
@@ -196,7 +198,8 @@ class EmbeddedBroker:
                 "KAFKA_BOOTSTRAP_SERVERS at it"
             )
         url = f"tcp://{HOST}:{self.port}"
-        argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self.bootstrap_servers}"
+        argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         self.process = spawn(argv, log_file=self.log_file)
         wait_for_port(HOST, self.port, self.process, timeout_s, "the broker", self.log_file)
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from services.ingest.admission import InFlightLimit
 from services.ingest.domain.intake import BatchRejected, BatchTooLarge, accept_batch
 from services.ingest.metrics import EVENTS_ACCEPTED, REQUESTS_REJECTED
 from services.ingest.publisher import to_records
@@ -46,6 +47,7 @@ _ERRORS = {
     413: {"description": "The body or batch is over the size limit"},
     415: {"description": "The content type is not JSON"},
     422: {"description": "At least one event is invalid; nothing was published"},
+    429: {"description": "Ingest is at its limit of requests in flight; retry after Retry-After"},
     503: {"description": "The broker cannot take the events now; retry after Retry-After"},
 }
 
@@ -53,6 +55,7 @@ _ERRORS = {
 def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["ingest"])
     topic = Topics.from_settings(settings).bank_events
+    admitted = Depends(InFlightLimit(settings.ingest_max_in_flight, settings.retry_after_s))
 
     def rules() -> ValidationRules:
         return ValidationRules(
@@ -68,7 +71,13 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
             EVENTS_ACCEPTED.labels(type=event.envelope.type).inc()
         return Accepted(accepted=len(events), topic=topic, ids=[e.envelope.id for e in events])
 
-    @router.post("/events", status_code=202, responses=_ERRORS, openapi_extra=_EVENTS_BODY)  # type: ignore[arg-type]
+    @router.post(
+        "/events",
+        status_code=202,
+        responses=_ERRORS,  # type: ignore[arg-type]
+        openapi_extra=_EVENTS_BODY,
+        dependencies=[admitted],
+    )
     async def post_events(request: Request, _key: IngestKey) -> Accepted:
         """Publish one CloudEvent or a JSON array of up to 5,000, all or nothing.
 
@@ -95,6 +104,7 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         status_code=202,
         responses=_ERRORS,  # type: ignore[arg-type]
         openapi_extra=_PROFILE_BODY,
+        dependencies=[admitted],
     )
     async def put_profile(customer_id: str, request: Request, _key: IngestKey) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""

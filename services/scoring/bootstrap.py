@@ -28,7 +28,13 @@ def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
     engine, producer = resources.engine, resources.producer
     topics = Topics.from_settings(settings)
-    scoring = Scoring(engine, settings, topics.name(TIER_CHANGES), ClockMode(settings.scoring_clock))
+    scoring = Scoring(
+        engine,
+        settings,
+        topics.name(TIER_CHANGES),
+        ClockMode(settings.scoring_clock),
+        settings.scoring_as_of,
+    )
 
     async def handle(batch: Sequence[Delivered[ScoringEvent]]) -> None:
         started = time.perf_counter()

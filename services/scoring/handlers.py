@@ -45,6 +45,7 @@ SCORED_MODELS: dict[str, type[BaseModel]] = {
 class ClockMode(StrEnum):
     WALL = "wall"
     EVENT = "event"
+    FIXED = "fixed"
 
 
 class ProcessingFailed(TierFlowError):
@@ -80,6 +81,7 @@ class Scoring:
     settings: Settings
     tier_changes_topic: str
     clock_mode: ClockMode = ClockMode.WALL
+    as_of: datetime | None = None
 
     async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
         events = [item.value for item in batch]
@@ -127,9 +129,9 @@ class Scoring:
             raise ProcessingFailed(f"event {event.id} could not be applied: {exc}") from exc
 
     async def _start_clock(self, store: ScoringStore) -> Callable[[ScoringEvent], datetime]:
-        if self.clock_mode is ClockMode.WALL:
-            wall = datetime.now(UTC)
-            return lambda _event: wall
+        if self.clock_mode is not ClockMode.EVENT:
+            now = await self.now(store)
+            return lambda _event: now
         watermark = await store.watermark()
 
         def advance(event: ScoringEvent) -> datetime:
@@ -140,9 +142,11 @@ class Scoring:
         return advance
 
     async def now(self, store: ScoringStore) -> datetime:
-        if self.clock_mode is ClockMode.WALL:
-            return datetime.now(UTC)
-        return await store.watermark() or datetime.now(UTC)
+        if self.clock_mode is ClockMode.FIXED and self.as_of is not None:
+            return self.as_of
+        if self.clock_mode is ClockMode.EVENT:
+            return await store.watermark() or datetime.now(UTC)
+        return datetime.now(UTC)
 
     async def policy(self, store: ScoringStore) -> Policy:
         policy = await store.active_policy()

@@ -112,7 +112,10 @@ async def _query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
     """Write CloudEvents straight to a topic with librdkafka, as a core system may."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
+    # murmur2: the partitioner of aiokafka and the Java client, so a key maps to the same partition.
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all", "partitioner": "murmur2_random"}
+    )
     for event in events:
         producer.produce(
             topic,

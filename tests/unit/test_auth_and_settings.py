@@ -81,3 +81,35 @@ def test_the_database_password_is_not_shown_in_settings_repr() -> None:
 def test_bad_settings_fail_at_start_up(name: str, value: str) -> None:
     with patched_environ({name: value}), pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_fixed_clock_needs_its_instant_with_an_offset() -> None:
+    with patched_environ({"TIERFLOW_SCORING_CLOCK": "fixed"}), pytest.raises(ValidationError, match="AS_OF"):
+        Settings()
+    naive = {"TIERFLOW_SCORING_CLOCK": "fixed", "TIERFLOW_SCORING_AS_OF": "2026-01-01T00:00:00"}
+    with patched_environ(naive), pytest.raises(ValidationError, match="timezone"):
+        Settings()
+    with patched_environ({**naive, "TIERFLOW_SCORING_AS_OF": "2026-01-01T00:00:00+08:00"}):
+        assert Settings().scoring_as_of is not None
+
+
+def test_loops_are_a_comma_separated_choice_and_unknown_names_are_refused() -> None:
+    from fastapi import FastAPI
+
+    from shared.worker_app import Resources, worker_app
+
+    with patched_environ({"TIERFLOW_LOOPS": " consumer, review ,"}):
+        settings = Settings()
+    assert settings.loops == {"consumer", "review"}
+    with patched_environ({"TIERFLOW_LOOPS": "relay"}):
+        resources = Resources.create(Settings())
+
+    async def idle(_stop: object) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="no loop named relay; it has consumer, outbox-relay"):
+        worker_app(
+            "feedback", resources, loops={"consumer": idle, "outbox-relay": idle}, routers=[], description=""
+        )
+    assert isinstance(worker_app("feedback", Resources.create(settings), loops={"consumer": idle},
+                                 routers=[], description=""), FastAPI)  # fmt: skip

@@ -1,0 +1,37 @@
+"""Load shedding: a bounded number of intake requests at once, the rest told when to come back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from services.ingest.metrics import REQUESTS_IN_FLIGHT, REQUESTS_SHED
+from shared.http import ApiError
+
+
+class InFlightLimit:
+    """A dependency admitting at most `limit` requests at once.
+
+    The rest get 429 with Retry-After before their bodies are read, so a flood costs a few
+    bytes per refused request and memory stays within `limit` times the body size limit.
+    """
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        self._limit = limit
+        self._in_flight = 0
+        self._refusal = ApiError(
+            429,
+            f"ingest is working on {limit} requests already; retry after {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    async def __call__(self) -> AsyncIterator[None]:
+        if self._in_flight >= self._limit:
+            REQUESTS_SHED.inc()
+            raise self._refusal
+        self._in_flight += 1
+        REQUESTS_IN_FLIGHT.inc()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            REQUESTS_IN_FLIGHT.dec()

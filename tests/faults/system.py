@@ -1,0 +1,363 @@
+"""The whole of TierFlow on a database and topics of its own, driven by a simulated bank.
+
+A run has two phases: the bank's core-banking events through ingest, then its surveys and
+complaints through the feedback API, each drained before the next. The contract promises
+no order between a customer's bank events and their feedback (two topics), so sending
+them in phases is what makes two runs comparable decision by decision. Scoring runs on
+the fixed clock (as of the end of the simulated year), so decisions do not depend on when
+the run happens either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
+
+from shared.topics import CONSUMED, Topics
+from tests.infra import ADMIN_KEY, Infra, ServiceProcess, create_topics, fresh_database, start_service
+from tests.kafka_reader import read_messages
+from tierflow.demo import WORKERS, pending_work
+from tierflow.simulate import Bank, is_bank_event, records
+from tierflow.stack import SERVICES
+
+Event = dict[str, Any]
+BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
+RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
+FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
+
+
+@dataclass(frozen=True)
+class Stream:
+    bank: list[Event]
+    feedback: list[Event]
+
+    @classmethod
+    def of(cls, bank: Bank) -> Stream:
+        everything = list(records(bank))
+        return cls(
+            [r for r in everything if is_bank_event(r)], [r for r in everything if not is_bank_event(r)]
+        )
+
+
+@dataclass(frozen=True)
+class EndState:
+    """What a run leaves behind, without ids of rows or times of processing."""
+
+    customers: dict[str, Any]
+    tier_changes: list[tuple[Any, ...]]
+    outreach: list[tuple[Any, ...]]
+    surveys: list[tuple[Any, ...]]
+    complaints: list[tuple[Any, ...]]
+    dead_letters: list[tuple[Any, ...]]
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
+
+    def differences(self, reference: EndState, limit: int = 5) -> str:
+        lines = [f"counts {self.counts()} vs undisturbed {reference.counts()}"]
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(reference, name)
+            if mine == theirs:
+                continue
+            if isinstance(mine, dict):
+                keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+                lines += [f"{name}[{k}]: {mine.get(k)} != {theirs.get(k)}" for k in keys[:limit]]
+            else:
+                lines += [f"{name} only here: {row}" for row in sorted(set(mine) - set(theirs))[:limit]]
+                lines += [
+                    f"{name} only undisturbed: {row}" for row in sorted(set(theirs) - set(mine))[:limit]
+                ]
+        return "\n".join(lines)
+
+
+def assert_same_end_state(actual: EndState, reference: EndState) -> None:
+    assert actual == reference, actual.differences(reference)
+
+
+@dataclass
+class System:
+    infra: Infra
+    name: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:8]}")
+    settings: dict[str, str] = field(default_factory=dict)
+    running: dict[str, list[ServiceProcess]] = field(default_factory=dict)
+    # 429s and 503s the senders were answered (and waited out), by status.
+    refusals: dict[int, int] = field(default_factory=dict)
+    accepted: int = 0  # records the senders got a 2xx for
+
+    @cached_property
+    def database_url(self) -> str:
+        return fresh_database(self.infra, self.name)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database_url,
+            "TIERFLOW_TOPIC_PREFIX": f"{self.name}.",
+            "TIERFLOW_SCORING_GROUP": f"{self.name}-scoring",
+            "TIERFLOW_ENGAGEMENT_GROUP": f"{self.name}-engagement",
+            "TIERFLOW_FEEDBACK_GROUP": f"{self.name}-feedback",
+            "TIERFLOW_SCORING_CLOCK": "fixed",
+            "TIERFLOW_SCORING_AS_OF": BANK.end.isoformat(),
+            "TIERFLOW_REVIEW_POLL_S": "0.5",
+            "TIERFLOW_RETRY_AFTER_S": "1",
+            "TIERFLOW_KAFKA_PUBLISH_TIMEOUT_S": "5",
+            **self.settings,
+            **extra,
+        }
+
+    def start(self, service: str, role: str | None = None, **extra: str) -> ServiceProcess:
+        """Another instance of `service`; `role` names it when it runs only some loops."""
+        process = start_service(self.infra, service, **self.env(**extra))
+        self.running.setdefault(role or service, []).append(process)
+        return process
+
+    def start_all(self, relays_apart: bool = False) -> None:
+        """The four services; with `relays_apart`, scoring's and engagement's outbox relays run as
+        processes of their own (roles `scoring-relay`, `engagement-relay`)."""
+        create_topics(self.infra.settings(TIERFLOW_TOPIC_PREFIX=f"{self.name}."))
+        for service in SERVICES:
+            if relays_apart and service in RELAYED_APART:
+                self.start(service, TIERFLOW_LOOPS=RELAYED_APART[service])
+                self.start(service, f"{service}-relay", TIERFLOW_LOOPS="outbox-relay")
+            else:
+                self.start(service)
+
+    def stop_all(self) -> None:
+        for processes in self.running.values():
+            for process in processes:
+                process.stop()
+
+    def url(self, service: str) -> str:
+        return self.running[service][0].base_url
+
+    def topic(self, name: str) -> str:
+        return f"{self.name}.{name}"
+
+    # -- driving -------------------------------------------------------------------------
+
+    def send(self, stream: Sequence[Event], batch: int = 50, senders: int = 1) -> Sending:
+        """Bank events to ingest and feedback records to feedback, in the background.
+
+        With several senders each customer still has one: their records stay in order.
+        """
+        lanes: list[list[tuple[str, str, list[Event]]]] = [[] for _ in range(senders)]
+        by_lane: list[list[Event]] = [[] for _ in range(senders)]
+        for record in stream:
+            by_lane[zlib.crc32(record["data"]["customer_id"].encode()) % senders].append(record)
+        for lane, lane_records in zip(lanes, by_lane, strict=True):
+            for start in range(0, len(lane_records), batch):
+                lane += _posts(lane_records[start : start + batch])
+        return Sending(self, lanes)
+
+    def drive(
+        self,
+        stream: Stream,
+        during_bank: Callable[[System], None] | None = None,
+        during_feedback: Callable[[System], None] | None = None,
+        senders: int = 1,
+    ) -> EndState:
+        for part, fault in ((stream.bank, during_bank), (stream.feedback, during_feedback)):
+            sending = self.send(part, batch=50 if part is stream.bank else 5, senders=senders)
+            if fault is not None:
+                fault(self)
+            sending.join()
+            self.settle()
+        return self.end_state()
+
+    # -- faults --------------------------------------------------------------------------
+
+    def metric(self, service: str, name: str, instance: int = 0) -> float:
+        text = httpx.get(f"{self.running[service][instance].base_url}/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        )
+
+    def restart(self, service: str, instance: int = 0) -> None:
+        self.running[service][instance].start()
+
+    def kill(self, service: str, instance: int = 0) -> ServiceProcess:
+        process = self.running[service][instance]
+        assert process.process is not None, f"{service} is not running"
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(10)
+        process.process = None
+        return process
+
+    # -- observing -----------------------------------------------------------------------
+
+    def count(self, table: str) -> int:
+        return int(self.query(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+
+    def query(self, sql: str) -> list[asyncpg.Record]:
+        return asyncio.run(_fetch(self.database_url, sql))
+
+    def settle(self, timeout_s: float = 240) -> None:
+        """Until every outbox is empty, no consumer lags, and nothing moves for three polls."""
+        deadline = time.monotonic() + timeout_s
+        last: tuple[int, ...] | None = None
+        quiet = 0
+        while quiet < 3:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the system did not settle within {timeout_s:.0f} s: {last}")
+            time.sleep(1)
+            progress = tuple(self.count(t) for t in _PROGRESS_TABLES)
+            outboxes = sum(self.count(f"{schema}.outbox") for schema in WORKERS)
+            lag = sum(pending_work(p.base_url) for s in WORKERS for p in self.running[s] if p.process)
+            quiet = quiet + 1 if progress == last and outboxes == 0 and lag == 0 else 0
+            last = progress
+
+    def end_state(self) -> EndState:
+        return EndState(
+            customers={
+                row["customer_id"]: (row["tier"], row["stage"], json.loads(row["state"]))
+                for row in self.query(
+                    "SELECT customer_id, tier, stage, state::text AS state FROM scoring.customers"
+                )
+            },
+            tier_changes=self._rows(
+                "SELECT change_id::text, customer_id, previous_tier, tier, previous_stage, stage, direction, "
+                "score, policy_version, reasons::text, caused_by, trigger, at FROM scoring.tier_history"
+            ),
+            outreach=self._rows(
+                "SELECT id::text, customer_id, branch_id, rule, kind, category, channel, priority, status, "
+                "template, product, reason, trigger_event_id, context_tier, context_stage, assigned_to, "
+                "cancel_reason FROM engagement.items"
+            ),
+            surveys=self._rows(
+                "SELECT survey_id, customer_id, kind, score, comment, outreach_id, answered_at, branch_id, "
+                "channel FROM feedback.surveys"
+            ),
+            complaints=self._rows(
+                "SELECT complaint_id, customer_id, severity, category, status, opened_at, resolved_at, "
+                "branch_id FROM feedback.complaints"
+            ),
+            dead_letters=self.dead_letters(),
+        )
+
+    def dead_letters(self) -> list[tuple[Any, ...]]:
+        """(source topic, key, reason) of every dead-lettered record."""
+        topics = Topics(f"{self.name}.")
+        return sorted(
+            (dead, message.key, message.headers.get("tierflow-error", b"").decode())
+            for dead in CONSUMED
+            for message in read_messages(self.infra.bootstrap_servers, topics.dlq(dead))
+        )
+
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return sorted(tuple(row) for row in self.query(sql))
+
+
+_PROGRESS_TABLES = (
+    "scoring.applied_events",
+    "scoring.tier_history",
+    "engagement.applied_events",
+    "engagement.items",
+    "feedback.applied_events",
+    "feedback.surveys",
+    "feedback.complaint_audit",
+)
+
+
+def _posts(chunk: list[Event]) -> list[tuple[str, str, list[Event]]]:
+    posts: list[tuple[str, str, list[Event]]] = []
+    bank = [e for e in chunk if is_bank_event(e)]
+    if bank:
+        posts.append(("ingest", "/v1/events", bank))
+    for kind, path in FEEDBACK_PATHS.items():
+        bodies = [e["data"] for e in chunk if e["type"] == kind]
+        if bodies:
+            posts.append(("feedback", path, bodies))
+    return posts
+
+
+class Sending:
+    """Posts in the background as a careful client does: the same body again after 429, 503 or a
+    dropped connection, until it is accepted; anything else fails the run."""
+
+    def __init__(self, system: System, lanes: list[list[tuple[str, str, list[Event]]]]) -> None:
+        self._system = system
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+        self._threads = [threading.Thread(target=self._run, args=(lane,), daemon=True) for lane in lanes]
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout_s: float = 300) -> None:
+        for thread in self._threads:
+            thread.join(timeout_s)
+            assert not thread.is_alive(), "sending did not finish"
+        assert not self.errors, self.errors[:3]
+
+    def _run(self, lane: list[tuple[str, str, list[Event]]]) -> None:
+        with httpx.Client(headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as client:
+            for post in lane:
+                try:
+                    self._deliver(client, *post)
+                except AssertionError as exc:
+                    self.errors.append(str(exc))
+                    return
+
+    def _deliver(self, client: httpx.Client, service: str, path: str, body: list[Event]) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                response = client.post(self._system.url(service) + path, json=body)
+            except httpx.TransportError:
+                time.sleep(0.5)
+                continue
+            if response.is_success:
+                with self._lock:
+                    self._system.accepted += len(body)
+                return
+            if response.status_code not in (429, 503):
+                raise AssertionError(
+                    f"{service}{path} answered {response.status_code}: {response.text[:300]}"
+                )
+            assert response.headers.get("retry-after"), "a 429/503 must say when to retry"
+            with self._lock:
+                refusals = self._system.refusals
+                refusals[response.status_code] = refusals.get(response.status_code, 0) + 1
+            time.sleep(float(response.headers["retry-after"]))
+        raise AssertionError(f"{service}{path} did not accept a batch within 180 s")
+
+
+@contextmanager
+def running_system(infra: Infra, relays_apart: bool = False, **settings: str) -> Iterator[System]:
+    system = System(infra, settings=settings)
+    system.start_all(relays_apart)
+    try:
+        yield system
+    finally:
+        system.stop_all()
+
+
+async def _fetch(url: str, sql: str) -> list[asyncpg.Record]:
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+    )
+    try:
+        return list(await connection.fetch(sql))
+    finally:
+        await connection.close()

@@ -1,0 +1,107 @@
+"""Workers, relays and the database crash mid-stream; the end state is the undisturbed run's."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.faults.system import EndState, Stream, System, assert_same_end_state, running_system
+from tests.infra import Infra, wait_until
+from tierflow.embedded import EmbeddedPostgres
+from tierflow.processes import free_port
+
+pytestmark = pytest.mark.faults
+
+
+@dataclass
+class KillWhen:
+    """A fault for `System.drive`: SIGKILL `service` once `table` has `at_least` rows, then restart it."""
+
+    table: str
+    at_least: int
+    service: str
+    killed_at: int = -1
+
+    def __call__(self, system: System) -> None:
+        wait_until(lambda: system.count(self.table) >= self.at_least, 120, f"{self.at_least} in {self.table}")
+        system.kill(self.service)
+        self.killed_at = system.count(self.table)
+        time.sleep(1)
+        system.restart(self.service)
+
+
+@pytest.mark.parametrize(
+    ("service", "table", "share"),
+    [
+        ("scoring", "scoring.applied_events", 0.3),
+        ("engagement", "engagement.applied_events", 0.2),
+    ],
+)
+def test_a_worker_killed_mid_stream_ends_like_the_undisturbed_run(
+    infra: Infra, stream: Stream, undisturbed: EndState, service: str, table: str, share: float
+) -> None:
+    expected = len(stream.bank) if service == "scoring" else len(undisturbed.tier_changes)
+    fault = KillWhen(table, int(expected * share), service)
+    with running_system(infra) as system:
+        end = system.drive(stream, during_bank=fault)
+    assert fault.killed_at < expected, f"the kill must land mid-stream ({fault.killed_at} of {expected})"
+    assert_same_end_state(end, undisturbed)
+
+
+def test_feedback_killed_while_surveys_and_complaints_arrive_ends_like_the_undisturbed_run(
+    infra: Infra, stream: Stream, undisturbed: EndState
+) -> None:
+    expected = len(undisturbed.surveys)
+    fault = KillWhen("feedback.surveys", expected // 3, "feedback")
+    with running_system(infra) as system:
+        end = system.drive(stream, during_feedback=fault)
+    assert fault.killed_at < expected, "the kill must land while feedback arrives"
+    assert_same_end_state(end, undisturbed)
+
+
+def test_outbox_relays_killed_mid_stream_publish_everything_once_restarted(
+    infra: Infra, stream: Stream, undisturbed: EndState
+) -> None:
+    def kill_relays(system: System) -> None:
+        wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 4, 120, "a quarter")
+        system.kill("scoring-relay")
+        system.kill("engagement-relay")
+        # With no relay, committed changes wait in the outbox instead of being lost.
+        wait_until(lambda: system.count("scoring.outbox") > 0, 60, "tier changes waiting in the outbox")
+        time.sleep(2)
+        system.restart("scoring-relay")
+        system.restart("engagement-relay")
+
+    with running_system(infra, relays_apart=True) as system:
+        end = system.drive(stream, during_bank=kill_relays)
+    assert_same_end_state(end, undisturbed)
+
+
+@pytest.fixture
+def own_postgres(infra: Infra) -> Iterator[tuple[EmbeddedPostgres, Infra]]:
+    server = EmbeddedPostgres(infra.workdir / "pg-restart", free_port(), infra.workdir / "pg-restart.log")
+    server.start()
+    yield server, Infra(server.url(), infra.bootstrap_servers, infra.workdir)
+    server.stop()
+
+
+def test_a_postgresql_restart_mid_stream_ends_like_the_undisturbed_run(
+    own_postgres: tuple[EmbeddedPostgres, Infra], stream: Stream, undisturbed: EndState
+) -> None:
+    server, infra = own_postgres
+    restarted_at: list[int] = []
+
+    def restart_database(system: System) -> None:
+        wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 3, 120, "a third")
+        server.stop()
+        time.sleep(3)
+        server.start()
+        restarted_at.append(system.count("scoring.applied_events"))
+
+    with running_system(infra) as system:
+        end = system.drive(stream, during_bank=restart_database)
+    assert restarted_at[0] < len(stream.bank), "the restart must land mid-stream"
+    assert_same_end_state(end, undisturbed)

@@ -1,0 +1,43 @@
+"""Which database failures a consumer retries and which it dead-letters."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.db import is_data_error, is_transient
+
+
+class DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def failure(sqlstate: str) -> DBAPIError:
+    return DBAPIError("UPDATE scoring.customers ...", None, DriverError(sqlstate))
+
+
+@pytest.mark.parametrize(
+    "sqlstate",
+    ["57P01", "57P03", "08006", "40001", "40P01", "53300", "55P03"],
+    ids=["admin shutdown", "starting or shutting down", "connection failure", "serialization",
+         "deadlock", "too many connections", "lock not available"],
+)  # fmt: skip
+def test_a_database_restarting_or_busy_is_retried_not_dead_lettered(sqlstate: str) -> None:
+    assert is_transient(failure(sqlstate))
+
+
+@pytest.mark.parametrize("sqlstate", ["23505", "22021", "42703", "22P02"])
+def test_refusals_of_the_data_itself_are_final(sqlstate: str) -> None:
+    assert not is_transient(failure(sqlstate))
+
+
+def test_a_lost_connection_is_transient_whatever_its_code() -> None:
+    assert is_transient(OperationalError("SELECT 1", None, DriverError("XX000")))
+    assert is_transient(DBAPIError("SELECT 1", None, DriverError("XX000"), connection_invalidated=True))
+
+
+def test_only_class_22_is_the_clients_bad_data() -> None:
+    assert is_data_error(failure("22021"))
+    assert not is_data_error(failure("23505"))
