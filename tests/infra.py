@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 
 from shared.kafka import ensure_topics
@@ -229,3 +231,20 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, inter
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def fetch_rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows of one query, on a connection of its own: tests look at the database as it is."""
+    from sqlalchemy.engine import make_url
+
+    async def fetch() -> list[asyncpg.Record]:
+        url = make_url(database_url)
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+        )
+        try:
+            return list(await connection.fetch(sql, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())

@@ -10,7 +10,6 @@ the run happens either.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import threading
@@ -26,10 +25,17 @@ from typing import Any
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from shared.topics import CONSUMED, Topics
-from tests.infra import ADMIN_KEY, Infra, ServiceProcess, create_topics, fresh_database, start_service
+from tests.infra import (
+    ADMIN_KEY,
+    Infra,
+    ServiceProcess,
+    create_topics,
+    fetch_rows,
+    fresh_database,
+    start_service,
+)
 from tests.kafka_reader import read_messages
 from tierflow.demo import WORKERS, pending_work
 from tierflow.simulate import Bank, is_bank_event, records
@@ -206,7 +212,7 @@ class System:
         return int(self.query(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
 
     def query(self, sql: str) -> list[asyncpg.Record]:
-        return asyncio.run(_fetch(self.database_url, sql))
+        return fetch_rows(self.database_url, sql)
 
     def settle(self, timeout_s: float = 240) -> None:
         """Until every outbox is empty, no consumer lags, and nothing moves for three polls."""
@@ -346,18 +352,3 @@ def running_system(infra: Infra, relays_apart: bool = False, **settings: str) ->
         yield system
     finally:
         system.stop_all()
-
-
-async def _fetch(url: str, sql: str) -> list[asyncpg.Record]:
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
-    try:
-        return list(await connection.fetch(sql))
-    finally:
-        await connection.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -11,10 +10,17 @@ from typing import Any
 import asyncpg
 import httpx
 from confluent_kafka import Producer
-from sqlalchemy.engine import make_url
 
 from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
-from tests.infra import OPS_KEY, Infra, ServiceProcess, create_topics, fresh_database, start_service
+from tests.infra import (
+    OPS_KEY,
+    Infra,
+    ServiceProcess,
+    create_topics,
+    fetch_rows,
+    fresh_database,
+    start_service,
+)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class ScoringSandbox:
         return self.topics.name(TIER_CHANGES)
 
     def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return asyncio.run(_query(self.database_url, sql, *args))
+        return fetch_rows(self.database_url, sql, *args)
 
     def applied(self) -> int:
         return int(self.query("SELECT count(*) FROM scoring.applied_events")[0][0])
@@ -93,21 +99,6 @@ class ScoringSandbox:
             )
         )
         return {"customers": customers, "changes": changes}
-
-
-async def _query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
-    try:
-        return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
 
 
 def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
