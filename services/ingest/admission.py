@@ -17,17 +17,18 @@ class InFlightLimit:
 
     def __init__(self, limit: int, retry_after_s: int) -> None:
         self._limit = limit
+        self._retry_after_s = retry_after_s
         self._in_flight = 0
-        self._refusal = ApiError(
-            429,
-            f"ingest is working on {limit} requests already; retry after {retry_after_s} s",
-            headers={"Retry-After": str(retry_after_s)},
-        )
 
     async def __call__(self) -> AsyncIterator[None]:
         if self._in_flight >= self._limit:
             REQUESTS_SHED.inc()
-            raise self._refusal
+            # A new error each time: one instance raised over and over keeps every traceback.
+            raise ApiError(
+                429,
+                f"ingest is working on {self._limit} requests already; retry after {self._retry_after_s} s",
+                headers={"Retry-After": str(self._retry_after_s)},
+            )
         self._in_flight += 1
         REQUESTS_IN_FLIGHT.inc()
         try:
