@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from shared.errors import TierFlowError
 from shared.kafka import LazyProducer, Record, client_options
@@ -81,7 +81,6 @@ class ConsumerWorker(Generic[T]):
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            *self._topics,
             **client_options(self._settings),
             group_id=self._group_id,
             enable_auto_commit=False,
@@ -89,6 +88,7 @@ class ConsumerWorker(Generic[T]):
             # Short broker-side waits keep end-to-end latency low at modest load.
             fetch_max_wait_ms=100,
         )
+        consumer.subscribe(self._topics, listener=_AssignmentLog(self._group_id))
         await consumer.start()
         log.info("consumer started", topics=self._topics, group=self._group_id)
         try:
@@ -187,6 +187,23 @@ class ConsumerWorker(Generic[T]):
             reason=str(exc), topic=record.topic, partition=record.partition,
             offset=record.offset, dead_letter_topic=target,
         )  # fmt: skip
+
+
+class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships it untyped
+    """Which partitions this instance holds, so operators can follow a rebalance in the logs."""
+
+    def __init__(self, group_id: str) -> None:
+        self._group_id = group_id
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("partitions revoked", group=self._group_id, partitions=_names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", group=self._group_id, partitions=_names(assigned))
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{p.topic}[{p.partition}]" for p in partitions)
 
 
 def _position(item: Delivered[Any]) -> dict[str, Any]:

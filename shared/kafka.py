@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -162,3 +162,49 @@ async def ensure_topics(settings: Settings, names: Iterable[str], partitions: in
         return missing
     finally:
         await admin.close()
+
+
+async def group_lag(settings: Settings, group_id: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """Records of each partition of `topics` that `group_id` has not committed past, whoever owns it.
+
+    The brokers' view, so it also counts partitions that no member of the group holds at
+    the moment (during a rebalance, or when a departed member has not yet been expired),
+    which the members' own lag gauges cannot see.
+    """
+    reader = AIOKafkaConsumer(**client_options(settings), group_id=group_id, enable_auto_commit=False)
+    await reader.start()
+    try:
+        await reader.topics()
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        ends = await _log_ends(reader, partitions)
+        beginnings = await reader.beginning_offsets(partitions)
+        return {
+            partition: max(ends[partition] - (await reader.committed(partition) or beginnings[partition]), 0)
+            for partition in partitions
+        }
+    finally:
+        await reader.stop()
+
+
+async def _log_ends(
+    reader: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float = 10
+) -> dict[TopicPartition, int]:
+    """Each partition's high watermark as a fetch reports it.
+
+    Kafka answers ListOffsets with the same number, but some Kafka-protocol brokers answer
+    it with one past the start of the last record batch; a fetch from there is exact on both.
+    """
+    listed = await reader.end_offsets(partitions)
+    unknown = [p for p in partitions if listed[p] > 0]
+    reader.assign(unknown)
+    for partition in unknown:
+        reader.seek(partition, listed[partition] - 1)
+    async with asyncio.timeout(timeout_s):
+        while any(reader.highwater(p) is None for p in unknown):
+            await reader.getmany(*unknown, timeout_ms=200)
+    fetched = {p: reader.highwater(p) or 0 for p in unknown}
+    return {p: max(listed[p], fetched.get(p, 0)) for p in partitions}

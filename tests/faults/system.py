@@ -10,6 +10,7 @@ the run happens either.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -26,7 +27,8 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.topics import CONSUMED, Topics
+from shared.kafka import group_lag
+from shared.topics import BANK_EVENTS, CONSUMED, FEEDBACK_EVENTS, OUTREACH, TIER_CHANGES, Topics
 from tests.infra import (
     ADMIN_KEY,
     Infra,
@@ -44,6 +46,11 @@ from tierflow.stack import SERVICES
 Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
 RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
+CONSUMES = {
+    "scoring": (BANK_EVENTS, FEEDBACK_EVENTS),
+    "engagement": (TIER_CHANGES,),
+    "feedback": (TIER_CHANGES, OUTREACH),
+}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
 
 
@@ -113,9 +120,9 @@ class System:
         return {
             "DATABASE_URL": self.database_url,
             "TIERFLOW_TOPIC_PREFIX": f"{self.name}.",
-            "TIERFLOW_SCORING_GROUP": f"{self.name}-scoring",
-            "TIERFLOW_ENGAGEMENT_GROUP": f"{self.name}-engagement",
-            "TIERFLOW_FEEDBACK_GROUP": f"{self.name}-feedback",
+            "TIERFLOW_SCORING_GROUP": self.group("scoring"),
+            "TIERFLOW_ENGAGEMENT_GROUP": self.group("engagement"),
+            "TIERFLOW_FEEDBACK_GROUP": self.group("feedback"),
             "TIERFLOW_SCORING_CLOCK": "fixed",
             "TIERFLOW_SCORING_AS_OF": BANK.end.isoformat(),
             "TIERFLOW_REVIEW_POLL_S": "0.5",
@@ -215,19 +222,61 @@ class System:
         return fetch_rows(self.database_url, sql)
 
     def settle(self, timeout_s: float = 240) -> None:
-        """Until every outbox is empty, no consumer lags, and nothing moves for three polls."""
+        """Until every outbox is empty, every group has committed all its topics hold, no worker
+        reports work, and nothing moves for three polls."""
         deadline = time.monotonic() + timeout_s
         last: tuple[int, ...] | None = None
         quiet = 0
         while quiet < 3:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the system did not settle within {timeout_s:.0f} s: {last}")
+                raise AssertionError(f"not settled within {timeout_s:.0f} s: {self._unsettled()}")
             time.sleep(1)
             progress = tuple(self.count(t) for t in _PROGRESS_TABLES)
-            outboxes = sum(self.count(f"{schema}.outbox") for schema in WORKERS)
-            lag = sum(pending_work(p.base_url) for s in WORKERS for p in self.running[s] if p.process)
-            quiet = quiet + 1 if progress == last and outboxes == 0 and lag == 0 else 0
+            still = progress == last and not any(self._outboxes().values())
+            still = still and not any(self._pending().values())
+            # The brokers' view last: it also sees partitions no member holds during a rebalance.
+            quiet = quiet + 1 if still and not any(self._group_lag().values()) else 0
             last = progress
+
+    def _group_lag(self) -> dict[str, int]:
+        settings = self.infra.settings()
+
+        async def measure() -> dict[str, int]:
+            return {
+                service: sum((await group_lag(settings, self.group(service), topics)).values())
+                for service, topics in self._consumed().items()
+            }
+
+        return asyncio.run(measure())
+
+    def group(self, service: str) -> str:
+        return f"{self.name}-{service}"
+
+    def _consumed(self) -> dict[str, list[str]]:
+        return {service: [self.topic(t) for t in topics] for service, topics in CONSUMES.items()}
+
+    def _outboxes(self) -> dict[str, int]:
+        return {schema: self.count(f"{schema}.outbox") for schema in WORKERS}
+
+    def _pending(self) -> dict[tuple[str, int], int]:
+        """Each live worker instance's unprocessed records and unrelayed rows, as it reports them."""
+        return {
+            (service, n): pending_work(process.base_url)
+            for service in WORKERS
+            for n, process in enumerate(self.running[service])
+            if process.process is not None
+        }
+
+    def _unsettled(self) -> str:
+        progress = {table: self.count(table) for table in _PROGRESS_TABLES}
+        pending, lag = self._pending(), self._group_lag()
+        behind = {s for (s, _), work in pending.items() if work} | {s for s, n in lag.items() if n}
+        logs = "".join(
+            f"\n--- {service}[{n}]'s log ends:\n" + "\n".join(process.logs().splitlines()[-30:])
+            for service in sorted(behind)
+            for n, process in enumerate(self.running[service])
+        )
+        return f"progress {progress}, outboxes {self._outboxes()}, group lag {lag}, pending {pending}{logs}"
 
     def end_state(self) -> EndState:
         return EndState(

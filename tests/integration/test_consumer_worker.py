@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord
 
 from shared.consumer import Backoff, ConsumerWorker, Delivered, PoisonMessage
 from shared.errors import TierFlowError
-from shared.kafka import LazyProducer, Record
+from shared.kafka import LazyProducer, Record, group_lag
 from shared.settings import Settings
 from shared.topics import BANK_EVENTS, Topics
 from tests.infra import Infra, create_topics
@@ -41,6 +41,12 @@ class Recorder:
     def __init__(self) -> None:
         self.applied: list[str] = []
         self.failures_left = 1
+        self._done: tuple[int, asyncio.Event] | None = None
+
+    def applying(self, count: int) -> asyncio.Event:
+        """Set once `count` records have been applied."""
+        self._done = (count, asyncio.Event())
+        return self._done[1]
 
     async def handle(self, batch: Sequence[Delivered[dict[str, str]]]) -> None:
         if self.failures_left:
@@ -49,6 +55,8 @@ class Recorder:
         if any(item.value["id"] == "bad" for item in batch):
             raise Rejected("amount exceeds the configured limit")
         self.applied.extend(item.value["id"] for item in batch)
+        if self._done is not None and len(self.applied) >= self._done[0]:
+            self._done[1].set()
 
 
 async def run_until(
@@ -94,16 +102,7 @@ async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_o
 
     recorder = Recorder()
     group = f"g-{uuid.uuid4().hex[:8]}"
-    done = asyncio.Event()
-    original = recorder.handle
-
-    async def handle_and_signal(batch: Sequence[Delivered[dict[str, str]]]) -> None:
-        await original(batch)
-        if len(recorder.applied) == 3:
-            done.set()
-
-    recorder.handle = handle_and_signal  # type: ignore[method-assign]
-    await run_until(make_worker(settings, group, recorder, producer), done, 60)
+    await run_until(make_worker(settings, group, recorder, producer), recorder.applying(3), 60)
 
     assert recorder.applied == ["a", "b", "c"]
     dead = await asyncio.to_thread(read_messages, infra.bootstrap_servers, topics.dlq(BANK_EVENTS), 2)
@@ -118,4 +117,33 @@ async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_o
     again.failures_left = 0
     await run_until(make_worker(settings, group, again, producer), None, 5)
     assert again.applied == []
+    await producer.close()
+
+
+async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it(infra: Infra) -> None:
+    prefix = f"l{uuid.uuid4().hex[:8]}."
+    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
+    await asyncio.to_thread(create_topics, settings)
+    topic = Topics.from_settings(settings).bank_events
+    producer = LazyProducer(settings)
+    ids = [f"e{n}" for n in range(40)]
+    # Two customers: many records per batch on some partitions, none on others.
+    await producer.publish(
+        [Record(topic, f"C{n % 2 + 2}".encode(), json.dumps({"id": i}).encode()) for n, i in enumerate(ids)]
+    )
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    # No member has joined yet: the whole topic is owed, spread over the partitions.
+    before = await group_lag(settings, group, [topic])
+    assert sorted(p.partition for p in before) == list(range(len(before)))
+    assert sum(before.values()) == len(ids)
+    assert sorted(before.values())[0] == 0
+    assert sorted(before.values())[-2:] == [len(ids) // 2] * 2
+
+    recorder = Recorder()
+    recorder.failures_left = 0
+    await run_until(make_worker(settings, group, recorder, producer), recorder.applying(len(ids)), 60)
+
+    assert sorted(recorder.applied) == sorted(ids)
+    assert await group_lag(settings, group, [topic]) == dict.fromkeys(before, 0)
     await producer.close()
