@@ -196,7 +196,8 @@ class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
         self._group_id = group_id
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        log.info("partitions revoked", group=self._group_id, partitions=_names(revoked))
+        if revoked:  # aiokafka also calls this, empty, before the first assignment
+            log.info("partitions revoked", group=self._group_id, partitions=_names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", group=self._group_id, partitions=_names(assigned))
