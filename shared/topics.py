@@ -14,6 +14,11 @@ DLQ_SUFFIX = ".dlq"
 
 # Topics consumed by a TierFlow worker get a dead-letter companion.
 CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH)
+CONSUMED_BY = {
+    "scoring": (BANK_EVENTS, FEEDBACK_EVENTS),
+    "engagement": (TIER_CHANGES,),
+    "feedback": (TIER_CHANGES, OUTREACH),
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class Topics:
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
+
+    def consumed_by(self, service: str) -> list[str]:
+        return [self.name(t) for t in CONSUMED_BY[service]]
 
     def dlq(self, base: str) -> str:
         return self.name(base + DLQ_SUFFIX)

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "replay", help="rebuild scoring state from the topics (stop the scoring workers first)"
     )
+    commands.add_parser(
+        "lag", help="records each worker's consumer group has yet to process, as the broker sees it"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -77,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(upgrade_all(Settings()))
         print("migrations applied")
+        return 0
+    if args.command == "lag":
+        from rich.console import Console
+
+        from tierflow.lag import lag_table, worker_lag
+
+        Console().print(lag_table(asyncio.run(worker_lag(Settings()))))
         return 0
     if args.command == "replay":
         from services.scoring.replay import replay

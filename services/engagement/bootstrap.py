@@ -12,7 +12,7 @@ from shared.consumer import ConsumerWorker
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tasks import every
-from shared.topics import OUTREACH, TIER_CHANGES, Topics
+from shared.topics import OUTREACH, Topics
 from shared.worker_app import Resources, worker_app
 
 DESCRIPTION = """Turns tier and stage changes into tier-specific outreach (playbooks with
@@ -26,7 +26,7 @@ def build_app(settings: Settings) -> FastAPI:
     engagement = Engagement(engine, topics.name(OUTREACH))
     worker = ConsumerWorker(
         settings,
-        topics=[topics.name(TIER_CHANGES)],
+        topics=topics.consumed_by("engagement"),
         group_id=settings.engagement_group,
         decode=decode_change,
         handle=engagement.apply_batch,

@@ -9,7 +9,7 @@ from services.feedback.handlers import Feedback, decode_event
 from shared.consumer import ConsumerWorker
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
-from shared.topics import FEEDBACK_EVENTS, OUTREACH, TIER_CHANGES, Topics
+from shared.topics import FEEDBACK_EVENTS, Topics
 from shared.worker_app import Resources, worker_app
 
 DESCRIPTION = """Takes survey answers and complaints, folds them back into tiers (through
@@ -23,7 +23,7 @@ def build_app(settings: Settings) -> FastAPI:
     feedback = Feedback(engine, topics.name(FEEDBACK_EVENTS))
     worker = ConsumerWorker(
         settings,
-        topics=[topics.name(TIER_CHANGES), topics.name(OUTREACH)],
+        topics=topics.consumed_by("feedback"),
         group_id=settings.feedback_group,
         decode=decode_event,
         handle=feedback.apply_batch,

@@ -12,12 +12,12 @@ from services.scoring import metrics
 from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
-from services.scoring.replay import group_id
+from services.scoring.replay import current_generation, group_id
 from shared.consumer import ConsumerWorker, Delivered
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tasks import every
-from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
+from shared.topics import TIER_CHANGES, Topics
 from shared.worker_app import Resources, worker_app
 
 DESCRIPTION = """Recomputes each customer's value tier and lifecycle stage on every event,
@@ -47,8 +47,8 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.ensure_policy()
         worker = ConsumerWorker(
             settings,
-            topics=[topics.name(BANK_EVENTS), topics.name(FEEDBACK_EVENTS)],
-            group_id=group_id(settings.scoring_group, await scoring.replay_generation()),
+            topics=topics.consumed_by("scoring"),
+            group_id=group_id(settings.scoring_group, await current_generation(engine)),
             decode=event_decoder(settings),
             handle=handle,
             dead_letter_topic=lambda topic: f"{topic}.dlq",

@@ -9,7 +9,6 @@ from enum import StrEnum
 
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics
@@ -173,13 +172,6 @@ class Scoring:
         metrics.REVIEWS.inc(len(due))
         _count_changes(changes)
         return len(due)
-
-    async def replay_generation(self) -> int:
-        async with self.engine.connect() as connection:
-            generation = await connection.execute(
-                text("SELECT coalesce(max(generation), 0) FROM scoring.replays")
-            )
-            return int(generation.scalar_one())
 
     async def ensure_policy(self) -> None:
         async with self.engine.begin() as connection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState
@@ -75,6 +76,13 @@ async def _next_generation(settings: Settings) -> int:
         return generation
     finally:
         await engine.dispose()
+
+
+async def current_generation(engine: AsyncEngine) -> int:
+    """How many replays there have been: scoring consumes as group `group_id(base, generation)`."""
+    async with engine.connect() as connection:
+        generation = await connection.scalar(text("SELECT coalesce(max(generation), 0) FROM scoring.replays"))
+        return int(generation or 0)
 
 
 def group_id(base: str, generation: int) -> str:

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +28,7 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.kafka import group_lag
-from shared.topics import BANK_EVENTS, CONSUMED, FEEDBACK_EVENTS, OUTREACH, TIER_CHANGES, Topics
+from shared.topics import CONSUMED, Topics
 from tests.infra import (
     ADMIN_KEY,
     Infra,
@@ -40,17 +40,13 @@ from tests.infra import (
 )
 from tests.kafka_reader import read_messages
 from tierflow.demo import WORKERS, pending_work
+from tierflow.lag import worker_lag
 from tierflow.simulate import Bank, is_bank_event, records
 from tierflow.stack import SERVICES
 
 Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
 RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
-CONSUMES = {
-    "scoring": (BANK_EVENTS, FEEDBACK_EVENTS),
-    "engagement": (TIER_CHANGES,),
-    "feedback": (TIER_CHANGES, OUTREACH),
-}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
 
 
@@ -239,21 +235,13 @@ class System:
             last = progress
 
     def _group_lag(self) -> dict[str, int]:
-        settings = self.infra.settings()
-
-        async def measure() -> dict[str, int]:
-            return {
-                service: sum((await group_lag(settings, self.group(service), topics)).values())
-                for service, topics in self._consumed().items()
-            }
-
-        return asyncio.run(measure())
+        lag: Counter[str] = Counter()
+        for row in asyncio.run(worker_lag(self.infra.settings(**self.env()))):
+            lag[row.service] += row.records
+        return dict(lag)
 
     def group(self, service: str) -> str:
         return f"{self.name}-{service}"
-
-    def _consumed(self) -> dict[str, list[str]]:
-        return {service: [self.topic(t) for t in topics] for service, topics in CONSUMES.items()}
 
     def _outboxes(self) -> dict[str, int]:
         return {schema: self.count(f"{schema}.outbox") for schema in WORKERS}
