@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)
     feedback_group: str = Field(default="tierflow-feedback", max_length=200)
 
+    # Delivery under failure: outages are waited out, records refused for good are set aside.
+    # How long a worker waits for a pooled database connection before it counts as an outage.
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
 

@@ -20,9 +20,9 @@ def failure(sqlstate: str) -> DBAPIError:
 
 @pytest.mark.parametrize(
     "sqlstate",
-    ["57P01", "57P03", "08006", "40001", "40P01", "53300", "55P03"],
+    ["57P01", "57P03", "08006", "40001", "40P01", "53300", "55P03", "25006"],
     ids=["admin shutdown", "starting or shutting down", "connection failure", "serialization",
-         "deadlock", "too many connections", "lock not available"],
+         "deadlock", "too many connections", "lock not available", "read-only standby"],
 )  # fmt: skip
 def test_a_database_restarting_or_busy_is_retried_not_dead_lettered(sqlstate: str) -> None:
     assert is_transient(failure(sqlstate))
