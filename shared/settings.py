@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # Delivery under failure: outages are waited out, records refused for good are set aside.
     # How long a worker waits for a pooled database connection before it counts as an outage.
     database_pool_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # A consumer that has not polled for this long leaves its group. Workers keep polling (paused)
+    # through outages, so only a single database call longer than this (the command timeout is
+    # 60 s) makes one leave.
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON

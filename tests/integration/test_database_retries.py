@@ -34,11 +34,11 @@ async def test_a_database_turned_read_only_by_a_failover_is_retried_until_it_tak
     producer = LazyProducer(box.settings)
     async with running(box.worker(ledger, producer)) as worker:
         await box.publish(RECORDS)
-        await eventually(lambda: _at_least(ledger.calls, 3), 30, "several refused attempts", worker)
+        await eventually(lambda: ledger.calls >= 3, 30, "several refused attempts", worker)
         assert await ledger.applied() == []
         # The failover completes: writes are taken again; the pool's read-only sessions must go.
         await box.read_only(False)
-        await eventually(lambda: _applied(ledger, 3), 30, "the records applied", worker)
+        await eventually(lambda: ledger.holds(3), 30, "the records applied", worker)
 
     assert await ledger.applied() == ["a", "b", "c"]
     assert await box.dead_letters() == []
@@ -65,19 +65,11 @@ async def test_a_pool_with_no_free_connection_within_its_timeout_is_waited_out(i
 
         async with running(box.worker(ledger, producer)) as worker:
             await box.publish(RECORDS)
-            await eventually(lambda: _at_least(ledger.calls, 3), 30, "several timed-out attempts", worker)
+            await eventually(lambda: ledger.calls >= 3, 30, "several timed-out attempts", worker)
             await held.aclose()
-            await eventually(lambda: _applied(ledger, 3), 30, "the records applied", worker)
+            await eventually(lambda: ledger.holds(3), 30, "the records applied", worker)
 
     assert await ledger.applied() == ["a", "b", "c"]
     assert await box.dead_letters() == []
     await producer.close()
     await engine.dispose()
-
-
-async def _at_least(value: int, minimum: int) -> bool:
-    return value >= minimum
-
-
-async def _applied(ledger: Ledger, count: int) -> bool:
-    return len(await ledger.applied()) >= count

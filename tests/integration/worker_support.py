@@ -8,11 +8,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -34,7 +35,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Value:
         value = json.loads(record.value or b"")
     except ValueError as exc:
         raise PoisonMessage(f"not JSON: {exc}") from None
-    # Unforeseen shapes fail here as they would in a careless decoder: a list raises TypeError.
+    # Unforeseen shapes fail here as in a careless decoder: a JSON list raises TypeError.
     return {**value, "id": str(value["id"])}
 
 
@@ -65,6 +66,9 @@ class Ledger:
             for item in batch:
                 await db.execute(insert, {"id": item.value["id"], "tier": item.value["tier"]})
 
+    async def holds(self, count: int) -> bool:
+        return len(await self.applied()) >= count
+
     async def applied(self) -> list[str]:
         async with self._reader.connect() as db:
             rows = await db.execute(text(f"SELECT id FROM {self.table} ORDER BY seq"))  # noqa: S608
@@ -90,6 +94,12 @@ class WorkerBox:
     @property
     def topics(self) -> Topics:
         return Topics.from_settings(self.settings)
+
+    def reached_at(self, port: int) -> WorkerBox:
+        """The same database reached at another port (a proxy in front of it)."""
+        url = make_url(self.settings.database_url.get_secret_value()).set(port=port)
+        database_url = SecretStr(url.render_as_string(hide_password=False))
+        return replace(self, settings=self.settings.model_copy(update={"database_url": database_url}))
 
     def engine(self) -> AsyncEngine:
         return create_engine(self.settings)
@@ -149,7 +159,7 @@ async def running(worker: ConsumerWorker[Value]) -> AsyncIterator[asyncio.Task[N
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]],
+    check: Callable[[], bool | Awaitable[bool]],
     timeout_s: float,
     what: str,
     worker: asyncio.Task[None] | None = None,
@@ -159,7 +169,8 @@ async def eventually(
         if worker is not None and worker.done():
             worker.result()  # re-raises what stopped it
             raise AssertionError(f"the worker stopped before {what}")
-        if await check():
+        outcome = check()
+        if outcome if isinstance(outcome, bool) else await outcome:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
