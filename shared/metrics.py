@@ -22,3 +22,8 @@ CONSUMER_ASSIGNMENTS = Counter(
     "Partition assignments a worker received: one at start, one more per rebalance it took part in",
     ["group"],
 )
+OUTBOX_SET_ASIDE = Gauge(
+    "tierflow_outbox_set_aside",
+    "Outbox records the broker refused for good, set aside in <schema>.outbox_rejected",
+    ["schema"],
+)

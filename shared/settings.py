@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # through outages, so only a single database call longer than this (the command timeout is
     # 60 s) makes one leave.
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    # Tries before the outbox relay sets aside a record the broker refuses for good (too large).
+    outbox_max_attempts: int = Field(default=5, ge=1, le=1_000)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON

@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lag":
         from rich.console import Console
 
-        from tierflow.lag import lag_table, worker_lag
+        from tierflow.lag import lag_report
 
-        Console().print(lag_table(asyncio.run(worker_lag(Settings()))))
+        Console().print(*asyncio.run(lag_report(Settings())))
         return 0
     if args.command == "replay":
         from services.scoring.replay import replay
