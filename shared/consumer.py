@@ -37,6 +37,24 @@ T = TypeVar("T")
 log = get_logger(__name__)
 _POLL_MS = 500
 
+# Headers a dead letter carries besides the record's own: why it failed, and where it came from.
+ERROR_HEADER = "tierflow-error"
+ERROR_CLASS_HEADER = "tierflow-error-class"
+SOURCE_TOPIC_HEADER = "tierflow-source-topic"
+SOURCE_PARTITION_HEADER = "tierflow-source-partition"
+SOURCE_OFFSET_HEADER = "tierflow-source-offset"
+FAILED_AT_HEADER = "tierflow-failed-at"
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        ERROR_HEADER,
+        ERROR_CLASS_HEADER,
+        SOURCE_TOPIC_HEADER,
+        SOURCE_PARTITION_HEADER,
+        SOURCE_OFFSET_HEADER,
+        FAILED_AT_HEADER,
+    }
+)
+
 
 class PoisonMessage(TierFlowError):
     """The record itself is unusable; retrying cannot help."""
@@ -227,12 +245,12 @@ class ConsumerWorker(Generic[T]):
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
         headers = [
             *(record.headers or ()),
-            ("tierflow-error", _reason(exc).encode()),
-            ("tierflow-error-class", type(exc).__name__.encode()),
-            ("tierflow-source-topic", record.topic.encode()),
-            ("tierflow-source-partition", str(record.partition).encode()),
-            ("tierflow-source-offset", str(record.offset).encode()),
-            ("tierflow-failed-at", datetime.now(UTC).isoformat().encode()),
+            (ERROR_HEADER, _reason(exc).encode()),
+            (ERROR_CLASS_HEADER, type(exc).__name__.encode()),
+            (SOURCE_TOPIC_HEADER, record.topic.encode()),
+            (SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+            (SOURCE_OFFSET_HEADER, str(record.offset).encode()),
+            (FAILED_AT_HEADER, datetime.now(UTC).isoformat().encode()),
         ]
         target = self._dead_letter_topic(record.topic)
         await self._producer.publish([Record(target, record.key, record.value or b"", list(headers))])
@@ -326,4 +344,17 @@ def _position(item: Delivered[Any]) -> dict[str, Any]:
     return {"topic": item.topic, "partition": item.partition, "offset": item.offset}
 
 
-__all__ = ["Backoff", "ConsumerWorker", "Delivered", "PoisonMessage", "TopicPartition"]
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "ERROR_CLASS_HEADER",
+    "ERROR_HEADER",
+    "FAILED_AT_HEADER",
+    "SOURCE_OFFSET_HEADER",
+    "SOURCE_PARTITION_HEADER",
+    "SOURCE_TOPIC_HEADER",
+    "Backoff",
+    "ConsumerWorker",
+    "Delivered",
+    "PoisonMessage",
+    "TopicPartition",
+]

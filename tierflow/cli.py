@@ -13,6 +13,7 @@ from shared.kafka import ensure_topics
 from shared.migrations import upgrade_all
 from shared.settings import Settings
 from shared.topics import Topics
+from tierflow.dlq import add_dlq_command, run_dlq
 from tierflow.simulate import COHORT, Bank
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "lag", help="records each worker's consumer group has yet to process, as the broker sees it"
     )
+    add_dlq_command(commands)
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
         Console().print(*asyncio.run(lag_report(Settings())))
         return 0
+    if args.command == "dlq":
+        return run_dlq(args)
     if args.command == "replay":
         from services.scoring.replay import replay
 
