@@ -9,10 +9,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
-from shared.kafka import LazyProducer
 from tests.faults.proxy import TcpProxy
 from tests.infra import Infra
-from tests.integration.worker_support import Ledger, WorkerBox, eventually, running
+from tests.integration.worker_support import WorkerBox, eventually
 from tierflow.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -36,16 +35,12 @@ async def test_a_database_outage_longer_than_the_poll_interval_keeps_the_member_
 ) -> None:
     box = await WorkerBox.create(infra, TIERFLOW_KAFKA_MAX_POLL_INTERVAL_MS=str(MAX_POLL_INTERVAL_S * 1000))
     box = box.reached_at(database_proxy.listen_port)
-    engine = box.engine()
-    ledger = Ledger(engine)
-    await ledger.create()
-    producer = LazyProducer(box.settings)
-    group = f"{box.name}-group"
+    ledger = await box.ledger()
 
-    async with running(box.worker(ledger, producer, group)) as worker:
+    async with box.running(ledger) as worker:
         await box.publish([{"id": "before", "tier": "gold"}])
         await eventually(lambda: ledger.holds(1), 30, "the first record applied", worker)
-        assert _assignments(group) == 1
+        assert _assignments(box.group) == 1
 
         await asyncio.to_thread(database_proxy.cut)
         await box.publish([{"id": f"during-{n}", "tier": "gold"} for n in range(3)])
@@ -59,12 +54,11 @@ async def test_a_database_outage_longer_than_the_poll_interval_keeps_the_member_
         await box.publish([{"id": "after", "tier": "gold"}])
         await eventually(lambda: ledger.holds(5), 30, "a record after the outage applied", worker)
         # The group never rebalanced: the member polled (paused) all along.
-        assert _assignments(group) == 1
+        assert _assignments(box.group) == 1
 
     assert await ledger.applied() == ["before", "during-0", "during-1", "during-2", "after"]
     assert await box.dead_letters() == []
-    await producer.close()
-    await engine.dispose()
+    await ledger.engine.dispose()
 
 
 def _assignments(group: str) -> float:

@@ -8,9 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import DatabaseUnavailable, consumer_transaction
-from shared.kafka import LazyProducer
 from tests.infra import Infra
-from tests.integration.worker_support import Ledger, WorkerBox, eventually, running
+from tests.integration.worker_support import WorkerBox, eventually
 
 pytestmark = pytest.mark.integration
 RECORDS = [{"id": "a", "tier": "gold"}, {"id": "b", "tier": "silver"}, {"id": "c", "tier": "gold"}]
@@ -20,19 +19,16 @@ async def test_a_database_turned_read_only_by_a_failover_is_retried_until_it_tak
     infra: Infra,
 ) -> None:
     box = await WorkerBox.create(infra)
-    engine = box.engine()
-    ledger = Ledger(engine)
-    await ledger.create()
+    ledger = await box.ledger()
     # Every session from now on lands on a "standby"; the pool holds none from before.
     await box.read_only(True)
-    await engine.dispose()
+    await ledger.engine.dispose()
 
     with pytest.raises(DatabaseUnavailable, match="read-only"):
-        async with consumer_transaction(engine) as db:
+        async with consumer_transaction(ledger.engine) as db:
             await db.execute(text(f"INSERT INTO {ledger.table} (id) VALUES ('x')"))  # noqa: S608
 
-    producer = LazyProducer(box.settings)
-    async with running(box.worker(ledger, producer)) as worker:
+    async with box.running(ledger) as worker:
         await box.publish(RECORDS)
         await eventually(lambda: ledger.calls >= 3, 30, "several refused attempts", worker)
         assert await ledger.applied() == []
@@ -42,28 +38,24 @@ async def test_a_database_turned_read_only_by_a_failover_is_retried_until_it_tak
 
     assert await ledger.applied() == ["a", "b", "c"]
     assert await box.dead_letters() == []
-    await producer.close()
-    await engine.dispose()
+    await ledger.engine.dispose()
 
 
 async def test_a_pool_with_no_free_connection_within_its_timeout_is_waited_out(infra: Infra) -> None:
     box = await WorkerBox.create(
         infra, TIERFLOW_DATABASE_POOL_SIZE="1", TIERFLOW_DATABASE_POOL_TIMEOUT_S="0.2"
     )
-    engine = box.engine()
-    ledger = Ledger(engine)
-    await ledger.create()
-    producer = LazyProducer(box.settings)
+    ledger = await box.ledger()
 
     async with AsyncExitStack() as held:
         # One pooled connection and one overflow: both taken by someone else.
         for _ in range(2):
-            await held.enter_async_context(engine.connect())
+            await held.enter_async_context(ledger.engine.connect())
         with pytest.raises(DatabaseUnavailable, match="TimeoutError"):
-            async with consumer_transaction(engine):
+            async with consumer_transaction(ledger.engine):
                 pass
 
-        async with running(box.worker(ledger, producer)) as worker:
+        async with box.running(ledger) as worker:
             await box.publish(RECORDS)
             await eventually(lambda: ledger.calls >= 3, 30, "several timed-out attempts", worker)
             await held.aclose()
@@ -71,5 +63,4 @@ async def test_a_pool_with_no_free_connection_within_its_timeout_is_waited_out(i
 
     assert await ledger.applied() == ["a", "b", "c"]
     assert await box.dead_letters() == []
-    await producer.close()
-    await engine.dispose()
+    await ledger.engine.dispose()

@@ -6,18 +6,15 @@ import json
 
 import pytest
 
-from shared.kafka import LazyProducer
 from tests.infra import Infra
-from tests.integration.worker_support import Ledger, Value, WorkerBox, eventually, running
+from tests.integration.worker_support import Value, WorkerBox, eventually
 
 pytestmark = pytest.mark.integration
 
 
 async def test_whatever_one_record_raises_only_it_is_dead_lettered_with_the_reason(infra: Infra) -> None:
     box = await WorkerBox.create(infra)
-    engine = box.engine()
-    ledger = Ledger(engine)
-    await ledger.create()
+    ledger = await box.ledger()
     # All fetched as one batch: each bad record makes the whole batch's transaction fail.
     await box.publish(
         [
@@ -32,8 +29,7 @@ async def test_whatever_one_record_raises_only_it_is_dead_lettered_with_the_reas
         ]
     )
 
-    producer = LazyProducer(box.settings)
-    async with running(box.worker(ledger, producer)) as worker:
+    async with box.running(ledger) as worker:
         await eventually(lambda: ledger.holds(4), 60, "the good records applied", worker)
         dead = await box.dead_letters(expected=4)
         # The partition keeps flowing after them.
@@ -57,17 +53,14 @@ async def test_whatever_one_record_raises_only_it_is_dead_lettered_with_the_reas
     assert "0x00" in reasons[nul][1]
     assert all(m.headers["tierflow-source-topic"] == box.topics.bank_events.encode() for m in dead)
     assert len(dead) == 4
-    await producer.close()
-    await engine.dispose()
+    await ledger.engine.dispose()
 
 
 async def test_a_large_batch_with_a_few_bad_records_is_applied_in_halves_each_good_record_once(
     infra: Infra,
 ) -> None:
     box = await WorkerBox.create(infra)
-    engine = box.engine()
-    ledger = Ledger(engine)
-    await ledger.create()
+    ledger = await box.ledger()
     keys = [f"C{n}".encode() for n in range(4)]
     bad = {17, 58, 59, 140}
     by_key: dict[bytes, list[Value]] = {key: [] for key in keys}
@@ -77,8 +70,7 @@ async def test_a_large_batch_with_a_few_bad_records_is_applied_in_halves_each_go
     for key, records in by_key.items():
         await box.publish(records, key=key)
 
-    producer = LazyProducer(box.settings)
-    async with running(box.worker(ledger, producer)) as worker:
+    async with box.running(ledger) as worker:
         await eventually(lambda: ledger.holds(196), 60, "every good record applied", worker)
         dead = await box.dead_letters(expected=len(bad))
 
@@ -91,5 +83,4 @@ async def test_a_large_batch_with_a_few_bad_records_is_applied_in_halves_each_go
     assert sorted(json.loads(m.value)["id"] for m in dead) == sorted(f"r{n}" for n in bad)
     # Halving finds the bad records in a few transactions, not one per record.
     assert ledger.calls < 100
-    await producer.close()
-    await engine.dispose()
+    await ledger.engine.dispose()

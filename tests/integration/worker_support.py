@@ -53,7 +53,7 @@ class Ledger:
         self.table = f"ledger_{uuid.uuid4().hex[:10]}"
         self.calls = 0
 
-    async def create(self) -> None:
+    async def create_table(self) -> None:
         async with self.engine.begin() as db:
             await db.execute(
                 text(f"CREATE TABLE {self.table} (seq bigserial PRIMARY KEY, id text NOT NULL, tier text)")
@@ -101,23 +101,41 @@ class WorkerBox:
         database_url = SecretStr(url.render_as_string(hide_password=False))
         return replace(self, settings=self.settings.model_copy(update={"database_url": database_url}))
 
-    def engine(self) -> AsyncEngine:
-        return create_engine(self.settings)
+    async def ledger(self) -> Ledger:
+        """A ledger on an engine made as the services make theirs (close it with the test)."""
+        ledger = Ledger(create_engine(self.settings))
+        await ledger.create_table()
+        return ledger
 
-    def worker(
-        self, ledger: Ledger, producer: LazyProducer, group: str | None = None
-    ) -> ConsumerWorker[Value]:
+    @property
+    def group(self) -> str:
+        return f"{self.name}-group"
+
+    @asynccontextmanager
+    async def running(self, ledger: Ledger) -> AsyncIterator[asyncio.Task[None]]:
+        """A worker applying to `ledger`, run as a service runs it minus the restart: a crash fails."""
         topics = self.topics
-        return ConsumerWorker(
+        producer = LazyProducer(self.settings)
+        worker = ConsumerWorker(
             self.settings,
             topics=[topics.bank_events],
-            group_id=group or f"{self.name}-group",
+            group_id=self.group,
             decode=decode,
             handle=ledger.handle,
             dead_letter_topic=lambda _topic: topics.dlq(BANK_EVENTS),
             producer=producer,
             backoff=Backoff(initial_s=0.05, maximum_s=0.5),
         )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            yield task
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 30)
+            finally:
+                await producer.close()
 
     async def publish(self, values: Sequence[Value | bytes], key: bytes = b"C1") -> None:
         """One key by default: one partition, so the order of the records is defined."""
@@ -144,18 +162,6 @@ class WorkerBox:
         await admin_execute(
             self.infra, f'ALTER DATABASE "{self.name}" SET default_transaction_read_only = {setting}'
         )
-
-
-@asynccontextmanager
-async def running(worker: ConsumerWorker[Value]) -> AsyncIterator[asyncio.Task[None]]:
-    """The worker's loop as it runs in a service, minus the restart: a crash fails the test."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def eventually(
