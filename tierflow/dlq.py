@@ -168,6 +168,7 @@ def add_dlq_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     again.add_argument("topic", choices=CONSUMED, help="the consumed topic whose dead letters to re-inject")
     again.add_argument("ids", nargs="*", metavar="ID", help="dead letter ids (partition:offset) from `list`")
     again.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    dlq.set_defaults(handler=run_dlq)
 
 
 def run_dlq(args: argparse.Namespace) -> int:
