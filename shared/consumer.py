@@ -3,28 +3,57 @@
 Delivery semantics: at-least-once. A batch's offsets are committed only after the handler
 returned, so a crash replays the batch; handlers make their effects idempotent (the
 processed marker commits in the same database transaction as the new state).
-A record that cannot be decoded, or that fails alone with a non-retriable error, goes to
-the dead-letter topic with the reason in its headers and the partition moves on.
+
+Bad input never blocks good input: a record that cannot be decoded, or that fails alone for any
+reason but an unreachable database or broker, goes to the dead-letter topic with the reason in
+its headers and the partition moves on. A batch that fails is applied in halves until the
+records that fail alone are found, so the others are applied once, in their order.
+
+An unreachable database or broker is waited out without leaving the consumer group: the worker
+goes back to the first record it has not processed, pauses its partitions and keeps polling
+(which is what tells the group it is alive), and tries again after a growing pause.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
+from shared.db import is_unreachable
 from shared.errors import TierFlowError
-from shared.kafka import LazyProducer, Record, client_options
+from shared.kafka import BrokerUnavailable, LazyProducer, Record, client_options
 from shared.logs import get_logger
-from shared.metrics import CONSUMER_LAG, DEAD_LETTERED, RECORDS_CONSUMED
+from shared.metrics import CONSUMER_ASSIGNMENTS, CONSUMER_LAG, DEAD_LETTERED, RECORDS_CONSUMED
 from shared.settings import Settings
 
 T = TypeVar("T")
 log = get_logger(__name__)
+_POLL_MS = 500
+
+# Headers a dead letter carries besides the record's own: why it failed, and where it came from.
+ERROR_HEADER = "tierflow-error"
+ERROR_CLASS_HEADER = "tierflow-error-class"
+SOURCE_TOPIC_HEADER = "tierflow-source-topic"
+SOURCE_PARTITION_HEADER = "tierflow-source-partition"
+SOURCE_OFFSET_HEADER = "tierflow-source-offset"
+FAILED_AT_HEADER = "tierflow-failed-at"
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        ERROR_HEADER,
+        ERROR_CLASS_HEADER,
+        SOURCE_TOPIC_HEADER,
+        SOURCE_PARTITION_HEADER,
+        SOURCE_OFFSET_HEADER,
+        FAILED_AT_HEADER,
+    }
+)
 
 
 class PoisonMessage(TierFlowError):
@@ -78,6 +107,9 @@ class ConsumerWorker(Generic[T]):
         self._max_records = max_records
         self._backoff = backoff or Backoff()
         self._reported: set[TopicPartition] = set()
+        self._outage = _Outage(self._backoff)
+        # Processed but not yet committed: a failed commit is tried again after the next poll.
+        self._processed: dict[TopicPartition, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -87,20 +119,63 @@ class ConsumerWorker(Generic[T]):
             auto_offset_reset="earliest",
             # Short broker-side waits keep end-to-end latency low at modest load.
             fetch_max_wait_ms=100,
+            max_poll_interval_ms=self._settings.kafka_max_poll_interval_ms,
         )
         consumer.subscribe(self._topics, listener=_AssignmentLog(self._group_id))
         await consumer.start()
         log.info("consumer started", topics=self._topics, group=self._group_id)
+        self._outage = _Outage(self._backoff)
+        self._processed = {}
         try:
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
-                for partition, records in fetched.items():
-                    await self._process_partition_batch(records, stop)
-                    await consumer.commit({partition: records[-1].offset + 1})
-                await self._report_lag(consumer)
+                await self._poll_once(consumer)
         finally:
             await consumer.stop()
             log.info("consumer stopped", group=self._group_id)
+
+    async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
+        if self._outage.due():
+            self._outage.retrying()
+            consumer.resume(*consumer.paused())
+        fetched = await consumer.getmany(timeout_ms=self._outage.poll_ms(), max_records=self._max_records)
+        for partition, records in fetched.items():
+            if self._outage.waiting:
+                # Fetched before the pause, or from a partition assigned since: its turn comes later.
+                _rewind(consumer, partition, records[0].offset)
+                continue
+            try:
+                await self._process(records)
+            except _Unreachable as exc:
+                _rewind(consumer, partition, exc.offset)
+                delay = self._outage.began()
+                log.warning(
+                    "database or broker unreachable; partitions paused, will retry",
+                    error=str(exc), attempt=self._outage.failures, retry_in_s=delay,
+                    topic=partition.topic, partition=partition.partition, offset=exc.offset,
+                )  # fmt: skip
+                continue
+            self._outage.ended()
+            self._processed[partition] = records[-1].offset + 1
+        if self._outage.waiting:
+            # Every poll tells the group this member is alive, paused or not; a rebalance during
+            # the pause hands over partitions unpaused, so pause whatever is assigned now.
+            consumer.pause(*consumer.assignment())
+        await self._commit(consumer)
+        await self._report_lag(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        # A partition given away is its new owner's: it resumes from the last commit and skips
+        # what this worker applied (effects are idempotent).
+        self._processed = {p: offset for p, offset in self._processed.items() if p in assigned}
+        if not self._processed:
+            return
+        try:
+            await consumer.commit(self._processed)
+        except KafkaError as exc:
+            log.warning("offset commit failed, will retry", group=self._group_id, error=str(exc))
+            return
+        self._processed = {}
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Everything fetched is processed by now, so position is the next record to process."""
@@ -116,77 +191,134 @@ class ConsumerWorker(Generic[T]):
             CONSUMER_LAG.labels(self._group_id, partition.topic, str(partition.partition)).set(lag)
             self._reported.add(partition)
 
-    async def _process_partition_batch(
-        self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event
-    ) -> None:
-        decoded: list[Delivered[T]] = []
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Applies one partition's records in order; those that fail alone are dead-lettered.
+
+        Raises `_Unreachable` with the first offset not yet applied or dead-lettered when the
+        database or the broker cannot be reached.
+        """
+        by_offset = {record.offset: record for record in records}
+        run: list[Delivered[T]] = []
         for record in records:
             RECORDS_CONSUMED.labels(topic=record.topic).inc()
             try:
-                decoded.append(Delivered(self._decode(record), record.topic, record.partition, record.offset))
-            except PoisonMessage as exc:
-                await self._dead_letter(record, exc)
-        if decoded:
-            await self._handle_with_retries(decoded, records, stop)
+                run.append(Delivered(self._decode(record), record.topic, record.partition, record.offset))
+            except Exception as exc:  # noqa: BLE001  whatever a decoder trips over is the record's fault
+                # What came before goes first, so a retry can resume right after what is done.
+                await self._apply(run, by_offset)
+                run = []
+                await self._give_up_on(record, exc, retry_from=record.offset)
+        await self._apply(run, by_offset)
 
-    async def _handle_with_retries(
-        self,
-        batch: Sequence[Delivered[T]],
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        stop: asyncio.Event,
+    async def _apply(
+        self, batch: Sequence[Delivered[T]], records: Mapping[int, ConsumerRecord[bytes, bytes]]
     ) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._handle(batch)
-                return
-            except TierFlowError as exc:
-                if not exc.retriable:
-                    await self._isolate_failure(batch, records, exc, stop)
-                    return
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                log.warning(
-                    "retriable failure, will retry",
-                    error=str(exc), attempt=attempt, delay_s=delay, **_position(batch[0]),
-                )  # fmt: skip
-                if stop.is_set():
-                    raise
-                await asyncio.sleep(delay)
+        """Hands the batch to the handler; if it fails for a record's sake, applies it in halves.
 
-    async def _isolate_failure(
-        self,
-        batch: Sequence[Delivered[T]],
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        exc: TierFlowError,
-        stop: asyncio.Event,
-    ) -> None:
-        if len(batch) == 1:
-            record = next(r for r in records if r.offset == batch[0].offset)
-            await self._dead_letter(record, exc)
+        Halves go in order, so a customer's records still apply in the order they came.
+        """
+        if not batch:
             return
-        # A batch failed for one bad record: replay one at a time so the rest still applies.
-        for item in batch:
-            await self._handle_with_retries([item], records, stop)
+        try:
+            await self._handle(batch)
+            return
+        except Exception as exc:  # noqa: BLE001  an outage is waited out, anything else is a record's
+            if len(batch) == 1 or _waits_out(exc):
+                await self._give_up_on(records[batch[0].offset], exc, retry_from=batch[0].offset)
+                return
+            log.debug("batch failed, applying it in halves", size=len(batch), **_position(batch[0]))
+        middle = len(batch) // 2
+        await self._apply(batch[:middle], records)
+        await self._apply(batch[middle:], records)
+
+    async def _give_up_on(
+        self, record: ConsumerRecord[bytes, bytes], exc: Exception, retry_from: int
+    ) -> None:
+        """Dead-letters the record, unless the failure was an outage: then the partition waits."""
+        if _waits_out(exc):
+            raise _Unreachable(retry_from, exc) from exc
+        try:
+            await self._dead_letter(record, exc)
+        except BrokerUnavailable as unavailable:
+            raise _Unreachable(retry_from, unavailable) from unavailable
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
         headers = [
             *(record.headers or ()),
-            ("tierflow-error", str(exc)[:1000].encode()),
-            ("tierflow-error-class", type(exc).__name__.encode()),
-            ("tierflow-source-topic", record.topic.encode()),
-            ("tierflow-source-partition", str(record.partition).encode()),
-            ("tierflow-source-offset", str(record.offset).encode()),
-            ("tierflow-failed-at", datetime.now(UTC).isoformat().encode()),
+            (ERROR_HEADER, _reason(exc).encode()),
+            (ERROR_CLASS_HEADER, type(exc).__name__.encode()),
+            (SOURCE_TOPIC_HEADER, record.topic.encode()),
+            (SOURCE_PARTITION_HEADER, str(record.partition).encode()),
+            (SOURCE_OFFSET_HEADER, str(record.offset).encode()),
+            (FAILED_AT_HEADER, datetime.now(UTC).isoformat().encode()),
         ]
         target = self._dead_letter_topic(record.topic)
         await self._producer.publish([Record(target, record.key, record.value or b"", list(headers))])
         DEAD_LETTERED.labels(topic=record.topic).inc()
         log.warning(
             "dead-lettered a record",
-            reason=str(exc), topic=record.topic, partition=record.partition,
-            offset=record.offset, dead_letter_topic=target,
+            reason=_reason(exc), error_class=type(exc).__name__, topic=record.topic,
+            partition=record.partition, offset=record.offset, dead_letter_topic=target,
         )  # fmt: skip
+
+
+def _waits_out(exc: Exception) -> bool:
+    """Only a database or broker that cannot be reached now is waited for; anything else is final."""
+    if isinstance(exc, TierFlowError):
+        return exc.retriable
+    return is_unreachable(exc)
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc) or type(exc).__name__)[:1000]
+
+
+def _rewind(consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int) -> None:
+    """Fetch from `offset` again, if the partition is still this worker's (else its owner will)."""
+    if partition in consumer.assignment():
+        consumer.seek(partition, offset)
+
+
+class _Unreachable(Exception):
+    """The database or the broker cannot be reached: the partition goes back to `offset`."""
+
+    def __init__(self, offset: int, cause: Exception) -> None:
+        super().__init__(_reason(cause))
+        self.offset = offset
+
+
+class _Outage:
+    """Consecutive failures to reach the database or broker, and when to try again."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+        self.failures = 0
+        self._retry_at: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._retry_at is not None
+
+    def began(self) -> float:
+        delay = self._backoff.delay(self.failures)
+        self.failures += 1
+        self._retry_at = time.monotonic() + delay
+        return delay
+
+    def due(self) -> bool:
+        return self._retry_at is not None and time.monotonic() >= self._retry_at
+
+    def retrying(self) -> None:
+        self._retry_at = None
+
+    def ended(self) -> None:
+        self.failures = 0
+
+    def poll_ms(self) -> int:
+        """How long a poll may wait: no longer than the pause has left to run."""
+        if self._retry_at is None:
+            return _POLL_MS
+        return max(0, min(_POLL_MS, int((self._retry_at - time.monotonic()) * 1000)))
 
 
 class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships it untyped
@@ -200,6 +332,7 @@ class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
             log.info("partitions revoked", group=self._group_id, partitions=_names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        CONSUMER_ASSIGNMENTS.labels(self._group_id).inc()
         log.info("partitions assigned", group=self._group_id, partitions=_names(assigned))
 
 
@@ -211,4 +344,17 @@ def _position(item: Delivered[Any]) -> dict[str, Any]:
     return {"topic": item.topic, "partition": item.partition, "offset": item.offset}
 
 
-__all__ = ["Backoff", "ConsumerWorker", "Delivered", "PoisonMessage", "TopicPartition"]
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "ERROR_CLASS_HEADER",
+    "ERROR_HEADER",
+    "FAILED_AT_HEADER",
+    "SOURCE_OFFSET_HEADER",
+    "SOURCE_PARTITION_HEADER",
+    "SOURCE_TOPIC_HEADER",
+    "Backoff",
+    "ConsumerWorker",
+    "Delivered",
+    "PoisonMessage",
+    "TopicPartition",
+]

@@ -7,8 +7,16 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy import event, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -33,9 +41,11 @@ class DatabaseRefused(TierFlowError):
 
 # SQLSTATE classes that mean "not now" rather than "never": connection exception, transaction
 # rollback (serialization failure, deadlock), insufficient resources, operator intervention
-# (admin shutdown, "the database system is starting up"), system error; and lock not available.
+# (admin shutdown, "the database system is starting up"), system error; lock not available; and
+# a read-only transaction, what a standby answers to writes after a failover ("not here").
+_READ_ONLY = "25006"
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
-_TRANSIENT_STATES = frozenset({"55P03"})
+_TRANSIENT_STATES = frozenset({"55P03", _READ_ONLY})
 
 
 def sqlstate(exc: DBAPIError) -> str | None:
@@ -52,6 +62,16 @@ def is_transient(exc: DBAPIError) -> bool:
     return state is not None and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES)
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a failure means the database cannot serve now, so the work is retried, never refused.
+
+    The network, a pool with no free connection within its timeout, or a transient SQLSTATE.
+    """
+    if isinstance(exc, OSError | PoolTimeout | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and is_transient(exc)
+
+
 def is_data_error(exc: DBAPIError) -> bool:
     """SQLSTATE class 22: values the database cannot store (a NUL character, a bad byte sequence)."""
     state = sqlstate(exc)
@@ -62,13 +82,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
     connect_args: dict[str, object] = {"command_timeout": 60}
     if settings.database_ssl:
         connect_args["ssl"] = ssl.create_default_context()
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url.get_secret_value(),
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout_s,
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "handle_error", _read_only_is_a_lost_server)
+    return engine
+
+
+def _read_only_is_a_lost_server(context: ExceptionContext) -> None:
+    """A server that refuses writes is a standby now: drop the pool, so the retry connects afresh.
+
+    Sessions keep the server they connected to; the address may lead to the new primary by now.
+    """
+    failure = context.sqlalchemy_exception
+    if isinstance(failure, DBAPIError) and sqlstate(failure) == _READ_ONLY:
+        context.is_disconnect = True
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -88,7 +121,7 @@ async def consumer_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnec
     try:
         async with engine.begin() as connection:
             yield connection
-    except OSError as exc:
+    except (OSError, PoolTimeout, DisconnectionError) as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
     except DBAPIError as exc:
         if is_transient(exc):

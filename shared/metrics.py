@@ -17,3 +17,13 @@ CONSUMER_LAG = Gauge(
     "Records on an assigned partition not yet processed (high watermark minus position)",
     ["group", "topic", "partition"],
 )
+CONSUMER_ASSIGNMENTS = Counter(
+    "tierflow_consumer_assignments_total",
+    "Partition assignments a worker received: one at start, one more per rebalance it took part in",
+    ["group"],
+)
+OUTBOX_SET_ASIDE = Gauge(
+    "tierflow_outbox_set_aside",
+    "Outbox records the broker refused for good, set aside in <schema>.outbox_rejected",
+    ["schema"],
+)

@@ -4,62 +4,153 @@ Delivery semantics: at-least-once. Rows are deleted in the same transaction that
 them, after the broker acknowledged them; a crash in between publishes them again with
 the same CloudEvent ids. A transaction-scoped advisory lock lets one relay run at a time
 per schema, which keeps per-key order across instances.
+
+A record the broker refuses for good (too large, say) would block every record behind it: after
+a bounded number of tries it is moved to `<schema>.outbox_rejected` with the reason, and the
+relay goes on. An unreachable broker is waited out, however long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from aiokafka.errors import (
+    InvalidTimestampError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from prometheus_client import Counter, Gauge
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
 from shared.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE
+from shared.errors import TierFlowError
 from shared.kafka import CONTENT_TYPE_HEADER, BrokerUnavailable, LazyProducer, Record
 from shared.logs import get_logger
+from shared.metrics import OUTBOX_SET_ASIDE
 from shared.tasks import pause
 
 log = get_logger(__name__)
 PUBLISHED = Counter("tierflow_outbox_published", "Outbox rows relayed to Kafka", ["schema"])
 BACKLOG = Gauge("tierflow_outbox_backlog", "Outbox rows waiting to be relayed", ["schema"])
 _HEADERS = [(CONTENT_TYPE_HEADER, CLOUDEVENTS_CONTENT_TYPE.encode())]
+# Produce errors about the record itself, answered again however long one waits. Not "any error
+# aiokafka calls non-retriable": that includes its timeouts, which an outage causes; nor refused
+# authorisation, which refuses every record alike until someone fixes it.
+_REFUSED_FOR_GOOD = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTimestampError,
+    InvalidTopicError,
+    UnsupportedForMessageFormatError,
+)
+
+
+class RecordRefused(TierFlowError):
+    """The broker refused an outbox record; it is tried again a few times, then set aside."""
 
 
 class OutboxRelay:
     def __init__(
-        self, engine: AsyncEngine, producer: LazyProducer, schema: str, batch_size: int = 1000
+        self,
+        engine: AsyncEngine,
+        producer: LazyProducer,
+        schema: str,
+        batch_size: int = 1000,
+        max_attempts: int = 5,
     ) -> None:
         self._engine = engine
         self._producer = producer
         self._schema = schema
         self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        # Refusals of the row at the head of the outbox, by outbox id (this process's count).
+        self._refusals: dict[int, int] = {}
         self._select = text(f"SELECT id, topic, key, value FROM {schema}.outbox ORDER BY id LIMIT :n")  # noqa: S608
         self._delete = text(f"DELETE FROM {schema}.outbox WHERE id = ANY(:ids)").bindparams(  # noqa: S608
             bindparam("ids", type_=ARRAY(BigInteger))
         )
         self._count = text(f"SELECT count(*) FROM {schema}.outbox")  # noqa: S608
+        self._set_aside = text(
+            f"WITH moved AS (DELETE FROM {schema}.outbox WHERE id = :id"  # noqa: S608
+            " RETURNING id, topic, key, value, created_at)"
+            f" INSERT INTO {schema}.outbox_rejected (id, topic, key, value, created_at, attempts, reason)"
+            " SELECT id, topic, key, value, created_at, :attempts, :reason FROM moved"
+        )
+        self._count_set_aside = text(f"SELECT count(*) FROM {schema}.outbox_rejected")  # noqa: S608
 
     async def relay_once(self) -> int:
+        refused: RecordRefused | None = None
         async with self._engine.begin() as connection:
             locked = await connection.scalar(
                 text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"), {"name": f"{self._schema}.outbox"}
             )
             if not locked:
                 return 0
-            rows = (await connection.execute(self._select, {"n": self._batch_size})).all()
+            rows = [
+                _Pending(row_id, topic, bytes(key), bytes(value))
+                for row_id, topic, key, value in await connection.execute(
+                    self._select, {"n": self._batch_size}
+                )
+            ]
             if not rows:
                 BACKLOG.labels(self._schema).set(0)
                 return 0
-            await self._producer.publish(
-                [Record(topic, bytes(key), bytes(value), _HEADERS) for _, topic, key, value in rows]
-            )
-            await connection.execute(self._delete, {"ids": [row[0] for row in rows]})
-        PUBLISHED.labels(self._schema).inc(len(rows))
-        return len(rows)
+            try:
+                await self._producer.publish([row.record() for row in rows])
+                done = [row.id for row in rows]
+                self._refusals.clear()
+            except BrokerUnavailable as exc:
+                if not isinstance(exc.__cause__, _REFUSED_FOR_GOOD):
+                    raise
+                done, refused = await self._publish_up_to_the_refused(connection, rows)
+            await connection.execute(self._delete, {"ids": done})
+        PUBLISHED.labels(self._schema).inc(len(done))
+        if refused is not None:
+            raise refused
+        return len(done)
+
+    async def _publish_up_to_the_refused(
+        self, connection: AsyncConnection, rows: Sequence[_Pending]
+    ) -> tuple[list[int], RecordRefused | None]:
+        """Publishes one row at a time up to the one refused; sets that one aside after its last try.
+
+        Returns the ids published, and the refusal to back off from if the row is to be tried again.
+        """
+        published: list[int] = []
+        for row in rows:
+            try:
+                await self._producer.publish([row.record()])
+            except BrokerUnavailable as exc:
+                if not isinstance(exc.__cause__, _REFUSED_FOR_GOOD):
+                    raise
+                attempts = self._refusals.pop(row.id, 0) + 1
+                reason = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
+                if attempts < self._max_attempts:
+                    self._refusals[row.id] = attempts
+                    return published, RecordRefused(f"outbox row {row.id} refused ({attempts}): {reason}")
+                await connection.execute(
+                    self._set_aside, {"id": row.id, "attempts": attempts, "reason": reason}
+                )
+                OUTBOX_SET_ASIDE.labels(self._schema).inc()
+                log.error(
+                    "outbox record refused for good, set aside",
+                    schema=self._schema, outbox_id=row.id, topic=row.topic, attempts=attempts, reason=reason,
+                )  # fmt: skip
+                return published, None
+            self._refusals.pop(row.id, None)
+            published.append(row.id)
+        return published, None
 
     async def run(self, stop: asyncio.Event, idle_s: float = 0.05, measure_every_s: float = 5.0) -> None:
         failures = 0
@@ -71,7 +162,7 @@ class OutboxRelay:
                     measured = time.monotonic()
                 relayed = await self.relay_once()
                 failures = 0
-            except (BrokerUnavailable, SQLAlchemyError, OSError) as exc:
+            except (BrokerUnavailable, RecordRefused, SQLAlchemyError, OSError) as exc:
                 failures += 1
                 log.warning("outbox relay failed, will retry", schema=self._schema, error=str(exc))
                 await pause(stop, min(10.0, 0.2 * 2**failures))
@@ -82,5 +173,20 @@ class OutboxRelay:
     async def measure_backlog(self) -> int:
         async with self._engine.connect() as connection:
             backlog = int(await connection.scalar(self._count) or 0)
+            set_aside = int(await connection.scalar(self._count_set_aside) or 0)
         BACKLOG.labels(self._schema).set(backlog)
+        OUTBOX_SET_ASIDE.labels(self._schema).set(set_aside)
         return backlog
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An outbox row waiting to be relayed."""
+
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+
+    def record(self) -> Record:
+        return Record(self.topic, self.key, self.value, _HEADERS)

@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)
     feedback_group: str = Field(default="tierflow-feedback", max_length=200)
 
+    # Delivery under failure: outages are waited out, records refused for good are set aside.
+    # How long a worker waits for a pooled database connection before it counts as an outage.
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # A consumer that has not polled for this long leaves its group. Workers keep polling (paused)
+    # through outages, so only a single database call longer than this (the command timeout is
+    # 60 s) makes one leave.
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    # Tries before the outbox relay sets aside a record the broker refuses for good (too large).
+    outbox_max_attempts: int = Field(default=5, ge=1, le=1_000)
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
 

@@ -15,6 +15,7 @@ from shared.kafka import ensure_topics
 from shared.migrations import upgrade_all
 from shared.settings import Settings
 from shared.topics import Topics
+from tierflow.dlq import add_dlq_command
 from tierflow.simulate import COHORT, Bank
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_topics,
         _add_replay,
         _add_lag,
+        add_dlq_command,
     ):
         add_command(commands)
     args = parser.parse_args(argv)
@@ -148,9 +150,9 @@ def _replay(_args: argparse.Namespace) -> int:
 def _lag(_args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tierflow.lag import lag_table, worker_lag
+    from tierflow.lag import lag_report
 
-    Console().print(lag_table(asyncio.run(worker_lag(Settings()))))
+    Console().print(*asyncio.run(lag_report(Settings())))
     return 0
 
 

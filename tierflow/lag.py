@@ -2,6 +2,7 @@
 
 Unlike the members' `tierflow_consumer_lag` gauges, this also counts partitions that no
 member holds at the moment (a rebalance in progress, a departed member not yet expired).
+It also counts the outbox records each service set aside because the broker refused them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.table import Table
+from sqlalchemy import text
 
 from services.scoring.replay import current_generation, group_id
 from shared.db import create_engine
 from shared.kafka import group_lag
+from shared.migrations import SERVICES_WITH_SCHEMA
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -23,6 +26,10 @@ class GroupLag:
     group: str
     topic: str
     records: int  # produced but not yet committed by the group
+
+
+async def lag_report(settings: Settings) -> list[Table]:
+    return [lag_table(await worker_lag(settings)), set_aside_table(await outbox_set_aside(settings))]
 
 
 async def worker_lag(settings: Settings) -> list[GroupLag]:
@@ -57,4 +64,27 @@ def lag_table(rows: list[GroupLag]) -> Table:
     table.add_column("lag", justify="right")
     for row in rows:
         table.add_row(row.service, row.group, row.topic, f"{row.records:,}")
+    return table
+
+
+async def outbox_set_aside(settings: Settings) -> dict[str, int]:
+    """Outbox records each service set aside (`<schema>.outbox_rejected`): never published."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            counts = {}
+            for schema in SERVICES_WITH_SCHEMA:
+                count = await connection.scalar(text(f"SELECT count(*) FROM {schema}.outbox_rejected"))  # noqa: S608
+                counts[schema] = int(count or 0)
+            return counts
+    finally:
+        await engine.dispose()
+
+
+def set_aside_table(counts: dict[str, int]) -> Table:
+    table = Table(title="Outbox records the broker refused for good, set aside (see docs/dead-letters.md)")
+    table.add_column("service")
+    table.add_column("set aside", justify="right")
+    for service, count in counts.items():
+        table.add_row(service, f"{count:,}")
     return table

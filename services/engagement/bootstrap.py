@@ -34,7 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
         producer=producer,
         max_records=500,
     )
-    relay = OutboxRelay(engine, producer, "engagement")
+    relay = OutboxRelay(engine, producer, "engagement", max_attempts=settings.outbox_max_attempts)
 
     async def consume(stop: asyncio.Event) -> None:
         await engagement.ensure_playbook()

@@ -31,7 +31,7 @@ def build_app(settings: Settings) -> FastAPI:
         producer=producer,
         max_records=1000,
     )
-    relay = OutboxRelay(engine, producer, "feedback")
+    relay = OutboxRelay(engine, producer, "feedback", max_attempts=settings.outbox_max_attempts)
 
     return worker_app(
         "feedback",

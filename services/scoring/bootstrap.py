@@ -41,7 +41,7 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.apply_batch(batch)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    relay = OutboxRelay(engine, producer, "scoring")
+    relay = OutboxRelay(engine, producer, "scoring", max_attempts=settings.outbox_max_attempts)
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()

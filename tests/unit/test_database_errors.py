@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db import is_data_error, is_transient
+from shared.db import is_data_error, is_transient, is_unreachable
 
 
 class DriverError(Exception):
@@ -20,9 +21,9 @@ def failure(sqlstate: str) -> DBAPIError:
 
 @pytest.mark.parametrize(
     "sqlstate",
-    ["57P01", "57P03", "08006", "40001", "40P01", "53300", "55P03"],
+    ["57P01", "57P03", "08006", "40001", "40P01", "53300", "55P03", "25006"],
     ids=["admin shutdown", "starting or shutting down", "connection failure", "serialization",
-         "deadlock", "too many connections", "lock not available"],
+         "deadlock", "too many connections", "lock not available", "read-only standby"],
 )  # fmt: skip
 def test_a_database_restarting_or_busy_is_retried_not_dead_lettered(sqlstate: str) -> None:
     assert is_transient(failure(sqlstate))
@@ -41,3 +42,25 @@ def test_a_lost_connection_is_transient_whatever_its_code() -> None:
 def test_only_class_22_is_the_clients_bad_data() -> None:
     assert is_data_error(failure("22021"))
     assert not is_data_error(failure("23505"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        TimeoutError(),
+        PoolTimeout("QueuePool limit of size 5 overflow 5 reached, connection timed out"),
+        failure("25006"),
+        failure("57P01"),
+    ],
+    ids=["refused", "timed out", "pool exhausted", "read-only standby", "admin shutdown"],
+)
+def test_a_database_out_of_reach_for_now_is_waited_for(error: BaseException) -> None:
+    assert is_unreachable(error)
+
+
+@pytest.mark.parametrize(
+    "error", [failure("23505"), failure("22021"), KeyError("tier"), ValueError("bad amount")]
+)
+def test_anything_else_is_not_an_outage(error: BaseException) -> None:
+    assert not is_unreachable(error)
