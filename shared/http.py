@@ -23,6 +23,8 @@ from shared.logs import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# What a route may answer besides success, by status code, as `responses=` takes it.
+Responses = dict[int | str, dict[str, Any]]
 log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API key from TIERFLOW_API_KEYS")
 

@@ -16,6 +16,7 @@ from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
     apply,
+    new_override,
     review,
     set_override,
 )
@@ -28,6 +29,7 @@ from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
 from shared.logs import get_logger
@@ -49,6 +51,10 @@ class ClockMode(StrEnum):
 
 class ProcessingFailed(TierFlowError):
     """An event could not be applied; alone in its batch it goes to the dead-letter topic."""
+
+
+class UnknownCustomer(TierFlowError):
+    pass
 
 
 def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]], ScoringEvent]:
@@ -180,33 +186,47 @@ class Scoring:
                 await store.install_policy(default_policy(), actor="tierflow", activate=True)
                 log.info("installed the default policy", version=default_policy().version)
 
+    async def set_override(
+        self, customer_id: str, tier: Tier, reason: str, expires_at: datetime, actor: str
+    ) -> None:
+        """Set a tier by hand until `expires_at`: state, history, outbox and audit row in one transaction."""
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            now = await self.now(store)
+            override = new_override(tier, reason, expires_at, actor, datetime.now(UTC), now)
+            changes = await self._change_override(store, customer_id, override, actor, reason, now)
+        _count_changes(changes)
+
+    async def clear_override(self, customer_id: str, actor: str) -> None:
+        """Clear the override: the policy decides again at once. Audited like setting one."""
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            changes = await self._change_override(
+                store, customer_id, None, actor, "cleared", await self.now(store)
+            )
+        _count_changes(changes)
+
+    async def _change_override(
+        self,
+        store: ScoringStore,
+        customer_id: str,
+        override: Override | None,
+        actor: str,
+        note: str,
+        now: datetime,
+    ) -> list[TierChange]:
+        if not await store.exists(customer_id):
+            raise UnknownCustomer(customer_id)
+        policy = await self.policy(store)
+        state = (await store.lock_customers([customer_id]))[customer_id]
+        state, change = set_override(state, override, policy, now)
+        changes = [change] if change else []
+        await store.save_customers([state], datetime.now(UTC))
+        await store.record_changes(changes, self.tier_changes_topic, {customer_id: state})
+        await store.audit_override(customer_id, override, actor, note)
+        return changes
+
 
 def _count_changes(changes: Sequence[TierChange]) -> None:
     for change in changes:
         metrics.TIER_CHANGES.labels(direction=change.direction.value).inc()
-
-
-class UnknownCustomer(TierFlowError):
-    pass
-
-
-async def change_override(
-    scoring: Scoring, customer_id: str, override: Override | None, actor: str, note: str
-) -> CustomerState:
-    """Set or clear an override: new state, history, outbox and audit row in one transaction."""
-    async with scoring.engine.begin() as connection:
-        store = ScoringStore(connection)
-        exists = await store.exists(customer_id)
-        if not exists:
-            raise UnknownCustomer(customer_id)
-        policy = await scoring.policy(store)
-        state = (await store.lock_customers([customer_id]))[customer_id]
-        now = await scoring.now(store)
-        state, change = set_override(state, override, policy, now)
-        await store.save_customers([state], datetime.now(UTC))
-        await store.record_changes(
-            [change] if change else [], scoring.tier_changes_topic, {customer_id: state}
-        )
-        await store.audit_override(customer_id, override, actor, note)
-    _count_changes([change] if change else [])
-    return state

@@ -17,8 +17,8 @@ from services.scoring.domain.evaluation import (
 )
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features, apply_event
-from services.scoring.domain.policy import TIER_RANK, Policy
-from shared.contracts.outbound import ChangeDirection
+from services.scoring.domain.policy import Policy
+from shared.contracts.outbound import TIER_RANK, ChangeDirection
 from shared.contracts.types import Stage, Tier
 
 _IDS = uuid.UUID("5b0e5f3e-8d0c-4a57-9a43-2f1f6a1c7e01")
@@ -159,6 +159,20 @@ def apply(
     if change is not None:
         changes.append(change)
     return replace(state, features=features, decision=decision), changes
+
+
+class OverrideRefused(ValueError):
+    pass
+
+
+def new_override(
+    tier: Tier, reason: str, expires_at: datetime, set_by: str, set_at: datetime, now: datetime
+) -> Override:
+    """A tier set by hand wins until it expires; one that would never be in force is refused."""
+    override = Override(tier, reason, expires_at, set_by, set_at)
+    if not override.active(now):
+        raise OverrideRefused("expires_at must be in the future")
+    return override
 
 
 def set_override(
