@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.contracts.outbound import COMPLAINT, SURVEY
+from services.feedback.domain.complaints import ComplaintChange
+from services.feedback.domain.surveys import Answer
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.publishing import OutboxMessage, cloudevent
 
 SOURCE = "tierflow/feedback"
 _IDS = uuid.UUID("4d1b9d52-3f8e-4a5e-9a57-6a2c8e0b7c33")
 
 
-def survey_event(data: dict[str, Any], at: datetime) -> bytes:
-    return _event(f"survey|{data['survey_id']}", SURVEY, at, data)
+def survey_event(survey: SurveyData, answer: Answer) -> OutboxMessage:
+    data = survey.model_dump(mode="json", exclude_none=True)
+    data["answered_at"] = answer.answered_at.isoformat()
+    if answer.outreach_id is not None:
+        data["outreach_id"] = answer.outreach_id
+    return _message(f"survey|{survey.survey_id}", SURVEY, answer.answered_at, data)
 
 
-def complaint_event(data: dict[str, Any], at: datetime) -> bytes:
-    return _event(f"complaint|{data['complaint_id']}|{data['status']}", COMPLAINT, at, data)
+def complaint_event(reported: ComplaintData, change: ComplaintChange) -> OutboxMessage:
+    complaint = change.complaint
+    data = reported.model_dump(mode="json", exclude_none=True)
+    data["opened_at"] = complaint.opened_at.isoformat()
+    if complaint.resolved_at is not None:
+        data["resolved_at"] = complaint.resolved_at.isoformat()
+    seed = f"complaint|{reported.complaint_id}|{reported.status.value}"
+    return _message(seed, COMPLAINT, change.happened_at, data)
 
 
-def _event(seed: str, event_type: str, at: datetime, data: dict[str, Any]) -> bytes:
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid5(_IDS, seed)),
-        "source": SOURCE,
-        "type": event_type,
-        "time": at.isoformat(),
-        "subject": data["customer_id"],
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+def _message(seed: str, event_type: str, at: datetime, data: dict[str, Any]) -> OutboxMessage:
+    customer_id: str = data["customer_id"]
+    value = cloudevent(
+        event_id=str(uuid.uuid5(_IDS, seed)),
+        source=SOURCE,
+        event_type=event_type,
+        time=at,
+        subject=customer_id,
+        data=data,
+    )
+    return OutboxMessage(customer_id.encode(), value)
