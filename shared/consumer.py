@@ -189,8 +189,12 @@ class ConsumerWorker(Generic[T]):
         )  # fmt: skip
 
 
-class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships it untyped
-    """Which partitions this instance holds, so operators can follow a rebalance in the logs."""
+class _AssignmentLog:
+    """Which partitions this instance holds, so operators can follow a rebalance in the logs.
+
+    Registered as a virtual subclass of aiokafka's listener below: aiokafka ships no types, so
+    a real subclass would derive from an unchecked base.
+    """
 
     def __init__(self, group_id: str) -> None:
         self._group_id = group_id
@@ -201,6 +205,9 @@ class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", group=self._group_id, partitions=_names(assigned))
+
+
+ConsumerRebalanceListener.register(_AssignmentLog)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
