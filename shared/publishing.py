@@ -7,6 +7,7 @@ they announce; `shared.outbox.OutboxRelay` moves the committed rows onto Kafka.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,27 +22,51 @@ from sqlalchemy.types import LargeBinary
 _BYTES = ARRAY(LargeBinary)
 
 
-def cloudevent(
-    *, event_id: str, source: str, event_type: str, time: datetime, subject: str, data: Mapping[str, Any]
-) -> bytes:
-    """A structured-mode CloudEvent as compact UTF-8 JSON, the bytes an outbox row holds."""
+@dataclass(frozen=True)
+class OutboxMessage:
+    key: bytes
+    value: bytes
+
+
+def customer_event(
+    *, event_id: str, source: str, event_type: str, time: datetime, customer_id: str, data: Mapping[str, Any]
+) -> OutboxMessage:
+    """A structured-mode CloudEvent about a customer as compact UTF-8 JSON, keyed by the customer
+    so that subscribers see one customer's events in order."""
     event = {
         "specversion": "1.0",
         "id": event_id,
         "source": source,
         "type": event_type,
         "time": time.isoformat(),
-        "subject": subject,
+        "subject": customer_id,
         "datacontenttype": "application/json",
         "data": data,
     }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    value = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return OutboxMessage(customer_id.encode(), value)
 
 
 @dataclass(frozen=True)
-class OutboxMessage:
-    key: bytes
-    value: bytes
+class EventSource:
+    """A service as the source of events whose ids are derived from what they are about, so an
+    event built again (a retried transaction, a replay) carries the id subscribers have seen."""
+
+    source: str
+    id_namespace: uuid.UUID
+
+    def event(
+        self, seed: str, event_type: str, time: datetime, customer_id: str, data: Mapping[str, Any]
+    ) -> OutboxMessage:
+        event_id = str(uuid.uuid5(self.id_namespace, seed))
+        return customer_event(
+            event_id=event_id,
+            source=self.source,
+            event_type=event_type,
+            time=time,
+            customer_id=customer_id,
+            data=data,
+        )
 
 
 async def enqueue(

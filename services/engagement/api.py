@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -12,11 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import views
-from services.engagement.domain import lifecycle
 from services.engagement.domain.lifecycle import Actor, ActorUnknown, TransitionRefused, acting
 from services.engagement.domain.outcomes import OutcomeCounts
 from services.engagement.domain.playbook import load_playbook
-from services.engagement.handlers import Engagement, Step, UnknownItem
+from services.engagement.handlers import Engagement, UnknownItem
 from services.engagement.schemas import (
     CancellationCreate,
     CompletionCreate,
@@ -53,11 +53,9 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}")
         return OutreachItemPublic.from_row(row)
 
-    async def move(
-        item_id: UUID, step: Step, actor: str, note: str | None, survey: bool = False
-    ) -> OutreachItemPublic:
+    async def moved(item_id: UUID, transition: Awaitable[None]) -> OutreachItemPublic:
         try:
-            await engagement.transition(str(item_id), step, actor, note, survey)
+            await transition
         except UnknownItem:
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}") from None
         except TransitionRefused as exc:
@@ -113,20 +111,12 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     @router.post("/outreach/{item_id}/claim", responses=_ITEM_ERRORS)
     async def claim(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
         """Take an unassigned item (or confirm one assigned to you)."""
-        actor = _actor(key, rm_id)
-        return await move(
-            item_id, lambda item, _now: lifecycle.claim(item, actor.name), actor.name, "claimed"
-        )
+        return await moved(item_id, engagement.claim(str(item_id), _actor(key, rm_id)))
 
     @router.post("/outreach/{item_id}/start", responses=_ITEM_ERRORS)
     async def start(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
         """Begin working an item you hold; the first contact time is recorded."""
-        actor = _actor(key, rm_id)
-
-        def step(item: lifecycle.ItemState, now: datetime) -> lifecycle.ItemState:
-            return lifecycle.start(item, actor.name, actor.admin, now)
-
-        return await move(item_id, step, actor.name, "started")
+        return await moved(item_id, engagement.start(str(item_id), _actor(key, rm_id)))
 
     @router.post("/outreach/{item_id}/complete", responses=_ITEM_ERRORS)
     async def complete(
@@ -134,31 +124,20 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     ) -> OutreachItemPublic:
         """Close an item you are working with its outcome; optionally ask feedback for a survey."""
         actor = _actor(key, rm_id)
-
-        def step(item: lifecycle.ItemState, now: datetime) -> lifecycle.ItemState:
-            return lifecycle.complete(item, actor.name, actor.admin, body.outcome, now)
-
-        return await move(item_id, step, actor.name, body.note, body.request_survey)
+        completion = engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey)
+        return await moved(item_id, completion)
 
     @router.post("/outreach/{item_id}/cancel", responses=_ITEM_ERRORS)
     async def cancel(
         item_id: UUID, body: CancellationCreate, key: RmKey, rm_id: RmId = None
     ) -> OutreachItemPublic:
         """Cancel an open item (yours, or any as admin), with the reason."""
-        actor = _actor(key, rm_id)
-
-        def step(item: lifecycle.ItemState, now: datetime) -> lifecycle.ItemState:
-            return lifecycle.cancel(item, actor.name, actor.admin, body.reason, now)
-
-        return await move(item_id, step, actor.name, body.reason)
+        return await moved(item_id, engagement.cancel(str(item_id), _actor(key, rm_id), body.reason))
 
     @router.post("/outreach/{item_id}/reassign", responses=_ITEM_ERRORS)
     async def reassign(item_id: UUID, body: ReassignmentCreate, key: AdminKey) -> OutreachItemPublic:
         """Give an open item to another RM."""
-        actor = _actor(key, None)
-        return await move(
-            item_id, lambda item, _now: lifecycle.assign(item, body.rm_id), actor.name, f"to {body.rm_id}"
-        )
+        return await moved(item_id, engagement.reassign(str(item_id), _actor(key, None), body.rm_id))
 
     @router.put("/rms/{rm_id}")
     async def put_rm(rm_id: str, body: RmUpdate, _key: AdminKey) -> RmWorkload:

@@ -13,12 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.domain.guardrails import cap_window
-from services.engagement.domain.lifecycle import ItemState, ItemStatus, cancel, choose_rm, expire
+from services.engagement.domain.lifecycle import (
+    Actor,
+    ItemState,
+    ItemStatus,
+    assign,
+    cancel,
+    choose_rm,
+    claim,
+    complete,
+    expire,
+    start,
+)
 from services.engagement.domain.planning import Change, assign_planned, plan
 from services.engagement.domain.playbook import Playbook, default_playbook
 from services.engagement.store import EngagementStore, item_state
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.outbound import TIER_CHANGED, TierChangedData
+from shared.contracts.outbound import TIER_CHANGED, OutreachOutcome, TierChangedData
 from shared.db import consumer_transaction
 from shared.errors import TierFlowError
 from shared.logs import get_logger
@@ -109,7 +120,35 @@ class Engagement:
             await store.add_item(item, branch, now)
         metrics.CHANGES_APPLIED.inc()
 
-    async def transition(
+    async def claim(self, item_id: str, actor: Actor) -> None:
+        await self._transition(item_id, lambda item, _now: claim(item, actor.name), actor.name, "claimed")
+
+    async def start(self, item_id: str, actor: Actor) -> None:
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return start(item, actor.name, actor.admin, now)
+
+        await self._transition(item_id, step, actor.name, "started")
+
+    async def complete(
+        self, item_id: str, actor: Actor, outcome: OutreachOutcome, note: str | None, request_survey: bool
+    ) -> None:
+        """Close the item with its outcome; a survey request goes to feedback if asked for."""
+
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return complete(item, actor.name, actor.admin, outcome, now)
+
+        await self._transition(item_id, step, actor.name, note, request_survey)
+
+    async def cancel(self, item_id: str, actor: Actor, reason: str) -> None:
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return cancel(item, actor.name, actor.admin, reason, now)
+
+        await self._transition(item_id, step, actor.name, reason)
+
+    async def reassign(self, item_id: str, actor: Actor, rm_id: str) -> None:
+        await self._transition(item_id, lambda item, _now: assign(item, rm_id), actor.name, f"to {rm_id}")
+
+    async def _transition(
         self, item_id: str, step: Step, actor: str, note: str | None, request_survey: bool = False
     ) -> None:
         """Load, check the step in the domain, store it with its audit row and event, together."""

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from shared.contracts.outbound import OUTREACH_TYPE_PREFIX, SURVEY_REQUESTED
-from shared.publishing import OutboxMessage, cloudevent
+from shared.publishing import EventSource, OutboxMessage
 
-SOURCE = "tierflow/engagement"
-_IDS = uuid.UUID("2c6f0a8e-61b8-4bb5-8d1e-7f6c3c0a1b11")
+SOURCE = EventSource("tierflow/engagement", uuid.UUID("2c6f0a8e-61b8-4bb5-8d1e-7f6c3c0a1b11"))
 
 # An event about an item, built from its stored row at a moment.
 OutreachEvent = Callable[[dict[str, Any], datetime], OutboxMessage]
@@ -41,7 +40,8 @@ def outreach_event(item: dict[str, Any], at: datetime) -> OutboxMessage:
         "stage": item["context_stage"],
         "branch_id": item["branch_id"],
     }
-    return _message(item, f"{item['id']}|{status}", f"{OUTREACH_TYPE_PREFIX}{status}.v1", at, data)
+    event_type = f"{OUTREACH_TYPE_PREFIX}{status}.v1"
+    return SOURCE.event(f"{item['id']}|{status}", event_type, at, item["customer_id"], data)
 
 
 def survey_request(item: dict[str, Any], at: datetime) -> OutboxMessage:
@@ -54,22 +54,7 @@ def survey_request(item: dict[str, Any], at: datetime) -> OutboxMessage:
         "channel": item["channel"],
         "requested_at": at.isoformat(),
     }
-    return _message(item, f"{item['id']}|survey", SURVEY_REQUESTED, at, data)
-
-
-def _message(
-    item: dict[str, Any], seed: str, event_type: str, at: datetime, data: dict[str, Any]
-) -> OutboxMessage:
-    customer_id: str = item["customer_id"]
-    value = cloudevent(
-        event_id=str(uuid.uuid5(_IDS, seed)),
-        source=SOURCE,
-        event_type=event_type,
-        time=at,
-        subject=customer_id,
-        data=data,
-    )
-    return OutboxMessage(customer_id.encode(), value)
+    return SOURCE.event(f"{item['id']}|survey", SURVEY_REQUESTED, at, item["customer_id"], data)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
 from services.feedback.domain.complaints import ComplaintChange
 from services.feedback.domain.surveys import Answer
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
-from shared.publishing import OutboxMessage, cloudevent
+from shared.publishing import EventSource, OutboxMessage
 
-SOURCE = "tierflow/feedback"
-_IDS = uuid.UUID("4d1b9d52-3f8e-4a5e-9a57-6a2c8e0b7c33")
+SOURCE = EventSource("tierflow/feedback", uuid.UUID("4d1b9d52-3f8e-4a5e-9a57-6a2c8e0b7c33"))
 
 
 def survey_event(survey: SurveyData, answer: Answer) -> OutboxMessage:
@@ -20,7 +17,7 @@ def survey_event(survey: SurveyData, answer: Answer) -> OutboxMessage:
     data["answered_at"] = answer.answered_at.isoformat()
     if answer.outreach_id is not None:
         data["outreach_id"] = answer.outreach_id
-    return _message(f"survey|{survey.survey_id}", SURVEY, answer.answered_at, data)
+    return SOURCE.event(f"survey|{survey.survey_id}", SURVEY, answer.answered_at, survey.customer_id, data)
 
 
 def complaint_event(reported: ComplaintData, change: ComplaintChange) -> OutboxMessage:
@@ -30,17 +27,4 @@ def complaint_event(reported: ComplaintData, change: ComplaintChange) -> OutboxM
     if complaint.resolved_at is not None:
         data["resolved_at"] = complaint.resolved_at.isoformat()
     seed = f"complaint|{reported.complaint_id}|{reported.status.value}"
-    return _message(seed, COMPLAINT, change.happened_at, data)
-
-
-def _message(seed: str, event_type: str, at: datetime, data: dict[str, Any]) -> OutboxMessage:
-    customer_id: str = data["customer_id"]
-    value = cloudevent(
-        event_id=str(uuid.uuid5(_IDS, seed)),
-        source=SOURCE,
-        event_type=event_type,
-        time=at,
-        subject=customer_id,
-        data=data,
-    )
-    return OutboxMessage(customer_id.encode(), value)
+    return SOURCE.event(seed, COMPLAINT, change.happened_at, reported.customer_id, data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from services.ingest.domain.intake import BatchTooLarge, accept_batch, profile_event
 from services.ingest.metrics import EVENTS_ACCEPTED, REQUESTS_REJECTED
@@ -12,6 +12,7 @@ from services.ingest.outbound import to_records
 from shared.batches import BatchRefused
 from shared.contracts.envelope import ValidationRules, ValidEvent
 from shared.contracts.inbound import INBOUND_DATA_MODELS
+from shared.event_rules import validation_rules
 from shared.kafka import LazyProducer
 from shared.settings import Settings
 
@@ -41,12 +42,7 @@ class Ingest:
         return events
 
     def _rules(self) -> ValidationRules:
-        return ValidationRules(
-            now=datetime.now(UTC),
-            max_future_skew=timedelta(seconds=self.settings.max_future_skew_s),
-            accepts_currency=self.settings.accepts_currency,
-            data_models=INBOUND_DATA_MODELS,
-        )
+        return validation_rules(self.settings, INBOUND_DATA_MODELS, datetime.now(UTC))
 
     async def _publish(self, events: list[ValidEvent]) -> None:
         await self.producer.publish(to_records(events, self.topic))

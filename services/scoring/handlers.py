@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka import ConsumerRecord
@@ -26,12 +26,13 @@ from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
 from services.scoring.store import ScoringStore
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
+from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
+from shared.event_rules import validation_rules
 from shared.logs import get_logger
 from shared.settings import Settings
 
@@ -61,12 +62,7 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
-        rules = ValidationRules(
-            now=datetime.now(UTC),
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            accepts_currency=settings.accepts_currency,
-            data_models=SCORED_MODELS,
-        )
+        rules = validation_rules(settings, SCORED_MODELS, datetime.now(UTC))
         try:
             valid = validate_event(decode_json(record.value or b""), rules)
         except InvalidEvent as exc:
@@ -159,7 +155,7 @@ class Scoring:
             raise DatabaseUnavailable("no active policy yet")
         return policy
 
-    async def review_due(self, limit: int = 500) -> int:
+    async def review_due(self, limit: int) -> int:
         """Re-evaluate customers whose decision could have changed with time alone (or policy)."""
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)

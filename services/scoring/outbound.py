@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.features import open_high_complaints
 from shared.contracts.outbound import TIER_CHANGED, Reason, TierChangedData
-from shared.publishing import OutboxMessage, cloudevent
+from shared.publishing import OutboxMessage, customer_event
 
 SOURCE = "tierflow/scoring"
 PROFILE_FIELDS = ("branch_id", "rm_id", "segment", "region", "risk_profile", "consents", "timezone")
@@ -25,15 +25,14 @@ def tier_changed_event(change: TierChange, state: CustomerState) -> OutboxMessag
         reasons=[Reason(rule=r.rule, detail=r.detail[:500]) for r in change.reasons],
         caused_by=change.caused_by,
     )
-    value = cloudevent(
+    return customer_event(
         event_id=change.id,
         source=SOURCE,
         event_type=TIER_CHANGED,
         time=change.at,
-        subject=change.customer_id,
+        customer_id=change.customer_id,
         data={**data.model_dump(mode="json"), "trigger": change.trigger.value, **customer_context(state)},
     )
-    return OutboxMessage(change.customer_id.encode(), value)
 
 
 def customer_context(state: CustomerState) -> dict[str, object]:
