@@ -117,7 +117,7 @@ class Engagement:
             if item.needs_assignee:
                 rm_id = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
                 item = assign_planned(item, rm_id)
-            await store.add_item(item, branch, now)
+            await store.add_item(item, branch, SYSTEM, now)
         metrics.CHANGES_APPLIED.inc()
 
     async def claim(self, item_id: str, actor: Actor) -> None:

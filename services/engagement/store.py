@@ -101,7 +101,7 @@ class EngagementStore:
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
-    async def add_item(self, item: PlannedItem, branch_id: str | None, now: datetime) -> None:
+    async def add_item(self, item: PlannedItem, branch_id: str | None, actor: str, now: datetime) -> None:
         inserted = await self._db.scalar(
             text(
                 f"""
@@ -135,12 +135,12 @@ class EngagementStore:
                 "context_stage": item.context_stage.value,
                 "assigned_to": item.assigned_to,
                 "cancel_reason": item.cancel_reason,
-                "closed_at": None if item.status in OPEN_STATES else now,
+                "closed_at": now if item.closed else None,
                 "now": now,
             },
         )
         if inserted is not None:
-            await self.audit(item.id, None, item.status, "tierflow", item.reason)
+            await self.audit(item.id, None, item.status, actor, item.reason)
             await self.publish_item(item.id, now)
 
     async def item(self, item_id: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from services.engagement.domain.guardrails import (
     suitable,
     within_cap,
 )
-from services.engagement.domain.lifecycle import ItemStatus
+from services.engagement.domain.lifecycle import CLOSED_STATES, ItemStatus
 from services.engagement.domain.playbook import Action, Category, ContactChannel, Match, Playbook, Priority
 from shared.contracts.outbound import ChangeDirection
 from shared.contracts.types import Stage, Tier
@@ -74,6 +74,10 @@ class PlannedItem:
     @property
     def needs_assignee(self) -> bool:
         return self.status is ItemStatus.QUEUED and self.needs_rm
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_STATES
 
     @property
     def cancel_reason(self) -> str | None:
