@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.feedback import reports
+from services.feedback import views
 from shared.db import create_engine
 from shared.migrations import upgrade_all
 from shared.settings import Settings
@@ -96,10 +96,10 @@ async def main() -> None:
 
         start, end = NOW - timedelta(days=30), NOW
         queries: dict[str, Callable[[AsyncConnection], Awaitable[Any]]] = {
-            "NPS/CSAT by tier, 30 days": lambda db: reports.satisfaction(db, start, end, "tier"),
-            "NPS/CSAT by branch, 30 days": lambda db: reports.satisfaction(db, start, end, "branch"),
-            "complaints by tier and severity": lambda db: reports.complaints(db, start, end),
-            "effectiveness with control, 30 days": lambda db: reports.effectiveness(db, start, end, 30),
+            "NPS/CSAT by tier, 30 days": lambda db: views.satisfaction(db, start, end, "tier"),
+            "NPS/CSAT by branch, 30 days": lambda db: views.satisfaction(db, start, end, "branch"),
+            "complaints by tier and severity": lambda db: views.complaints(db, start, end),
+            "effectiveness with control, 30 days": lambda db: views.effectiveness(db, start, end, 30),
         }
         print(f"\nFeedback reports over {SURVEYS:,} surveys (best of 3, one run, same data)")
         print(f"  {'report':<38}{'indexed':>12}{'no indexes':>14}{'ratio':>8}")

@@ -6,7 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from shared.contracts.envelope import field_errors
+
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -16,13 +21,17 @@ class ItemError:
     message: str
 
 
-class BatchRejected(ValueError):
+class BatchRefused(ValueError):
+    """Nothing of the batch is accepted."""
+
+
+class BatchRejected(BatchRefused):
     def __init__(self, errors: list[ItemError]) -> None:
         super().__init__(f"{len(errors)} validation errors")
         self.errors = errors
 
 
-class BatchTooLarge(ValueError):
+class BatchTooLarge(BatchRefused):
     pass
 
 
@@ -51,3 +60,15 @@ def accept_all(body: object, validate: Callable[[object], T], max_items: int) ->
     if errors:
         raise BatchRejected(errors)
     return accepted
+
+
+def model_validator(model: type[M]) -> Callable[[object], M]:
+    """An item validator for `accept_all` from a pydantic model; messages never echo the input."""
+
+    def validate(item: object) -> M:
+        try:
+            return model.model_validate(item)
+        except ValidationError as exc:
+            raise ItemInvalid([(e.field, e.message) for e in field_errors(exc)]) from None
+
+    return validate

@@ -9,6 +9,7 @@ import yaml
 from fastapi import Request
 from pydantic import ValidationError
 
+from shared.batches import BatchRefused, BatchRejected
 from shared.contracts.envelope import decode_json, field_errors
 from shared.http import ApiError
 
@@ -53,6 +54,14 @@ async def read_json(request: Request, limit: int) -> object:
         raise ApiError(400, "the body is not UTF-8") from None
     except ValueError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def refused_batch(exc: BatchRefused, outcome: str) -> ApiError:
+    """The answer to a refused batch: 422 locating every problem by index and field, else 413."""
+    if isinstance(exc, BatchRejected):
+        errors = [{"index": e.index, "field": e.field, "message": e.message} for e in exc.errors]
+        return ApiError(422, f"{len(errors)} problems found; nothing was {outcome}", errors=errors)
+    return ApiError(413, str(exc))
 
 
 DOCUMENT_MEDIA_TYPES = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml"})

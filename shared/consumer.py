@@ -321,8 +321,12 @@ class _Outage:
         return max(0, min(_POLL_MS, int((self._retry_at - time.monotonic()) * 1000)))
 
 
-class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships it untyped
-    """Which partitions this instance holds, so operators can follow a rebalance in the logs."""
+class _AssignmentLog:
+    """Which partitions this instance holds, so operators can follow a rebalance in the logs.
+
+    Registered as a virtual subclass of aiokafka's listener below: aiokafka ships no types, so
+    a real subclass would derive from an unchecked base.
+    """
 
     def __init__(self, group_id: str) -> None:
         self._group_id = group_id
@@ -334,6 +338,9 @@ class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         CONSUMER_ASSIGNMENTS.labels(self._group_id).inc()
         log.info("partitions assigned", group=self._group_id, partitions=_names(assigned))
+
+
+ConsumerRebalanceListener.register(_AssignmentLog)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:

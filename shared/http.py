@@ -23,6 +23,8 @@ from shared.logs import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# What a route may answer besides success, by status code, as `responses=` takes it.
+Responses = dict[int | str, dict[str, Any]]
 log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API key from TIERFLOW_API_KEYS")
 
@@ -86,7 +88,7 @@ def create_app(
     description: str,
     retry_after_s: int = 5,
 ) -> FastAPI:
-    app = FastAPI(
+    app = _TierFlowApi(
         title=f"TierFlow {service}",
         version="1.0.0",
         description=description,
@@ -99,7 +101,6 @@ def create_app(
     _install_error_handlers(app, retry_after_s)
     _install_nul_guard(app)
     _install_metrics_middleware(app)
-    _document_openapi(app)
     return app
 
 
@@ -125,24 +126,21 @@ _PROBLEM_ITEM = {
 }
 
 
-def _document_openapi(app: FastAPI) -> None:
-    """The generated document, made true to the API: TierFlow's error shape instead of FastAPI's
-    default, and definitions of hand-written request bodies hoisted where references resolve."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
+class _TierFlowApi(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """The generated document, made true to the API: TierFlow's error shape instead of FastAPI's
+        default, and definitions of hand-written request bodies hoisted where references resolve."""
+        if self.openapi_schema:
+            return self.openapi_schema
         document = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=self.title, version=self.version, description=self.description, routes=self.routes
         )
         components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
         _hoist_definitions(document.get("paths", {}), components)
         components["HTTPValidationError"] = _PROBLEM
         components["ValidationError"] = _PROBLEM_ITEM
-        app.openapi_schema = document
+        self.openapi_schema = document
         return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _hoist_definitions(node: Any, components: dict[str, Any]) -> None:

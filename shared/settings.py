@@ -83,7 +83,15 @@ class Settings(BaseSettings):
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)
     review_batch_size: int = Field(default=500, ge=1, le=50_000)
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)
+    # Tier changes engagement plans in one transaction.
+    engagement_batch_size: int = Field(default=500, ge=1, le=50_000)
+    # Outreach items the expiry timer closes in one transaction.
+    expiry_batch_size: int = Field(default=500, ge=1, le=50_000)
     feedback_group: str = Field(default="tierflow-feedback", max_length=200)
+    # Tier changes and survey requests feedback records in one transaction.
+    feedback_batch_size: int = Field(default=1_000, ge=1, le=50_000)
+    # Outbox rows each relay moves to the broker in one transaction.
+    outbox_batch_size: int = Field(default=1_000, ge=1, le=50_000)
 
     # Delivery under failure: outages are waited out, records refused for good are set aside.
     # How long a worker waits for a pooled database connection before it counts as an outage.

@@ -38,6 +38,11 @@ class Topics:
     def dlq(self, base: str) -> str:
         return self.name(base + DLQ_SUFFIX)
 
+    def dead_letter_of(self, topic: str) -> str:
+        """The dead-letter companion of a consumed topic given by its full name, as records carry it."""
+        companions = {self.name(base): self.dlq(base) for base in CONSUMED}
+        return companions[topic]
+
     @property
     def bank_events(self) -> str:
         return self.name(BANK_EVENTS)

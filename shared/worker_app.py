@@ -6,16 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.consumer import ConsumerWorker, Decoder, Handler
 from shared.db import create_engine, is_reachable
 from shared.http import create_app
 from shared.kafka import LazyProducer
+from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tasks import supervise
+from shared.topics import Topics
 
+T = TypeVar("T")
 Loop = Callable[[asyncio.Event], Awaitable[None]]
 
 
@@ -30,6 +35,31 @@ class Resources:
     @classmethod
     def create(cls, settings: Settings) -> Resources:
         return cls(settings, create_engine(settings), LazyProducer(settings))
+
+    def consumer(
+        self, service: str, group_id: str, decode: Decoder[T], handle: Handler[T], batch_size: int
+    ) -> ConsumerWorker[T]:
+        """The worker for the topics `service` consumes; unusable records go to their dead-letter topics."""
+        topics = Topics.from_settings(self.settings)
+        return ConsumerWorker(
+            self.settings,
+            topics=topics.consumed_by(service),
+            group_id=group_id,
+            decode=decode,
+            handle=handle,
+            dead_letter_topic=topics.dead_letter_of,
+            producer=self.producer,
+            max_records=batch_size,
+        )
+
+    def outbox_relay(self, schema: str) -> OutboxRelay:
+        return OutboxRelay(
+            self.engine,
+            self.producer,
+            schema,
+            self.settings.outbox_batch_size,
+            max_attempts=self.settings.outbox_max_attempts,
+        )
 
 
 def worker_app(

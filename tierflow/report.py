@@ -9,12 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.engagement.domain import lifecycle
+from services.engagement.domain.lifecycle import ItemStatus
 from shared.contracts.types import Stage, Tier
 from tierflow.summary import Summary
 
 TIERS = tuple(tier.value for tier in Tier)
 STAGES = tuple(stage.value for stage in Stage)
-OPEN_STATES = ("queued", "assigned", "in_progress")  # the queue's order, as its lifecycle runs
+# the queue's order, as its lifecycle runs
+OPEN_STATES = tuple(status.value for status in ItemStatus if status in lifecycle.OPEN_STATES)
 TOP_RMS = 10
 
 

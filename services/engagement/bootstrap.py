@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fastapi import FastAPI
 
 from services.engagement.api import build_router
 from services.engagement.handlers import Engagement, decode_change
-from shared.consumer import ConsumerWorker
-from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tasks import every
 from shared.topics import OUTREACH, Topics
@@ -21,27 +20,23 @@ consent, frequency, quiet-hour, complaint and suitability guardrails) and runs t
 
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
-    engine, producer = resources.engine, resources.producer
-    topics = Topics.from_settings(settings)
-    engagement = Engagement(engine, topics.name(OUTREACH))
-    worker = ConsumerWorker(
-        settings,
-        topics=topics.consumed_by("engagement"),
-        group_id=settings.engagement_group,
-        decode=decode_change,
-        handle=engagement.apply_batch,
-        dead_letter_topic=lambda topic: f"{topic}.dlq",
-        producer=producer,
-        max_records=500,
+    engine = resources.engine
+    engagement = Engagement(engine, Topics.from_settings(settings).name(OUTREACH))
+    worker = resources.consumer(
+        "engagement",
+        settings.engagement_group,
+        decode_change,
+        engagement.apply_batch,
+        settings.engagement_batch_size,
     )
-    relay = OutboxRelay(engine, producer, "engagement", max_attempts=settings.outbox_max_attempts)
+    relay = resources.outbox_relay("engagement")
 
     async def consume(stop: asyncio.Event) -> None:
         await engagement.ensure_playbook()
         await worker.run(stop)
 
     async def expire(stop: asyncio.Event) -> None:
-        await every(settings.review_poll_s, engagement.expire_due, stop)
+        await every(settings.review_poll_s, partial(engagement.expire_due, settings.expiry_batch_size), stop)
 
     return worker_app(
         "engagement",

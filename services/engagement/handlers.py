@@ -12,18 +12,31 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
-from services.engagement.domain.lifecycle import ItemState, cancel, choose_rm, expire
-from services.engagement.domain.planning import Change, plan
+from services.engagement.domain.guardrails import cap_window
+from services.engagement.domain.lifecycle import (
+    Actor,
+    ItemState,
+    ItemStatus,
+    assign,
+    cancel,
+    choose_rm,
+    claim,
+    complete,
+    expire,
+    start,
+)
+from services.engagement.domain.planning import Change, assign_planned, plan
 from services.engagement.domain.playbook import Playbook, default_playbook
-from services.engagement.store import EngagementStore, cap_window, item_state
+from services.engagement.store import EngagementStore, item_state
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.outbound import TIER_CHANGED, TierChangedData
+from shared.contracts.outbound import TIER_CHANGED, OutreachOutcome, TierChangedData
 from shared.db import consumer_transaction
 from shared.errors import TierFlowError
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 SYSTEM = "tierflow"
+Step = Callable[[ItemState, datetime], ItemState]
 
 
 class UnknownItem(TierFlowError):
@@ -40,11 +53,11 @@ def decode_change(record: ConsumerRecord[bytes, bytes]) -> Change:
         return Change(
             event_id=event["id"],
             customer_id=data.customer_id,
-            previous_tier=data.previous_tier.value if data.previous_tier else None,
-            tier=data.tier.value,
-            previous_stage=data.previous_stage.value if data.previous_stage else None,
-            stage=data.stage.value,
-            direction=data.direction.value,
+            previous_tier=data.previous_tier,
+            tier=data.tier,
+            previous_stage=data.previous_stage,
+            stage=data.stage,
+            direction=data.direction,
             at=datetime.fromisoformat(event["time"]),
             profile=extra.get("profile") or {},
             complaints_open_high=int(extra.get("complaints_open_high") or 0),
@@ -67,6 +80,19 @@ class Engagement:
             if await store.active_playbook() is None:
                 await store.install_playbook(default_playbook(), SYSTEM, active=True)
 
+    async def install_playbook(self, playbook: Playbook, actor: str) -> None:
+        """Store a new version, inactive; a version that exists already raises IntegrityError."""
+        async with self.engine.begin() as db:
+            await self.store(db).install_playbook(playbook, actor, active=False)
+
+    async def activate_playbook(self, version: str) -> bool:
+        async with self.engine.begin() as db:
+            return await self.store(db).activate_playbook(version)
+
+    async def put_rm(self, rm_id: str, branch_id: str, capacity: int, active: bool) -> None:
+        async with self.engine.begin() as db:
+            await self.store(db).put_rm(rm_id, branch_id, capacity, active)
+
     async def apply_batch(self, batch: Sequence[Delivered[Change]]) -> None:
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
@@ -84,48 +110,79 @@ class Engagement:
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
         decided = plan(change, open_items, contacts, playbook, now)
         for item_id, reason in decided.cancellations:
-            row = await store.item(item_id, lock=True)
-            if row is not None:
-                await store.save_transition(
-                    row, cancel(item_state(row), SYSTEM, True, reason, now), SYSTEM, reason, now
-                )
+            await self._move(store, item_id, _withdrawn(reason), SYSTEM, reason, now)
         branch = change.profile.get("branch_id")
         for item in decided.items:
-            assignee = None
-            if item.status == "queued" and item.needs_rm:
-                assignee = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
-            await store.add_item(item, branch, assignee, now)
-            metrics.ITEMS.labels(kind=item.kind, status=item.status).inc()
+            metrics.ITEMS.labels(kind=item.kind, status=item.status.value).inc()
+            if item.needs_assignee:
+                rm_id = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
+                item = assign_planned(item, rm_id)
+            await store.add_item(item, branch, SYSTEM, now)
         metrics.CHANGES_APPLIED.inc()
 
-    async def transition(
-        self,
-        item_id: str,
-        move: Callable[[ItemState, datetime], ItemState],
-        actor: str,
-        note: str | None,
-        request_survey: bool = False,
+    async def claim(self, item_id: str, actor: Actor) -> None:
+        await self._transition(item_id, lambda item, _now: claim(item, actor.name), actor.name, "claimed")
+
+    async def start(self, item_id: str, actor: Actor) -> None:
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return start(item, actor.name, actor.admin, now)
+
+        await self._transition(item_id, step, actor.name, "started")
+
+    async def complete(
+        self, item_id: str, actor: Actor, outcome: OutreachOutcome, note: str | None, request_survey: bool
     ) -> None:
-        """Load, check the move in the domain, store it with its audit row and event, together."""
+        """Close the item with its outcome; a survey request goes to feedback if asked for."""
+
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return complete(item, actor.name, actor.admin, outcome, now)
+
+        await self._transition(item_id, step, actor.name, note, request_survey)
+
+    async def cancel(self, item_id: str, actor: Actor, reason: str) -> None:
+        def step(item: ItemState, now: datetime) -> ItemState:
+            return cancel(item, actor.name, actor.admin, reason, now)
+
+        await self._transition(item_id, step, actor.name, reason)
+
+    async def reassign(self, item_id: str, actor: Actor, rm_id: str) -> None:
+        await self._transition(item_id, lambda item, _now: assign(item, rm_id), actor.name, f"to {rm_id}")
+
+    async def _transition(
+        self, item_id: str, step: Step, actor: str, note: str | None, request_survey: bool = False
+    ) -> None:
+        """Load, check the step in the domain, store it with its audit row and event, together."""
         async with self.engine.begin() as db:
             store = self.store(db)
-            row = await store.item(item_id, lock=True)
-            if row is None:
-                raise UnknownItem(item_id)
             now = datetime.now(UTC)
-            after = move(item_state(row), now)
-            await store.save_transition(row, after, actor, note, now)
-            if request_survey and after.status == "completed":
+            after = await self._move(store, item_id, step, actor, note, now)
+            if after is None:
+                raise UnknownItem(item_id)
+            if request_survey and after.status is ItemStatus.COMPLETED:
                 await store.request_survey(item_id, now)
 
-    async def expire_due(self, limit: int = 500) -> int:
+    async def expire_due(self, limit: int) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
             now = datetime.now(UTC)
             due = await store.due_to_expire(now, limit)
             for item_id in due:
-                row = await store.item(item_id)
-                assert row is not None
-                await store.save_transition(row, expire(item_state(row), now), SYSTEM, "expired", now)
+                await self._move(store, item_id, expire, SYSTEM, "expired", now)
         metrics.EXPIRED.inc(len(due))
         return len(due)
+
+    async def _move(
+        self, store: EngagementStore, item_id: str, step: Step, actor: str, note: str | None, now: datetime
+    ) -> ItemState | None:
+        row = await store.item(item_id)
+        if row is None:
+            return None
+        before = item_state(row)
+        after = step(before, now)
+        await store.save_transition(before, after, actor, note, now)
+        return after
+
+
+def _withdrawn(reason: str) -> Step:
+    """TierFlow cancels an item a newer change made pointless, whoever holds it."""
+    return lambda item, now: cancel(item, SYSTEM, True, reason, now)

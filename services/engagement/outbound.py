@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared.contracts.outbound import OUTREACH_TYPE_PREFIX
+from shared.contracts.outbound import OUTREACH_TYPE_PREFIX, SURVEY_REQUESTED
+from shared.publishing import EventSource, OutboxMessage
 
-SOURCE = "tierflow/engagement"
-SURVEY_REQUESTED = "engagement.survey_requested.v1"
-_IDS = uuid.UUID("2c6f0a8e-61b8-4bb5-8d1e-7f6c3c0a1b11")
+SOURCE = EventSource("tierflow/engagement", uuid.UUID("2c6f0a8e-61b8-4bb5-8d1e-7f6c3c0a1b11"))
+
+# An event about an item, built from its stored row at a moment.
+OutreachEvent = Callable[[dict[str, Any], datetime], OutboxMessage]
 
 
-def outreach_event(item: dict[str, Any], at: datetime) -> bytes:
+def outreach_event(item: dict[str, Any], at: datetime) -> OutboxMessage:
     """One transition of one item; the id is stable for the same item and status."""
     status = item["status"]
     data = {
@@ -38,12 +40,11 @@ def outreach_event(item: dict[str, Any], at: datetime) -> bytes:
         "stage": item["context_stage"],
         "branch_id": item["branch_id"],
     }
-    return _cloudevent(
-        f"{item['id']}|{status}", f"{OUTREACH_TYPE_PREFIX}{status}.v1", at, item["customer_id"], data
-    )
+    event_type = f"{OUTREACH_TYPE_PREFIX}{status}.v1"
+    return SOURCE.event(f"{item['id']}|{status}", event_type, at, item["customer_id"], data)
 
 
-def survey_request(item: dict[str, Any], at: datetime) -> bytes:
+def survey_request(item: dict[str, Any], at: datetime) -> OutboxMessage:
     data = {
         "outreach_id": str(item["id"]),
         "customer_id": item["customer_id"],
@@ -53,21 +54,7 @@ def survey_request(item: dict[str, Any], at: datetime) -> bytes:
         "channel": item["channel"],
         "requested_at": at.isoformat(),
     }
-    return _cloudevent(f"{item['id']}|survey", SURVEY_REQUESTED, at, item["customer_id"], data)
-
-
-def _cloudevent(seed: str, event_type: str, at: datetime, customer_id: str, data: dict[str, Any]) -> bytes:
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid5(_IDS, seed)),
-        "source": SOURCE,
-        "type": event_type,
-        "time": at.isoformat(),
-        "subject": customer_id,
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return SOURCE.event(f"{item['id']}|survey", SURVEY_REQUESTED, at, item["customer_id"], data)
 
 
 def _iso(value: datetime | None) -> str | None:

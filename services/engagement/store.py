@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.engagement.domain.guardrails import Contact
-from services.engagement.domain.lifecycle import ItemState
+from services.engagement.domain.guardrails import COUNTS_TOWARDS_CAPS, Contact
+from services.engagement.domain.lifecycle import HELD_STATES, OPEN_STATES, ItemState, ItemStatus
 from services.engagement.domain.planning import Change, OpenItem, PlannedItem
 from services.engagement.domain.playbook import Category, ContactChannel, Playbook
-from services.engagement.outbound import outreach_event, survey_request
+from services.engagement.outbound import OutreachEvent, outreach_event, survey_request
+from shared.contracts.outbound import OutreachOutcome
+from shared.contracts.types import Stage, Tier
+from shared.inbox import claim_event
+from shared.publishing import enqueue
 
+SCHEMA = "engagement"
 ITEM_COLUMNS = (
     "id, customer_id, branch_id, rule, kind, category, channel, priority, status, due_at, sla_due_at, "
     "expires_at, template, product, reason, needs_rm, trigger_event_id, context_tier, context_stage, "
     "assigned_to, outcome, cancel_reason, first_contact_at, closed_at, created_at, updated_at"
 )
-COUNTED = ("queued", "assigned", "in_progress", "completed")
+_OPEN = sorted(status.value for status in OPEN_STATES)
+_HELD = sorted(status.value for status in HELD_STATES)
+_COUNTED = sorted(status.value for status in COUNTS_TOWARDS_CAPS)
 
 
 class EngagementStore:
@@ -29,14 +36,7 @@ class EngagementStore:
         self._topic = outreach_topic
 
     async def claim_event(self, event_id: str) -> bool:
-        inserted = await self._db.scalar(
-            text(
-                "INSERT INTO engagement.applied_events (event_id) VALUES (:id) "
-                "ON CONFLICT DO NOTHING RETURNING event_id"
-            ),
-            {"id": event_id},
-        )
-        return inserted is not None
+        return await claim_event(self._db, SCHEMA, event_id)
 
     async def remember_customer(self, change: Change) -> None:
         profile = change.profile
@@ -57,8 +57,8 @@ class EngagementStore:
                 "branch": profile.get("branch_id"),
                 "rm": profile.get("rm_id"),
                 "profile": json.dumps(profile),
-                "tier": change.tier,
-                "stage": change.stage,
+                "tier": change.tier.value,
+                "stage": change.stage.value,
                 "complaints": change.complaints_open_high,
             },
         )
@@ -67,11 +67,11 @@ class EngagementStore:
         rows = await self._db.execute(
             text(
                 "SELECT id::text, rule, kind, category, context_tier, context_stage FROM engagement.items "
-                "WHERE customer_id = :c AND status IN ('queued', 'assigned', 'in_progress') FOR UPDATE"
+                "WHERE customer_id = :c AND status = ANY(:open) FOR UPDATE"
             ),
-            {"c": customer_id},
+            {"c": customer_id, "open": _OPEN},
         )
-        return [OpenItem(r[0], r[1], r[2], Category(r[3]), r[4], r[5]) for r in rows]
+        return [OpenItem(r[0], r[1], r[2], Category(r[3]), Tier(r[4]), Stage(r[5])) for r in rows]
 
     async def recent_contacts(self, customer_id: str, since: datetime) -> list[Contact]:
         rows = await self._db.execute(
@@ -79,11 +79,12 @@ class EngagementStore:
                 "SELECT category, channel, created_at FROM engagement.items "
                 "WHERE customer_id = :c AND created_at > :since AND status = ANY(:counted)"
             ),
-            {"c": customer_id, "since": since, "counted": list(COUNTED)},
+            {"c": customer_id, "since": since, "counted": _COUNTED},
         )
         return [Contact(Category(r[0]), ContactChannel(r[1]) if r[1] else None, r[2]) for r in rows]
 
     async def branch_rms(self, branch_id: str | None) -> list[tuple[str, int, int]]:
+        """The active RMs of the branch with their capacity and the items they hold."""
         if branch_id is None:
             return []
         rows = await self._db.execute(
@@ -91,20 +92,16 @@ class EngagementStore:
                 """
                 SELECT r.rm_id, r.capacity, count(i.id)
                 FROM engagement.rms r
-                LEFT JOIN engagement.items i
-                    ON i.assigned_to = r.rm_id AND i.status IN ('assigned', 'in_progress')
+                LEFT JOIN engagement.items i ON i.assigned_to = r.rm_id AND i.status = ANY(:held)
                 WHERE r.branch_id = :b AND r.active
                 GROUP BY r.rm_id, r.capacity
                 """
             ),
-            {"b": branch_id},
+            {"b": branch_id, "held": _HELD},
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
-    async def add_item(
-        self, item: PlannedItem, branch_id: str | None, assigned_to: str | None, now: datetime
-    ) -> None:
-        status = "assigned" if item.status == "queued" and assigned_to else item.status
+    async def add_item(self, item: PlannedItem, branch_id: str | None, actor: str, now: datetime) -> None:
         inserted = await self._db.scalar(
             text(
                 f"""
@@ -125,7 +122,7 @@ class EngagementStore:
                 "category": item.category.value,
                 "channel": item.channel.value if item.channel else None,
                 "priority": item.priority.value,
-                "status": status,
+                "status": item.status.value,
                 "due_at": item.due_at,
                 "sla_due_at": item.sla_due_at,
                 "expires_at": item.expires_at,
@@ -134,30 +131,30 @@ class EngagementStore:
                 "reason": item.reason,
                 "needs_rm": item.needs_rm,
                 "trigger_event_id": item.trigger_event_id,
-                "context_tier": item.context_tier,
-                "context_stage": item.context_stage,
-                "assigned_to": assigned_to if status == "assigned" else None,
-                "cancel_reason": item.reason if status == "cancelled" else None,
-                "closed_at": now if status == "cancelled" else None,
+                "context_tier": item.context_tier.value,
+                "context_stage": item.context_stage.value,
+                "assigned_to": item.assigned_to,
+                "cancel_reason": item.cancel_reason,
+                "closed_at": now if item.closed else None,
                 "now": now,
             },
         )
         if inserted is not None:
-            await self.audit(item.id, None, status, "tierflow", item.reason)
+            await self.audit(item.id, None, item.status, actor, item.reason)
             await self.publish_item(item.id, now)
 
-    async def item(self, item_id: str, lock: bool = False) -> dict[str, Any] | None:
-        suffix = " FOR UPDATE" if lock else ""
+    async def item(self, item_id: str) -> dict[str, Any] | None:
+        """The item's row, locked until the transaction ends."""
         row = (
             await self._db.execute(
-                text(f"SELECT {ITEM_COLUMNS} FROM engagement.items WHERE id = CAST(:id AS uuid){suffix}"),  # noqa: S608
+                text(f"SELECT {ITEM_COLUMNS} FROM engagement.items WHERE id = CAST(:id AS uuid) FOR UPDATE"),  # noqa: S608
                 {"id": item_id},
             )
         ).first()
         return None if row is None else dict(row._mapping)
 
     async def save_transition(
-        self, before: dict[str, Any], after: ItemState, actor: str, note: str | None, now: datetime
+        self, before: ItemState, after: ItemState, actor: str, note: str | None, now: datetime
     ) -> None:
         await self._db.execute(
             text(
@@ -170,52 +167,64 @@ class EngagementStore:
             ),
             {
                 "id": after.id,
-                "status": after.status,
+                "status": after.status.value,
                 "assigned_to": after.assigned_to,
-                "outcome": after.outcome,
+                "outcome": after.outcome.value if after.outcome else None,
                 "cancel_reason": after.cancel_reason,
                 "first_contact_at": after.first_contact_at,
                 "closed_at": after.closed_at,
                 "now": now,
             },
         )
-        await self.audit(after.id, before["status"], after.status, actor, note)
+        await self.audit(after.id, before.status, after.status, actor, note)
         await self.publish_item(after.id, now)
 
     async def publish_item(self, item_id: str, now: datetime) -> None:
-        item = await self.item(item_id)
-        assert item is not None
-        await self._outbox(item["customer_id"], outreach_event(item, now))
+        await self._outbox(outreach_event, item_id, now)
 
     async def request_survey(self, item_id: str, now: datetime) -> None:
+        await self._outbox(survey_request, item_id, now)
+
+    async def _outbox(self, event: OutreachEvent, item_id: str, now: datetime) -> None:
         item = await self.item(item_id)
         assert item is not None
-        await self._outbox(item["customer_id"], survey_request(item, now))
+        await enqueue(self._db, SCHEMA, self._topic, [event(item, now)])
 
-    async def _outbox(self, customer_id: str, value: bytes) -> None:
-        await self._db.execute(
-            text("INSERT INTO engagement.outbox (topic, key, value) VALUES (:t, :k, :v)"),
-            {"t": self._topic, "k": customer_id.encode(), "v": value},
-        )
-
-    async def audit(self, item_id: str, before: str | None, after: str, actor: str, note: str | None) -> None:
+    async def audit(
+        self, item_id: str, before: ItemStatus | None, after: ItemStatus, actor: str, note: str | None
+    ) -> None:
         await self._db.execute(
             text(
                 "INSERT INTO engagement.item_audit (item_id, from_status, to_status, actor, note) "
                 "VALUES (CAST(:id AS uuid), :before, :after, :actor, :note)"
             ),
-            {"id": item_id, "before": before, "after": after, "actor": actor, "note": note},
+            {
+                "id": item_id,
+                "before": before.value if before else None,
+                "after": after.value,
+                "actor": actor,
+                "note": note,
+            },
         )
 
     async def due_to_expire(self, now: datetime, limit: int) -> list[str]:
         rows = await self._db.execute(
             text(
-                "SELECT id::text FROM engagement.items WHERE status IN ('queued', 'assigned', 'in_progress') "
+                "SELECT id::text FROM engagement.items WHERE status = ANY(:open) "
                 "AND expires_at <= :now ORDER BY expires_at LIMIT :n FOR UPDATE SKIP LOCKED"
             ),
-            {"now": now, "n": limit},
+            {"now": now, "n": limit, "open": _OPEN},
         )
         return [r[0] for r in rows]
+
+    async def put_rm(self, rm_id: str, branch_id: str, capacity: int, active: bool) -> None:
+        await self._db.execute(
+            text(
+                "INSERT INTO engagement.rms (rm_id, branch_id, capacity, active) VALUES (:r, :b, :c, :a) "
+                "ON CONFLICT (rm_id) DO UPDATE SET branch_id = :b, capacity = :c, active = :a"
+            ),
+            {"r": rm_id, "b": branch_id, "c": capacity, "a": active},
+        )
 
     async def active_playbook(self) -> Playbook | None:
         document = await self._db.scalar(text("SELECT document FROM engagement.playbooks WHERE active"))
@@ -242,32 +251,13 @@ class EngagementStore:
         )
         return True
 
-    async def playbooks(self) -> list[dict[str, Any]]:
-        rows = await self._db.execute(
-            text(
-                "SELECT version, created_at, created_by, active FROM engagement.playbooks "
-                "ORDER BY created_at DESC"
-            )
-        )
-        return [dict(row._mapping) for row in rows]
-
-    async def playbook_document(self, version: str) -> dict[str, Any] | None:
-        document: dict[str, Any] | None = await self._db.scalar(
-            text("SELECT document FROM engagement.playbooks WHERE version = :v"), {"v": version}
-        )
-        return document
-
-
-def cap_window(playbook: Playbook) -> timedelta:
-    return timedelta(days=max((cap.days for cap in playbook.caps.values()), default=1))
-
 
 def item_state(row: dict[str, Any]) -> ItemState:
     return ItemState(
         id=str(row["id"]),
-        status=row["status"],
+        status=ItemStatus(row["status"]),
         assigned_to=row["assigned_to"],
-        outcome=row["outcome"],
+        outcome=OutreachOutcome(row["outcome"]) if row["outcome"] else None,
         cancel_reason=row["cancel_reason"],
         first_contact_at=row["first_contact_at"],
         closed_at=row["closed_at"],

@@ -6,8 +6,6 @@ from fastapi import FastAPI
 
 from services.feedback.api import build_router
 from services.feedback.handlers import Feedback, decode_event
-from shared.consumer import ConsumerWorker
-from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.topics import FEEDBACK_EVENTS, Topics
 from shared.worker_app import Resources, worker_app
@@ -18,20 +16,12 @@ DESCRIPTION = """Takes survey answers and complaints, folds them back into tiers
 
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
-    engine, producer = resources.engine, resources.producer
-    topics = Topics.from_settings(settings)
-    feedback = Feedback(engine, topics.name(FEEDBACK_EVENTS))
-    worker = ConsumerWorker(
-        settings,
-        topics=topics.consumed_by("feedback"),
-        group_id=settings.feedback_group,
-        decode=decode_event,
-        handle=feedback.apply_batch,
-        dead_letter_topic=lambda topic: f"{topic}.dlq",
-        producer=producer,
-        max_records=1000,
+    engine = resources.engine
+    feedback = Feedback(engine, Topics.from_settings(settings).name(FEEDBACK_EVENTS))
+    worker = resources.consumer(
+        "feedback", settings.feedback_group, decode_event, feedback.apply_batch, settings.feedback_batch_size
     )
-    relay = OutboxRelay(engine, producer, "feedback", max_attempts=settings.outbox_max_attempts)
+    relay = resources.outbox_relay("feedback")
 
     return worker_app(
         "feedback",

@@ -11,29 +11,54 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.feedback.domain.complaints import Complaint, move
-from services.feedback.store import FeedbackStore
+from services.feedback.domain.complaints import move, receive
+from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved
+from services.feedback.domain.surveys import answer, invitation_expires
+from services.feedback.store import FeedbackStore, complaint_of
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.outbound import TIER_CHANGED, ComplaintData, ComplaintStatus, SurveyData
+from shared.contracts.outbound import (
+    SURVEY_REQUESTED,
+    TIER_CHANGED,
+    ComplaintData,
+    ComplaintStatus,
+    SurveyData,
+)
 from shared.db import consumer_transaction
 from shared.errors import TierFlowError
-
-SURVEY_REQUESTED = "engagement.survey_requested.v1"
 
 
 class UnknownComplaint(TierFlowError):
     pass
 
 
-def decode_event(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+def decode_event(record: ConsumerRecord[bytes, bytes]) -> FeedbackEvent | None:
+    """The events feedback acts on; any other valid CloudEvent on its topics is None, to skip."""
     try:
         event: dict[str, Any] = json.loads(record.value or b"")
         if not isinstance(event.get("data"), dict) or not isinstance(event.get("id"), str):
             raise ValueError("no id or data")
-        datetime.fromisoformat(event["time"])
+        at = datetime.fromisoformat(event["time"])
+        return _typed(event.get("type"), event["id"], at, event["data"])
     except (ValueError, KeyError, TypeError) as exc:
         raise PoisonMessage(f"not a CloudEvent: {exc}") from None
-    return event
+
+
+def _typed(event_type: object, event_id: str, at: datetime, data: dict[str, Any]) -> FeedbackEvent | None:
+    if event_type == TIER_CHANGED:
+        branch = (data.get("profile") or {}).get("branch_id")
+        return TierObserved(event_id, data["customer_id"], at, data["tier"], data["stage"], branch)
+    if event_type == SURVEY_REQUESTED:
+        return SurveyRequested(
+            event_id=event_id,
+            outreach_id=data["outreach_id"],
+            customer_id=data["customer_id"],
+            action=data.get("action") or "unknown",
+            tier=data.get("tier"),
+            channel=data.get("channel"),
+            outcome=data.get("outcome"),
+            requested_at=at,
+        )
+    return None
 
 
 @dataclass
@@ -44,55 +69,62 @@ class Feedback:
     def store(self, connection: AsyncConnection) -> FeedbackStore:
         return FeedbackStore(connection, self.topic)
 
-    async def apply_batch(self, batch: Sequence[Delivered[dict[str, Any]]]) -> None:
+    async def apply_batch(self, batch: Sequence[Delivered[FeedbackEvent | None]]) -> None:
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             for delivered in batch:
                 event = delivered.value
-                if event.get("type") not in (TIER_CHANGED, SURVEY_REQUESTED):
+                if event is None or not await store.claim_event(event.event_id):
                     continue
-                if not await store.claim_event(event["id"]):
-                    continue
-                data, at = event["data"], datetime.fromisoformat(event["time"])
-                if event["type"] == TIER_CHANGED:
-                    branch = (data.get("profile") or {}).get("branch_id")
-                    await store.remember_tier(
-                        event["id"], data["customer_id"], at, data["tier"], data["stage"], branch
-                    )
+                if isinstance(event, TierObserved):
+                    await store.remember_tier(event)
                 else:
-                    await store.invite(data, at)
+                    await store.invite(event, invitation_expires(event.requested_at))
 
     async def record_surveys(self, surveys: Sequence[SurveyData]) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
             now = datetime.now(UTC)
-            return sum([await store.add_survey(survey, now) for survey in surveys])
+            new = 0
+            for survey in surveys:
+                unanswered = (
+                    [] if survey.outreach_id else await store.unanswered_invitations(survey.customer_id)
+                )
+                new += await store.add_survey(survey, answer(survey, now, unanswered))
+            return new
 
     async def record_complaints(self, complaints: Sequence[ComplaintData], actor: str) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
             now = datetime.now(UTC)
-            return sum([await store.put_complaint(complaint, actor, now) for complaint in complaints])
+            return sum([await self._receive(store, complaint, actor, now) for complaint in complaints])
 
-    async def update_complaint(self, complaint_id: str, to: ComplaintStatus, actor: str) -> dict[str, Any]:
+    async def update_complaint(self, complaint_id: str, to: ComplaintStatus, actor: str) -> None:
         async with self.engine.begin() as db:
             store = self.store(db)
             known = await store.complaint(complaint_id)
             if known is None:
                 raise UnknownComplaint(complaint_id)
             now = datetime.now(UTC)
-            current = Complaint(complaint_id, ComplaintStatus(known["status"]), known["opened_at"])
-            moved = move(current, to, now)
-            data = ComplaintData(
+            moved = move(complaint_of(known), to, now)
+            reported = ComplaintData(
                 customer_id=known["customer_id"],
                 complaint_id=complaint_id,
                 severity=known["severity"],
                 category=known["category"],
                 status=moved.status,
-                opened_at=known["opened_at"],
+                opened_at=moved.opened_at,
                 resolved_at=moved.resolved_at,
             )
-            await store.put_complaint(data, actor, now)
-            updated = await store.complaint(complaint_id)
-            assert updated is not None
-            return updated
+            await self._receive(store, reported, actor, now)
+
+    async def _receive(
+        self, store: FeedbackStore, reported: ComplaintData, actor: str, now: datetime
+    ) -> bool:
+        """Record a complaint as reported; False when it changes nothing (a resend)."""
+        known = await store.complaint(reported.complaint_id)
+        change = receive(None if known is None else complaint_of(known), reported, now)
+        if change is None:
+            return False
+        await store.put_complaint(reported, change, actor, now)
+        return True

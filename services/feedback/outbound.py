@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from datetime import datetime
-from typing import Any
 
-from shared.contracts.outbound import COMPLAINT, SURVEY
+from services.feedback.domain.complaints import ComplaintChange
+from services.feedback.domain.surveys import Answer
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.publishing import EventSource, OutboxMessage
 
-SOURCE = "tierflow/feedback"
-_IDS = uuid.UUID("4d1b9d52-3f8e-4a5e-9a57-6a2c8e0b7c33")
-
-
-def survey_event(data: dict[str, Any], at: datetime) -> bytes:
-    return _event(f"survey|{data['survey_id']}", SURVEY, at, data)
+SOURCE = EventSource("tierflow/feedback", uuid.UUID("4d1b9d52-3f8e-4a5e-9a57-6a2c8e0b7c33"))
 
 
-def complaint_event(data: dict[str, Any], at: datetime) -> bytes:
-    return _event(f"complaint|{data['complaint_id']}|{data['status']}", COMPLAINT, at, data)
+def survey_event(survey: SurveyData, answer: Answer) -> OutboxMessage:
+    data = survey.model_dump(mode="json", exclude_none=True)
+    data["answered_at"] = answer.answered_at.isoformat()
+    if answer.outreach_id is not None:
+        data["outreach_id"] = answer.outreach_id
+    return SOURCE.event(f"survey|{survey.survey_id}", SURVEY, answer.answered_at, survey.customer_id, data)
 
 
-def _event(seed: str, event_type: str, at: datetime, data: dict[str, Any]) -> bytes:
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid5(_IDS, seed)),
-        "source": SOURCE,
-        "type": event_type,
-        "time": at.isoformat(),
-        "subject": data["customer_id"],
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+def complaint_event(reported: ComplaintData, change: ComplaintChange) -> OutboxMessage:
+    complaint = change.complaint
+    data = reported.model_dump(mode="json", exclude_none=True)
+    data["opened_at"] = complaint.opened_at.isoformat()
+    if complaint.resolved_at is not None:
+        data["resolved_at"] = complaint.resolved_at.isoformat()
+    seed = f"complaint|{reported.complaint_id}|{reported.status.value}"
+    return SOURCE.event(seed, COMPLAINT, change.happened_at, reported.customer_id, data)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.feedback.domain.complaints import Complaint, ComplaintChange
+from services.feedback.domain.events import SurveyRequested, TierObserved
+from services.feedback.domain.surveys import Answer, Invitation
 from services.feedback.outbound import complaint_event, survey_event
-from shared.contracts.outbound import ComplaintData, SurveyData
+from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
+from shared.inbox import claim_event
+from shared.publishing import OutboxMessage, enqueue
 
-INVITATION_DAYS = 14
+SCHEMA = "feedback"
 
 
 class FeedbackStore:
@@ -20,18 +25,10 @@ class FeedbackStore:
         self._topic = topic
 
     async def claim_event(self, event_id: str) -> bool:
-        inserted = await self._db.scalar(
-            text(
-                "INSERT INTO feedback.applied_events (event_id) VALUES (:id) "
-                "ON CONFLICT DO NOTHING RETURNING event_id"
-            ),
-            {"id": event_id},
-        )
-        return inserted is not None
+        return await claim_event(self._db, SCHEMA, event_id)
 
-    async def remember_tier(
-        self, event_id: str, customer_id: str, at: datetime, tier: str, stage: str, branch: str | None
-    ) -> None:
+    async def remember_tier(self, observed: TierObserved) -> None:
+        tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}
         await self._db.execute(
             text(
                 """
@@ -41,17 +38,17 @@ class FeedbackStore:
                     branch_id = coalesce(:b, feedback.customers.branch_id), updated_at = now()
                 """
             ),
-            {"c": customer_id, "t": tier, "s": stage, "b": branch},
+            {**tier, "b": observed.branch_id},
         )
         await self._db.execute(
             text(
                 "INSERT INTO feedback.tier_history (event_id, customer_id, at, tier, stage) "
                 "VALUES (:e, :c, :at, :t, :s) ON CONFLICT (event_id) DO NOTHING"
             ),
-            {"e": event_id, "c": customer_id, "at": at, "t": tier, "s": stage},
+            {**tier, "e": observed.event_id, "at": observed.at},
         )
 
-    async def invite(self, data: dict[str, Any], at: datetime) -> None:
+    async def invite(self, request: SurveyRequested, expires_at: datetime) -> None:
         await self._db.execute(
             text(
                 """
@@ -61,21 +58,29 @@ class FeedbackStore:
                 """
             ),
             {
-                "o": data["outreach_id"],
-                "c": data["customer_id"],
-                "a": data.get("action") or "unknown",
-                "t": data.get("tier"),
-                "ch": data.get("channel"),
-                "out": data.get("outcome"),
-                "at": at,
-                "exp": at + timedelta(days=INVITATION_DAYS),
+                "o": request.outreach_id,
+                "c": request.customer_id,
+                "a": request.action,
+                "t": request.tier,
+                "ch": request.channel,
+                "out": request.outcome,
+                "at": request.requested_at,
+                "exp": expires_at,
             },
         )
 
-    async def add_survey(self, survey: SurveyData, now: datetime) -> bool:
+    async def unanswered_invitations(self, customer_id: str) -> list[Invitation]:
+        rows = await self._db.execute(
+            text(
+                "SELECT outreach_id, requested_at, expires_at FROM feedback.invitations "
+                "WHERE customer_id = :c AND survey_id IS NULL"
+            ),
+            {"c": customer_id},
+        )
+        return [Invitation(r[0], r[1], r[2]) for r in rows]
+
+    async def add_survey(self, survey: SurveyData, answer: Answer) -> bool:
         """Store and publish a survey once; a resent survey id changes nothing."""
-        answered = survey.answered_at or now
-        outreach = survey.outreach_id or await self._open_invitation(survey.customer_id, answered)
         inserted = await self._db.scalar(
             text(
                 """
@@ -94,41 +99,25 @@ class FeedbackStore:
                 "k": survey.kind.value,
                 "s": survey.score,
                 "comment": survey.comment,
-                "o": outreach,
-                "at": answered,
+                "o": answer.outreach_id,
+                "at": answer.answered_at,
             },
         )
         if inserted is None:
             return False
-        if outreach is not None:
+        if answer.outreach_id is not None:
             await self._db.execute(
                 text(
                     "UPDATE feedback.invitations SET survey_id = :s "
                     "WHERE outreach_id = :o AND survey_id IS NULL"
                 ),
-                {"s": survey.survey_id, "o": outreach},
+                {"s": survey.survey_id, "o": answer.outreach_id},
             )
-        data = survey.model_dump(mode="json", exclude_none=True)
-        data["answered_at"] = answered.isoformat()
-        if outreach is not None:
-            data["outreach_id"] = outreach
-        await self._outbox(survey.customer_id, survey_event(data, answered))
+        await self._outbox(survey_event(survey, answer))
         return True
 
-    async def _open_invitation(self, customer_id: str, answered: datetime) -> str | None:
-        found: str | None = await self._db.scalar(
-            text(
-                """
-                SELECT outreach_id FROM feedback.invitations
-                WHERE customer_id = :c AND survey_id IS NULL AND requested_at <= :at AND expires_at > :at
-                ORDER BY requested_at DESC LIMIT 1
-                """
-            ),
-            {"c": customer_id, "at": answered},
-        )
-        return found
-
     async def complaint(self, complaint_id: str) -> dict[str, Any] | None:
+        """The complaint's row, locked until the transaction ends."""
         row = (
             await self._db.execute(
                 text("SELECT * FROM feedback.complaints WHERE complaint_id = :id FOR UPDATE"),
@@ -137,13 +126,11 @@ class FeedbackStore:
         ).first()
         return None if row is None else dict(row._mapping)
 
-    async def put_complaint(self, complaint: ComplaintData, actor: str, now: datetime) -> bool:
-        """Insert or move a complaint; returns False when nothing changed (a resend)."""
-        known = await self.complaint(complaint.complaint_id)
-        if known is not None and known["status"] == complaint.status.value:
-            return False
-        opened = complaint.opened_at or (known["opened_at"] if known else now)
-        resolved = complaint.resolved_at or (now if complaint.status.value == "resolved" else None)
+    async def put_complaint(
+        self, reported: ComplaintData, change: ComplaintChange, actor: str, now: datetime
+    ) -> None:
+        """Insert or move a complaint, with its audit row and its event."""
+        complaint = change.complaint
         await self._db.execute(
             text(
                 """
@@ -157,12 +144,12 @@ class FeedbackStore:
             ),
             {
                 "id": complaint.complaint_id,
-                "c": complaint.customer_id,
-                "sev": complaint.severity.value,
-                "cat": complaint.category,
+                "c": reported.customer_id,
+                "sev": reported.severity.value,
+                "cat": reported.category,
                 "st": complaint.status.value,
-                "opened": opened,
-                "resolved": resolved,
+                "opened": complaint.opened_at,
+                "resolved": complaint.resolved_at,
                 "now": now,
             },
         )
@@ -173,23 +160,18 @@ class FeedbackStore:
             ),
             {
                 "id": complaint.complaint_id,
-                "f": known["status"] if known else None,
+                "f": change.previous.value if change.previous else None,
                 "t": complaint.status.value,
                 "a": actor,
             },
         )
-        data = complaint.model_dump(mode="json", exclude_none=True)
-        data["opened_at"] = opened.isoformat()
-        if resolved is not None:
-            data["resolved_at"] = resolved.isoformat()
-        # The event carries when the change happened, as reported, so an event-time clock
-        # downstream is not pulled forward by late reporting.
-        happened = resolved if resolved is not None else (opened if known is None else now)
-        await self._outbox(complaint.customer_id, complaint_event(data, happened))
-        return True
+        await self._outbox(complaint_event(reported, change))
 
-    async def _outbox(self, customer_id: str, value: bytes) -> None:
-        await self._db.execute(
-            text("INSERT INTO feedback.outbox (topic, key, value) VALUES (:t, :k, :v)"),
-            {"t": self._topic, "k": customer_id.encode(), "v": value},
-        )
+    async def _outbox(self, message: OutboxMessage) -> None:
+        await enqueue(self._db, SCHEMA, self._topic, [message])
+
+
+def complaint_of(row: dict[str, Any]) -> Complaint:
+    return Complaint(
+        row["complaint_id"], ComplaintStatus(row["status"]), row["opened_at"], row["resolved_at"]
+    )

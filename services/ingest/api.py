@@ -1,34 +1,24 @@
-"""HTTP entrypoint of ingest: validate, publish, answer. No business rules live here."""
+"""HTTP entrypoint of ingest: read the body, hand it to the service layer, answer."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 
 from services.ingest.admission import InFlightLimit
-from services.ingest.domain.intake import BatchRejected, BatchTooLarge, accept_batch
-from services.ingest.metrics import EVENTS_ACCEPTED, REQUESTS_REJECTED
-from services.ingest.publisher import to_records
+from services.ingest.domain.intake import BatchRejected, ProfileRejected
+from services.ingest.handlers import Ingest
+from services.ingest.schemas import Accepted
 from shared.auth import Principal, Role
-from shared.bodies import read_json
-from shared.contracts.envelope import CloudEvent, ValidationRules, ValidEvent
-from shared.contracts.inbound import CUSTOMER, INBOUND_DATA_MODELS, CustomerData
-from shared.http import ApiError, require
-from shared.kafka import LazyProducer
-from shared.settings import Settings
-from shared.topics import Topics
+from shared.batches import BatchRefused
+from shared.bodies import read_json, refused_batch
+from shared.contracts.envelope import CloudEvent, ValidEvent
+from shared.contracts.inbound import CustomerData
+from shared.http import ApiError, Responses, require
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
-
-
-class Accepted(BaseModel):
-    accepted: int
-    topic: str
-    ids: list[str]
+PROFILE_MAX_BYTES = 64 * 1024
 
 
 def _json_body(schema: dict[str, object]) -> dict[str, object]:
@@ -40,7 +30,7 @@ _EVENT_SCHEMA = CloudEvent.model_json_schema()
 _EVENTS_BODY = _json_body({"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]})
 _PROFILE_BODY = _json_body(CustomerData.model_json_schema())
 
-_ERRORS = {
+_ERRORS: Responses = {
     400: {"description": "The body is not JSON"},
     401: {"description": "No valid API key"},
     403: {"description": "The key lacks the ingest role"},
@@ -52,29 +42,15 @@ _ERRORS = {
 }
 
 
-def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
+def build_router(ingest: Ingest) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["ingest"])
-    topic = Topics.from_settings(settings).bank_events
+    settings = ingest.settings
     admitted = Depends(InFlightLimit(settings.ingest_max_in_flight, settings.retry_after_s))
-
-    def rules() -> ValidationRules:
-        return ValidationRules(
-            now=datetime.now(UTC),
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            accepts_currency=settings.accepts_currency,
-            data_models=INBOUND_DATA_MODELS,
-        )
-
-    async def publish(events: list[ValidEvent]) -> Accepted:
-        await producer.publish(to_records(events, topic))
-        for event in events:
-            EVENTS_ACCEPTED.labels(type=event.envelope.type).inc()
-        return Accepted(accepted=len(events), topic=topic, ids=[e.envelope.id for e in events])
 
     @router.post(
         "/events",
         status_code=202,
-        responses=_ERRORS,  # type: ignore[arg-type]
+        responses=_ERRORS,
         openapi_extra=_EVENTS_BODY,
         dependencies=[admitted],
     )
@@ -87,44 +63,32 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         """
         body = await read_json(request, settings.max_body_bytes)
         try:
-            events = accept_batch(body, rules(), settings.max_batch_events)
-        except BatchTooLarge as exc:
-            REQUESTS_REJECTED.labels(reason="batch_too_large").inc()
-            raise ApiError(413, str(exc)) from None
-        except BatchRejected as exc:
-            REQUESTS_REJECTED.labels(reason="invalid_event").inc()
-            errors = [{"index": e.index, "field": e.field, "message": e.message} for e in exc.errors]
-            raise ApiError(
-                422, f"{len(errors)} problems found; nothing was published", errors=errors
-            ) from None
-        return await publish(events)
+            events = await ingest.publish_events(body)
+        except BatchRefused as exc:
+            raise refused_batch(exc, "published") from None
+        return _accepted(events, ingest.topic)
 
     @router.put(
         "/customers/{customer_id}/profile",
         status_code=202,
-        responses=_ERRORS,  # type: ignore[arg-type]
+        responses=_ERRORS,
         openapi_extra=_PROFILE_BODY,
         dependencies=[admitted],
     )
     async def put_profile(customer_id: str, request: Request, _key: IngestKey) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""
-        body = await read_json(request, 64 * 1024)
-        if not isinstance(body, dict):
-            raise ApiError(422, "the profile must be a JSON object", errors=[])
-        event = {
-            "specversion": "1.0",
-            "id": f"profile-{uuid.uuid4()}",
-            "source": "tierflow/ingest/profile",
-            "type": CUSTOMER,
-            "time": datetime.now(UTC).isoformat(),
-            "subject": customer_id,
-            "data": {**body, "customer_id": customer_id},
-        }
+        body = await read_json(request, PROFILE_MAX_BYTES)
         try:
-            events = accept_batch(event, rules(), 1)
+            events = await ingest.publish_profile(customer_id, body)
+        except ProfileRejected as exc:
+            raise ApiError(422, str(exc), errors=[]) from None
         except BatchRejected as exc:
             errors = [{"field": e.field, "message": e.message} for e in exc.errors]
             raise ApiError(422, "the profile is invalid; nothing was published", errors=errors) from None
-        return await publish(events)
+        return _accepted(events, ingest.topic)
 
     return router
+
+
+def _accepted(events: list[ValidEvent], topic: str) -> Accepted:
+    return Accepted(accepted=len(events), topic=topic, ids=[e.envelope.id for e in events])

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.ingest.api import build_router
+from services.ingest.handlers import Ingest
 from shared.http import create_app
 from shared.kafka import LazyProducer
 from shared.settings import Settings
+from shared.topics import Topics
 
 DESCRIPTION = """Accepts CloudEvents from core banking systems and publishes them to
 `bank.events.v1`, keyed by customer id, once the broker acknowledged them."""
@@ -18,6 +20,7 @@ DESCRIPTION = """Accepts CloudEvents from core banking systems and publishes the
 
 def build_app(settings: Settings) -> FastAPI:
     producer = LazyProducer(settings)
+    ingest = Ingest(settings, producer, Topics.from_settings(settings).bank_events)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -31,7 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
         keyring=settings.api_keys,
         lifespan=lifespan,
         readiness={"broker": producer.is_reachable},
-        routers=[build_router(settings, producer)],
+        routers=[build_router(ingest)],
         description=DESCRIPTION,
         retry_after_s=settings.retry_after_s,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,12 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import views
-from services.scoring.domain.customer import CustomerState
-from services.scoring.domain.evaluation import Override, derive
+from services.scoring.domain.customer import CustomerState, OverrideRefused
+from services.scoring.domain.evaluation import derive
 from services.scoring.domain.features import open_complaints
 from services.scoring.domain.policy import Policy, load_policy
 from services.scoring.domain.simulation import Simulation, simulate
-from services.scoring.handlers import Scoring, UnknownCustomer, change_override
+from services.scoring.handlers import Scoring, UnknownCustomer
 from services.scoring.schemas import (
     Activation,
     CustomerFeatures,
@@ -38,12 +38,12 @@ from services.scoring.store import ScoringStore
 from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import CustomerId, Stage, Tier
-from shared.http import ApiError, require
+from shared.http import ApiError, Responses, require
 
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 PathId = Annotated[str, CustomerId]
-_NOT_FOUND = {404: {"description": "Unknown customer"}}
+_NOT_FOUND: Responses = {404: {"description": "Unknown customer"}}
 _POLICY_BODY = {
     "requestBody": {
         "required": True,
@@ -113,10 +113,6 @@ def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> 
 def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["scoring"])
 
-    async def now() -> datetime:
-        async with engine.connect() as db:
-            return await scoring.now(ScoringStore(db))
-
     async def load_view(customer_id: str) -> CustomerPublic:
         async with engine.connect() as db:
             found = await views.customer(db, customer_id)
@@ -125,12 +121,12 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             raise ApiError(404, f"unknown customer {customer_id!r}")
         return customer_view(found[0], found[1], moment)
 
-    @router.get("/customers/{customer_id}", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    @router.get("/customers/{customer_id}", responses=_NOT_FOUND)
     async def get_customer(customer_id: PathId, _key: OpsKey) -> CustomerPublic:
         """The customer's tier, stage, score, features and the reasons for the decision."""
         return await load_view(customer_id)
 
-    @router.get("/customers/{customer_id}/tier-history", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    @router.get("/customers/{customer_id}/tier-history", responses=_NOT_FOUND)
     async def get_history(
         customer_id: PathId, _key: OpsKey, limit: Annotated[int, Query(ge=1, le=1000)] = 200
     ) -> list[TierChangePublic]:
@@ -237,24 +233,22 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             await ScoringStore(db).activate_policy(version)
         return Activation(version=version, active=True, note="customers are being re-evaluated in batches")
 
-    @router.put("/customers/{customer_id}/override", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    @router.put("/customers/{customer_id}/override", responses=_NOT_FOUND)
     async def put_override(customer_id: PathId, body: OverrideCreate, key: AdminKey) -> CustomerPublic:
         """Set a tier by hand, with a reason and an expiry; it wins until it expires. Audited."""
-        moment = await now()
-        if body.expires_at <= moment:
-            raise ApiError(422, "expires_at must be in the future", errors=[])
-        override = Override(body.tier, body.reason, body.expires_at, key.key_id, datetime.now(UTC))
         try:
-            await change_override(scoring, customer_id, override, key.key_id, body.reason)
+            await scoring.set_override(customer_id, body.tier, body.reason, body.expires_at, key.key_id)
+        except OverrideRefused as exc:
+            raise ApiError(422, str(exc), errors=[]) from None
         except UnknownCustomer:
             raise ApiError(404, f"unknown customer {customer_id!r}") from None
         return await load_view(customer_id)
 
-    @router.delete("/customers/{customer_id}/override", responses=_NOT_FOUND)  # type: ignore[arg-type]
+    @router.delete("/customers/{customer_id}/override", responses=_NOT_FOUND)
     async def delete_override(customer_id: PathId, key: AdminKey) -> CustomerPublic:
         """Clear the override: the policy decides again at once. Audited."""
         try:
-            await change_override(scoring, customer_id, None, key.key_id, "cleared")
+            await scoring.clear_override(customer_id, key.key_id)
         except UnknownCustomer:
             raise ApiError(404, f"unknown customer {customer_id!r}") from None
         return await load_view(customer_id)

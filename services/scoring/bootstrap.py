@@ -13,8 +13,7 @@ from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
-from shared.consumer import ConsumerWorker, Delivered
-from shared.outbox import OutboxRelay
+from shared.consumer import Delivered
 from shared.settings import Settings
 from shared.tasks import every
 from shared.topics import TIER_CHANGES, Topics
@@ -26,7 +25,7 @@ explains every decision, and publishes tier changes to `customer.tier-changes.v1
 
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
-    engine, producer = resources.engine, resources.producer
+    engine = resources.engine
     topics = Topics.from_settings(settings)
     scoring = Scoring(
         engine,
@@ -41,19 +40,13 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.apply_batch(batch)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    relay = OutboxRelay(engine, producer, "scoring", max_attempts=settings.outbox_max_attempts)
+    relay = resources.outbox_relay("scoring")
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()
-        worker = ConsumerWorker(
-            settings,
-            topics=topics.consumed_by("scoring"),
-            group_id=group_id(settings.scoring_group, await current_generation(engine)),
-            decode=event_decoder(settings),
-            handle=handle,
-            dead_letter_topic=lambda topic: f"{topic}.dlq",
-            producer=producer,
-            max_records=settings.scoring_batch_size,
+        group = group_id(settings.scoring_group, await current_generation(engine))
+        worker = resources.consumer(
+            "scoring", group, event_decoder(settings), handle, settings.scoring_batch_size
         )
         await worker.run(stop)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka import ConsumerRecord
@@ -16,6 +16,7 @@ from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
     apply,
+    new_override,
     review,
     set_override,
 )
@@ -25,11 +26,13 @@ from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
 from services.scoring.store import ScoringStore
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
+from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
+from shared.event_rules import validation_rules
 from shared.logs import get_logger
 from shared.settings import Settings
 
@@ -51,16 +54,15 @@ class ProcessingFailed(TierFlowError):
     """An event could not be applied; alone in its batch it goes to the dead-letter topic."""
 
 
+class UnknownCustomer(TierFlowError):
+    pass
+
+
 def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]], ScoringEvent]:
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
-        rules = ValidationRules(
-            now=datetime.now(UTC),
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            accepts_currency=settings.accepts_currency,
-            data_models=SCORED_MODELS,
-        )
+        rules = validation_rules(settings, SCORED_MODELS, datetime.now(UTC))
         try:
             valid = validate_event(decode_json(record.value or b""), rules)
         except InvalidEvent as exc:
@@ -153,7 +155,7 @@ class Scoring:
             raise DatabaseUnavailable("no active policy yet")
         return policy
 
-    async def review_due(self, limit: int = 500) -> int:
+    async def review_due(self, limit: int) -> int:
         """Re-evaluate customers whose decision could have changed with time alone (or policy)."""
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
@@ -180,33 +182,47 @@ class Scoring:
                 await store.install_policy(default_policy(), actor="tierflow", activate=True)
                 log.info("installed the default policy", version=default_policy().version)
 
+    async def set_override(
+        self, customer_id: str, tier: Tier, reason: str, expires_at: datetime, actor: str
+    ) -> None:
+        """Set a tier by hand until `expires_at`: state, history, outbox and audit row in one transaction."""
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            now = await self.now(store)
+            override = new_override(tier, reason, expires_at, actor, datetime.now(UTC), now)
+            changes = await self._change_override(store, customer_id, override, actor, reason, now)
+        _count_changes(changes)
+
+    async def clear_override(self, customer_id: str, actor: str) -> None:
+        """Clear the override: the policy decides again at once. Audited like setting one."""
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            changes = await self._change_override(
+                store, customer_id, None, actor, "cleared", await self.now(store)
+            )
+        _count_changes(changes)
+
+    async def _change_override(
+        self,
+        store: ScoringStore,
+        customer_id: str,
+        override: Override | None,
+        actor: str,
+        note: str,
+        now: datetime,
+    ) -> list[TierChange]:
+        if not await store.exists(customer_id):
+            raise UnknownCustomer(customer_id)
+        policy = await self.policy(store)
+        state = (await store.lock_customers([customer_id]))[customer_id]
+        state, change = set_override(state, override, policy, now)
+        changes = [change] if change else []
+        await store.save_customers([state], datetime.now(UTC))
+        await store.record_changes(changes, self.tier_changes_topic, {customer_id: state})
+        await store.audit_override(customer_id, override, actor, note)
+        return changes
+
 
 def _count_changes(changes: Sequence[TierChange]) -> None:
     for change in changes:
         metrics.TIER_CHANGES.labels(direction=change.direction.value).inc()
-
-
-class UnknownCustomer(TierFlowError):
-    pass
-
-
-async def change_override(
-    scoring: Scoring, customer_id: str, override: Override | None, actor: str, note: str
-) -> CustomerState:
-    """Set or clear an override: new state, history, outbox and audit row in one transaction."""
-    async with scoring.engine.begin() as connection:
-        store = ScoringStore(connection)
-        exists = await store.exists(customer_id)
-        if not exists:
-            raise UnknownCustomer(customer_id)
-        policy = await scoring.policy(store)
-        state = (await store.lock_customers([customer_id]))[customer_id]
-        now = await scoring.now(store)
-        state, change = set_override(state, override, policy, now)
-        await store.save_customers([state], datetime.now(UTC))
-        await store.record_changes(
-            [change] if change else [], scoring.tier_changes_topic, {customer_id: state}
-        )
-        await store.audit_override(customer_id, override, actor, note)
-    _count_changes([change] if change else [])
-    return state

@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import DateTime, Double, LargeBinary, Text
+from sqlalchemy.types import DateTime, Double, Text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
-from services.scoring.outbound import customer_context, tier_changed_event
+from services.scoring.outbound import tier_changed_event
+from shared.publishing import enqueue
 
 _TEXTS = ARRAY(Text)
 _TIMES = ARRAY(DateTime(timezone=True))
@@ -102,10 +103,6 @@ _HISTORY = text(
     bindparam("triggers", type_=_TEXTS),
 )
 
-_OUTBOX = text(
-    "INSERT INTO scoring.outbox (topic, key, value) SELECT :topic, * FROM unnest(:keys, :values)"
-).bindparams(bindparam("keys", type_=ARRAY(LargeBinary)), bindparam("values", type_=ARRAY(LargeBinary)))
-
 
 class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
@@ -180,15 +177,9 @@ class ScoringStore:
         )
         new_ids = {row[0] for row in inserted}
         fresh = [c for c in changes if c.id in new_ids]
-        if fresh:
-            await self._db.execute(
-                _OUTBOX,
-                {
-                    "topic": topic,
-                    "keys": [c.customer_id.encode() for c in fresh],
-                    "values": [tier_changed_event(c, customer_context(states[c.customer_id])) for c in fresh],
-                },
-            )
+        await enqueue(
+            self._db, "scoring", topic, [tier_changed_event(c, states[c.customer_id]) for c in fresh]
+        )
         return len(fresh)
 
     async def exists(self, customer_id: str) -> bool:

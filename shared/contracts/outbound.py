@@ -24,6 +24,7 @@ TIER_CHANGED = "customer.tier_changed.v1"
 SURVEY = "feedback.survey.v1"
 COMPLAINT = "feedback.complaint.v1"
 OUTREACH_TYPE_PREFIX = "engagement.outreach_"
+SURVEY_REQUESTED = "engagement.survey_requested.v1"
 
 
 class _Outbound(BaseModel):
@@ -41,6 +42,11 @@ class ChangeDirection(StrEnum):
     STAGE = "stage"
 
 
+# Tiers from the lowest up: a change to a higher rank is an upgrade.
+TIER_RANK: dict[Tier, int] = {Tier.MASS: 0, Tier.VIP: 1, Tier.WEALTH: 2, Tier.PRIVATE: 3}
+TIERS_LOW_TO_HIGH = sorted(TIER_RANK, key=TIER_RANK.__getitem__)
+
+
 class TierChangedData(_Outbound):
     customer_id: CustomerId
     previous_tier: Tier | None
@@ -52,6 +58,17 @@ class TierChangedData(_Outbound):
     policy_version: ShortText
     reasons: Annotated[list[Reason], Field(max_length=50)]
     caused_by: Identifier
+
+
+class OutreachOutcome(StrEnum):
+    REACHED = "reached"
+    NOT_REACHED = "not_reached"
+    CONVERTED = "converted"
+    DECLINED = "declined"
+
+
+# The customer was spoken to, whatever they decided.
+REACHED_OUTCOMES = frozenset({OutreachOutcome.REACHED, OutreachOutcome.CONVERTED, OutreachOutcome.DECLINED})
 
 
 class OutreachData(_Outbound):
@@ -76,6 +93,23 @@ SCORE_RANGES: dict[SurveyKind, tuple[int, int]] = {
     SurveyKind.NPS: (0, 10),
     SurveyKind.CSAT: (1, 5),
 }
+
+
+class NpsCategory(StrEnum):
+    PROMOTER = "promoter"
+    PASSIVE = "passive"
+    DETRACTOR = "detractor"
+
+
+# An NPS answer of 9 or 10 is a promoter's, 7 or 8 a passive's, 0 to 6 a detractor's.
+PROMOTER_MIN = 9
+PASSIVE_MIN = 7
+
+
+def nps_category(score: int) -> NpsCategory:
+    if score >= PROMOTER_MIN:
+        return NpsCategory.PROMOTER
+    return NpsCategory.PASSIVE if score >= PASSIVE_MIN else NpsCategory.DETRACTOR
 
 
 class SurveyData(BaseModel):

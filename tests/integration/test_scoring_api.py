@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from services.scoring.domain.policy import default_policy
 from tests import factories
 from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, Infra, ServiceProcess, wait_until
 from tests.integration.scoring_support import ScoringSandbox
+from tests.kafka_reader import read_messages
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
@@ -114,7 +116,19 @@ def test_an_override_wins_is_audited_and_can_be_cleared(
     assert overridden["override"]["active"] is True
     assert overridden["reasons"][0]["rule"] == "override"
     history = call(service, "GET", "/v1/customers/C-API-B/tier-history").json()
-    assert (history[0]["tier"], history[0]["trigger"]) == ("wealth", "override")
+    assert (history[0]["tier"], history[0]["trigger"], history[0]["caused_by"]) == (
+        "wealth",
+        "override",
+        "override",
+    )
+
+    def published() -> list[dict[str, Any]]:
+        messages = read_messages(box.infra.bootstrap_servers, box.tier_changes_topic())
+        events = [json.loads(m.value) for m in messages if m.key == b"C-API-B"]
+        return [e["data"] for e in events if e["data"]["trigger"] == "override"]
+
+    wait_until(lambda: len(published()) == 1, 30, "the override's change on the stream")
+    assert (published()[0]["tier"], published()[0]["caused_by"]) == ("wealth", "override")
 
     cleared = call(service, "DELETE", "/v1/customers/C-API-B/override", key=ADMIN_KEY).json()
     assert cleared["tier"] == "mass"

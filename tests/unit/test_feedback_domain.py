@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.feedback.domain.complaints import Complaint, ComplaintRefused, move, nps
+from services.feedback.domain.complaints import Complaint, ComplaintRefused, move
+from services.feedback.domain.surveys import nps
 from shared.contracts.outbound import ComplaintStatus
 
 OPENED = datetime(2026, 5, 1, 9, tzinfo=UTC)
@@ -22,6 +23,7 @@ def test_complaints_move_forward_only_and_record_resolution_time() -> None:
 
 
 def test_nps_is_promoters_minus_detractors_in_percent() -> None:
-    assert nps([10, 9, 8, 7, 6, 0]) == pytest.approx(0.0)
-    assert nps([10, 10, 6]) == pytest.approx(33.3)
-    assert nps([]) is None
+    assert nps(promoters=2, detractors=2, responses=6) == pytest.approx(0.0)
+    assert nps(promoters=2, detractors=1, responses=3) == pytest.approx(33.3)
+    assert nps(promoters=1, detractors=0, responses=16) == pytest.approx(6.3)
+    assert nps(promoters=0, detractors=0, responses=0) is None

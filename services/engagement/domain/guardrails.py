@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.engagement.domain.playbook import Action, Cap, Category, ContactChannel, QuietHours
+from services.engagement.domain.lifecycle import OPEN_STATES, ItemStatus
+from services.engagement.domain.playbook import Action, Cap, Category, ContactChannel, Playbook, QuietHours
+from shared.contracts.types import RiskProfile
 
 CONSENT_KEYS = {
     ContactChannel.PHONE: "phone",
@@ -15,7 +17,9 @@ CONSENT_KEYS = {
     ContactChannel.EMAIL: "email",
     ContactChannel.APP: "app",
 }
-RISK_ORDER = ("C1", "C2", "C3", "C4", "C5")
+RISK_ORDER = tuple(RiskProfile)
+# Outreach made or still to be made counts towards the caps; cancelled or expired did not reach anyone.
+COUNTS_TOWARDS_CAPS = OPEN_STATES | {ItemStatus.COMPLETED}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ def consented_channel(
     return None, f"no consented channel: opted out of {', '.join(refused)}"
 
 
+def cap_window(playbook: Playbook) -> timedelta:
+    """How far back contacts matter: the longest window of any cap in the playbook."""
+    return timedelta(days=max((cap.days for cap in playbook.caps.values()), default=1))
+
+
 def within_cap(
     category: Category, contacts: Iterable[Contact], caps: Mapping[Category, Cap], now: datetime
 ) -> bool:
@@ -58,8 +67,8 @@ def suitable(action: Action, risk_profile: str | None) -> tuple[bool, str]:
     if risk_profile not in RISK_ORDER:
         return False, f"{action.product} needs a known risk profile"
     rank = RISK_ORDER.index(risk_profile)
-    low = RISK_ORDER.index(action.min_risk.value) if action.min_risk else 0
-    high = RISK_ORDER.index(action.max_risk.value) if action.max_risk else len(RISK_ORDER) - 1
+    low = RISK_ORDER.index(action.min_risk) if action.min_risk else 0
+    high = RISK_ORDER.index(action.max_risk) if action.max_risk else len(RISK_ORDER) - 1
     if low <= rank <= high:
         return True, ""
     return False, f"{action.product} does not suit risk profile {risk_profile}"

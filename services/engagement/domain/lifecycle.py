@@ -10,26 +10,56 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-OPEN_STATES = frozenset({"queued", "assigned", "in_progress"})
+from shared.contracts.outbound import OutreachOutcome
 
 
-class Outcome(StrEnum):
-    REACHED = "reached"
-    NOT_REACHED = "not_reached"
-    CONVERTED = "converted"
-    DECLINED = "declined"
+class ItemStatus(StrEnum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+CLOSED_STATES = frozenset({ItemStatus.COMPLETED, ItemStatus.CANCELLED, ItemStatus.EXPIRED})
+OPEN_STATES = frozenset(ItemStatus) - CLOSED_STATES
+# An RM holds an item from assignment until it closes: held items count against the RM's
+# capacity, and a held item past its SLA is overdue.
+HELD_STATES = OPEN_STATES - {ItemStatus.QUEUED}
 
 
 class TransitionRefused(ValueError):
     pass
 
 
+class ActorUnknown(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who moves an item: an RM, or an admin, who may move items held by anyone."""
+
+    name: str
+    admin: bool
+
+
+def acting(rm_id: str | None, key_id: str, admin: bool) -> Actor:
+    """The RM named in the request acts; without one, an admin acts in their own name."""
+    if rm_id:
+        return Actor(rm_id, admin)
+    if admin:
+        return Actor(f"admin:{key_id}", True)
+    raise ActorUnknown("say which RM is acting: send the X-RM-Id header")
+
+
 @dataclass(frozen=True)
 class ItemState:
     id: str
-    status: str
+    status: ItemStatus
     assigned_to: str | None
-    outcome: str | None = None
+    outcome: OutreachOutcome | None = None
     cancel_reason: str | None = None
     first_contact_at: datetime | None = None
     closed_at: datetime | None = None
@@ -48,46 +78,48 @@ def _held_by(item: ItemState, actor: str, admin: bool) -> None:
 
 def assign(item: ItemState, rm_id: str) -> ItemState:
     _open(item)
-    if item.status == "in_progress":
+    if item.status is ItemStatus.IN_PROGRESS:
         raise TransitionRefused(f"item {item.id} is in progress; cancel or complete it first")
-    return replace(item, status="assigned", assigned_to=rm_id)
+    return replace(item, status=ItemStatus.ASSIGNED, assigned_to=rm_id)
 
 
 def claim(item: ItemState, actor: str) -> ItemState:
     _open(item)
     if item.assigned_to not in (None, actor):
         raise TransitionRefused(f"item {item.id} is held by {item.assigned_to}")
-    if item.status == "in_progress":
+    if item.status is ItemStatus.IN_PROGRESS:
         raise TransitionRefused(f"item {item.id} is already in progress")
-    return replace(item, status="assigned", assigned_to=actor)
+    return replace(item, status=ItemStatus.ASSIGNED, assigned_to=actor)
 
 
 def start(item: ItemState, actor: str, admin: bool, now: datetime) -> ItemState:
     _open(item)
     _held_by(item, actor, admin)
-    if item.status != "assigned":
+    if item.status is not ItemStatus.ASSIGNED:
         raise TransitionRefused(f"item {item.id} is {item.status}; start needs an assigned item")
-    return replace(item, status="in_progress", first_contact_at=item.first_contact_at or now)
+    return replace(item, status=ItemStatus.IN_PROGRESS, first_contact_at=item.first_contact_at or now)
 
 
-def complete(item: ItemState, actor: str, admin: bool, outcome: Outcome, now: datetime) -> ItemState:
+def complete(item: ItemState, actor: str, admin: bool, outcome: OutreachOutcome, now: datetime) -> ItemState:
     _open(item)
     _held_by(item, actor, admin)
-    if item.status != "in_progress":
+    if item.status is not ItemStatus.IN_PROGRESS:
         raise TransitionRefused(f"item {item.id} is {item.status}; start it before completing")
-    return replace(item, status="completed", outcome=outcome.value, closed_at=now)
+    return replace(item, status=ItemStatus.COMPLETED, outcome=outcome, closed_at=now)
 
 
 def cancel(item: ItemState, actor: str, admin: bool, reason: str, now: datetime) -> ItemState:
     _open(item)
     if item.assigned_to is not None:
         _held_by(item, actor, admin)
-    return replace(item, status="cancelled", cancel_reason=reason, closed_at=now)
+    return replace(item, status=ItemStatus.CANCELLED, cancel_reason=reason, closed_at=now)
 
 
 def expire(item: ItemState, now: datetime) -> ItemState:
     _open(item)
-    return replace(item, status="expired", cancel_reason="expired before it was worked", closed_at=now)
+    return replace(
+        item, status=ItemStatus.EXPIRED, cancel_reason="expired before it was worked", closed_at=now
+    )
 
 
 def choose_rm(customer_rm: str | None, branch_rms: list[tuple[str, int, int]]) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,10 +15,12 @@ from services.engagement.domain.guardrails import (
     suitable,
     within_cap,
 )
+from services.engagement.domain.lifecycle import CLOSED_STATES, ItemStatus
 from services.engagement.domain.playbook import Action, Category, ContactChannel, Match, Playbook, Priority
+from shared.contracts.outbound import ChangeDirection
+from shared.contracts.types import Stage, Tier
 
 _IDS = uuid.UUID("8f4f1f0c-2b7e-4f57-93c1-0d6a55f2a901")
-OPEN = ("queued", "assigned", "in_progress")
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,11 @@ class Change:
 
     event_id: str
     customer_id: str
-    previous_tier: str | None
-    tier: str
-    previous_stage: str | None
-    stage: str
-    direction: str
+    previous_tier: Tier | None
+    tier: Tier
+    previous_stage: Stage | None
+    stage: Stage
+    direction: ChangeDirection
     at: datetime
     profile: dict[str, Any] = field(default_factory=dict)
     complaints_open_high: int = 0
@@ -43,8 +45,8 @@ class OpenItem:
     rule: str
     kind: str
     category: Category
-    context_tier: str
-    context_stage: str
+    context_tier: Tier
+    context_stage: Stage
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class PlannedItem:
     category: Category
     channel: ContactChannel | None
     priority: Priority
-    status: str
+    status: ItemStatus
     due_at: datetime
     sla_due_at: datetime
     expires_at: datetime
@@ -65,8 +67,29 @@ class PlannedItem:
     reason: str
     needs_rm: bool
     trigger_event_id: str
-    context_tier: str
-    context_stage: str
+    context_tier: Tier
+    context_stage: Stage
+    assigned_to: str | None = None
+
+    @property
+    def needs_assignee(self) -> bool:
+        return self.status is ItemStatus.QUEUED and self.needs_rm
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_STATES
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """A planned item a guardrail stopped is stored cancelled, with the guardrail as the reason."""
+        return self.reason if self.status is ItemStatus.CANCELLED else None
+
+
+def assign_planned(item: PlannedItem, rm_id: str | None) -> PlannedItem:
+    """A queued item goes straight to the RM found for it; without one it waits in the queue."""
+    if item.status is not ItemStatus.QUEUED or not rm_id:
+        return item
+    return replace(item, status=ItemStatus.ASSIGNED, assigned_to=rm_id)
 
 
 @dataclass(frozen=True)
@@ -114,7 +137,7 @@ def plan(
                 change, rule.name, index, action, still_open, planned_kinds, seen_contacts, playbook, now
             )
             planned.append(item)
-            if item.status == "queued":
+            if item.status is ItemStatus.QUEUED:
                 still_open.add((rule.name, action.kind.value))
                 planned_kinds[action.kind.value] = rule.name
                 seen_contacts.append(Contact(action.category, item.channel, now))
@@ -162,7 +185,7 @@ def _plan_action(
         category=action.category,
         channel=channel,
         priority=action.priority,
-        status="cancelled" if stopped else "queued",
+        status=ItemStatus.CANCELLED if stopped else ItemStatus.QUEUED,
         due_at=due,
         sla_due_at=due + timedelta(hours=action.sla_hours),
         expires_at=now + timedelta(hours=action.expires_hours),

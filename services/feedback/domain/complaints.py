@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
-from shared.contracts.outbound import ComplaintStatus
+from shared.contracts.outbound import ComplaintData, ComplaintStatus
 
 _ALLOWED = {
     ComplaintStatus.OPEN: {ComplaintStatus.IN_PROGRESS, ComplaintStatus.RESOLVED},
     ComplaintStatus.IN_PROGRESS: {ComplaintStatus.RESOLVED},
     ComplaintStatus.RESOLVED: set(),
 }
+_HOUR = timedelta(hours=1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ComplaintRefused(ValueError):
@@ -27,9 +30,22 @@ class Complaint:
 
     @property
     def resolution_hours(self) -> float | None:
-        if self.resolved_at is None:
-            return None
-        return (self.resolved_at - self.opened_at).total_seconds() / 3600
+        return None if self.resolved_at is None else in_hours(self.resolved_at - self.opened_at)
+
+
+@dataclass(frozen=True)
+class ComplaintChange:
+    """A complaint as it now stands, what it was before, and when the change happened."""
+
+    complaint: Complaint
+    previous: ComplaintStatus | None
+    happened_at: datetime
+
+
+def in_hours(duration: timedelta) -> float:
+    """Hours to the hundredth, halves rounded away from zero as PostgreSQL rounds numbers."""
+    hours = Decimal(duration // _MICROSECOND) / Decimal(_HOUR // _MICROSECOND)
+    return float(hours.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def move(complaint: Complaint, to: ComplaintStatus, now: datetime) -> Complaint:
@@ -41,10 +57,17 @@ def move(complaint: Complaint, to: ComplaintStatus, now: datetime) -> Complaint:
     return replace(complaint, status=to, resolved_at=resolved_at)
 
 
-def nps(scores: list[int]) -> float | None:
-    """Net promoter score: % promoters (9-10) minus % detractors (0-6)."""
-    if not scores:
+def receive(known: Complaint | None, reported: ComplaintData, now: datetime) -> ComplaintChange | None:
+    """A complaint as a source system reports it; None when it repeats the known status (a resend).
+
+    Times the report leaves out are those of its arrival. The change happened when the
+    complaint was resolved, or opened if it is new: an event-time clock downstream is then
+    not pulled forward by late reporting.
+    """
+    if known is not None and known.status is reported.status:
         return None
-    promoters = sum(1 for s in scores if s >= 9)
-    detractors = sum(1 for s in scores if s <= 6)
-    return round(100 * (promoters - detractors) / len(scores), 1)
+    opened = reported.opened_at or (known.opened_at if known else now)
+    resolved = reported.resolved_at or (now if reported.status is ComplaintStatus.RESOLVED else None)
+    happened = resolved if resolved is not None else (opened if known is None else now)
+    complaint = Complaint(reported.complaint_id, reported.status, opened, resolved)
+    return ComplaintChange(complaint, known.status if known else None, happened)

@@ -17,12 +17,15 @@ from services.scoring.domain.evaluation import (
 )
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features, apply_event
-from services.scoring.domain.policy import TIER_RANK, Policy
-from shared.contracts.outbound import ChangeDirection
+from services.scoring.domain.policy import Policy
+from shared.contracts.outbound import TIER_RANK, ChangeDirection
 from shared.contracts.types import Stage, Tier
 
 _IDS = uuid.UUID("5b0e5f3e-8d0c-4a57-9a43-2f1f6a1c7e01")
+# What `caused_by` names when no event caused a change: the passing of time (or a new
+# policy) re-evaluating the customer, or an operator setting or clearing an override.
 REVIEW = "review"
+OVERRIDE = "override"
 
 
 class Trigger(StrEnum):
@@ -107,7 +110,8 @@ def reevaluate(
     """Evaluate again with no new event: time passed, a policy or an override changed."""
     decision = evaluate(state.features, policy, now, state.decision, state.override)
     cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
-    change = _changed(state.decision, decision, state.customer_id, REVIEW, trigger, cause)
+    caused_by = OVERRIDE if trigger is Trigger.OVERRIDE else REVIEW
+    change = _changed(state.decision, decision, state.customer_id, caused_by, trigger, cause)
     return replace(state, decision=decision), change
 
 
@@ -159,6 +163,20 @@ def apply(
     if change is not None:
         changes.append(change)
     return replace(state, features=features, decision=decision), changes
+
+
+class OverrideRefused(ValueError):
+    pass
+
+
+def new_override(
+    tier: Tier, reason: str, expires_at: datetime, set_by: str, set_at: datetime, now: datetime
+) -> Override:
+    """A tier set by hand wins until it expires; one that would never be in force is refused."""
+    override = Override(tier, reason, expires_at, set_by, set_at)
+    if not override.active(now):
+        raise OverrideRefused("expires_at must be in the future")
+    return override
 
 
 def set_override(

@@ -16,14 +16,15 @@ from services.scoring.domain.features import (
     day_of,
     moment_of,
     open_complaints,
+    open_high_complaints,
     products_held,
     seconds_of,
     window_totals,
 )
-from services.scoring.domain.policy import TIER_RANK, Condition, Groups, Op, Policy, ScoreTerm
+from services.scoring.domain.policy import Condition, Groups, Op, Policy, ScoreTerm
+from shared.contracts.outbound import TIER_RANK, nps_category
 from shared.contracts.types import Stage, Tier
 
-HIGH_SEVERITIES = ("high", "critical")
 MAX_CATCH_UP_REVIEWS = 400
 
 
@@ -96,10 +97,10 @@ def derive(features: Features, now: datetime) -> dict[str, Any]:
         "tenure_days": _days_since(tenure_start, now),
         "nps_latest": nps,
         "nps_age_days": _days_since(features.nps_at, now),
-        "nps_category": None if nps is None else _nps_category(nps),
+        "nps_category": None if nps is None else nps_category(nps).value,
         "csat_avg": (Decimal(features.csat_sum) / features.csat_count) if features.csat_count else None,
         "complaints_open": sum(complaints.values()),
-        "complaints_open_high": sum(complaints.get(s, 0) for s in HIGH_SEVERITIES),
+        "complaints_open_high": open_high_complaints(features),
         "segment": features.profile.get("segment"),
         "region": features.profile.get("region"),
         "risk_profile": features.profile.get("risk_profile"),
@@ -116,12 +117,6 @@ def _days_since(moment: datetime | None, now: datetime) -> int | None:
     if moment is None:
         return None
     return max(0, (now - moment).days)
-
-
-def _nps_category(score: int) -> str:
-    if score >= 9:
-        return "promoter"
-    return "passive" if score >= 7 else "detractor"
 
 
 def score(vector: dict[str, Any], terms: list[ScoreTerm]) -> float:

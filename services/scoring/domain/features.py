@@ -28,11 +28,19 @@ from shared.contracts.inbound import (
     InteractionData,
     TransactionData,
 )
-from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, ComplaintStatus, SurveyData
+from shared.contracts.outbound import (
+    COMPLAINT,
+    SURVEY,
+    ComplaintData,
+    ComplaintSeverity,
+    ComplaintStatus,
+    SurveyData,
+)
 
 LONGEST_WINDOW_DAYS = 365
 BALANCE_HORIZON_DAYS = 90
 MAX_COMPLAINTS_KEPT = 50
+HIGH_SEVERITIES = (ComplaintSeverity.HIGH, ComplaintSeverity.CRITICAL)
 ZERO = Decimal(0)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Products a transaction category shows the customer holds.
@@ -282,6 +290,12 @@ def open_complaints(features: Features) -> dict[str, int]:
         if complaint.status != ComplaintStatus.RESOLVED.value:
             counts[complaint.severity] = counts.get(complaint.severity, 0) + 1
     return counts
+
+
+def open_high_complaints(features: Features) -> int:
+    """Open complaints of high or critical severity: they stop marketing and may gate a tier."""
+    complaints = open_complaints(features)
+    return sum(complaints.get(severity.value, 0) for severity in HIGH_SEVERITIES)
 
 
 def date_of_day(day: int) -> date:

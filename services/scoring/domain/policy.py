@@ -13,10 +13,10 @@ from typing import Annotated, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.contracts.outbound import TIER_RANK
 from shared.contracts.types import Stage, Tier
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.yaml")
-TIER_RANK = {Tier.MASS: 0, Tier.VIP: 1, Tier.WEALTH: 2, Tier.PRIVATE: 3}
 
 NUMERIC_FEATURES = frozenset(
     {

@@ -16,7 +16,7 @@ from services.engagement.domain.guardrails import (
 )
 from services.engagement.domain.lifecycle import (
     ItemState,
-    Outcome,
+    ItemStatus,
     TransitionRefused,
     cancel,
     choose_rm,
@@ -35,6 +35,8 @@ from services.engagement.domain.playbook import (
     QuietHours,
     default_playbook,
 )
+from shared.contracts.outbound import OutreachOutcome
+from shared.contracts.types import Stage, Tier
 
 PLAYBOOK = default_playbook()
 NOON = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -151,11 +153,13 @@ def test_no_marketing_and_still_service_recovery_while_a_high_complaint_is_open(
 
 
 def test_no_duplicate_open_item_and_a_new_change_supersedes_what_no_longer_fits() -> None:
-    open_retention = OpenItem("i1", "top-tier-retention", "rm_call", Category.RETENTION, "wealth", "core")
+    open_retention = OpenItem(
+        "i1", "top-tier-retention", "rm_call", Category.RETENTION, Tier.WEALTH, Stage.CORE
+    )
     result = plan(change(event_id="chg-2"), [open_retention], [], PLAYBOOK, NOON)
     assert result.cancellations == [("i1", "superseded: the customer changed tier or stage again")]
     assert queued(result.items) == ["rm_call"]
-    same_context = OpenItem("i2", "top-tier-retention", "rm_call", Category.RETENTION, "vip", "core")
+    same_context = OpenItem("i2", "top-tier-retention", "rm_call", Category.RETENTION, Tier.VIP, Stage.CORE)
     again = plan(change(event_id="chg-3"), [same_context], [], PLAYBOOK, NOON)
     assert again.cancellations == []
     assert queued(again.items) == []
@@ -175,20 +179,20 @@ def test_rm_assignment_prefers_the_customers_rm_then_the_least_loaded_with_room(
 
 
 def test_only_the_holder_moves_an_item_and_in_order() -> None:
-    item = ItemState("i1", "queued", None)
+    item = ItemState("i1", ItemStatus.QUEUED, None)
     mine = claim(item, "RM1")
     with pytest.raises(TransitionRefused, match="held by RM1"):
         claim(mine, "RM2")
     with pytest.raises(TransitionRefused, match="start it before"):
-        complete(mine, "RM1", False, Outcome.REACHED, NOON)
+        complete(mine, "RM1", False, OutreachOutcome.REACHED, NOON)
     working = start(mine, "RM1", False, NOON)
     with pytest.raises(TransitionRefused, match="held by RM1, not RM2"):
-        complete(working, "RM2", False, Outcome.REACHED, NOON)
-    done = complete(working, "RM1", False, Outcome.CONVERTED, NOON)
+        complete(working, "RM2", False, OutreachOutcome.REACHED, NOON)
+    done = complete(working, "RM1", False, OutreachOutcome.CONVERTED, NOON)
     assert (done.status, done.outcome, done.first_contact_at) == ("completed", "converted", NOON)
     with pytest.raises(TransitionRefused, match="only open items"):
         cancel(done, "RM1", True, "late", NOON)
-    assert expire(ItemState("i2", "queued", None), NOON).status == "expired"
+    assert expire(ItemState("i2", ItemStatus.QUEUED, None), NOON).status == "expired"
 
 
 def test_one_change_that_calls_for_two_calls_makes_one_call() -> None:

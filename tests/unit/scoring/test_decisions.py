@@ -152,6 +152,19 @@ def test_an_override_wins_until_it_expires_and_then_the_policy_decides_again() -
     assert changes[-1].previous_tier is Tier.WEALTH
 
 
+def test_a_change_made_by_an_override_is_caused_by_the_override_and_its_expiry_by_review() -> None:
+    state, _ = run(txn(T0, "50.00"))
+    override = Override(Tier.WEALTH, "retention exception approved", T0 + days(10), "admin-1", T0)
+    state, set_change = set_override(state, override, POLICY, T0 + days(1))
+    assert set_change is not None
+    assert set_change.caused_by == "override"
+    _, expired = review_until(state, T0 + days(11))
+    assert [c.caused_by for c in expired if c.previous_tier is Tier.WEALTH] == ["review"]
+    _, cleared = set_override(state, None, POLICY, T0 + days(2))
+    assert cleared is not None
+    assert (cleared.tier, cleared.caused_by) == (Tier.MASS, "override")
+
+
 def test_the_next_review_is_due_when_a_recency_threshold_would_be_crossed() -> None:
     policy = load_policy(POLICY.model_dump_json().replace('"refresh_hours":168', '"refresh_hours":8000'))
     state, _ = run(txn(T0, "50.00"), policy=policy)

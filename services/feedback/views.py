@@ -1,15 +1,45 @@
-"""Evaluation reports, straight from indexed tables."""
+"""Read models for the feedback API: evaluation reports straight from indexed tables.
+
+The queries count; the figures made of the counts (NPS, hours) come from the domain, and
+the categories counted (promoters, reached outcomes, tier order) from the contract.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Text
+
+from services.feedback.domain.complaints import in_hours
+from services.feedback.domain.surveys import nps
+from shared.contracts.outbound import (
+    PASSIVE_MIN,
+    PROMOTER_MIN,
+    REACHED_OUTCOMES,
+    TIERS_LOW_TO_HIGH,
+    ComplaintStatus,
+    OutreachOutcome,
+    SurveyKind,
+)
 
 GROUPS = {"tier": "tier", "stage": "stage", "branch": "branch_id", "channel": "channel"}
-_RANK = "CASE {col} WHEN 'mass' THEN 0 WHEN 'vip' THEN 1 WHEN 'wealth' THEN 2 WHEN 'private' THEN 3 END"
+# A tier's rank is its place in the contract's order; an unknown tier has none.
+_RANK = "array_position(:tier_order, {col})"
+_TIER_ORDER = bindparam("tier_order", [tier.value for tier in TIERS_LOW_TO_HIGH], type_=ARRAY(Text))
+_REACHED = sorted(outcome.value for outcome in REACHED_OUTCOMES)
+
+
+async def complaint(db: AsyncConnection, complaint_id: str) -> dict[str, Any] | None:
+    row = (
+        await db.execute(
+            text("SELECT * FROM feedback.complaints WHERE complaint_id = :id"), {"id": complaint_id}
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
 
 
 async def satisfaction(db: AsyncConnection, start: datetime, end: datetime, by: str) -> list[dict[str, Any]]:
@@ -18,19 +48,34 @@ async def satisfaction(db: AsyncConnection, start: datetime, end: datetime, by: 
         text(
             f"""
             SELECT coalesce({column}, 'unknown') AS grp,
-                count(*) FILTER (WHERE kind = 'nps') AS nps_responses,
-                round(100.0 * (count(*) FILTER (WHERE kind = 'nps' AND score >= 9)
-                    - count(*) FILTER (WHERE kind = 'nps' AND score <= 6))
-                    / nullif(count(*) FILTER (WHERE kind = 'nps'), 0), 1) AS nps,
-                count(*) FILTER (WHERE kind = 'csat') AS csat_responses,
-                round(avg(score) FILTER (WHERE kind = 'csat'), 2) AS csat_avg
+                count(*) FILTER (WHERE kind = :nps) AS nps_responses,
+                count(*) FILTER (WHERE kind = :nps AND score >= :promoter_min) AS promoters,
+                count(*) FILTER (WHERE kind = :nps AND score < :passive_min) AS detractors,
+                count(*) FILTER (WHERE kind = :csat) AS csat_responses,
+                round(avg(score) FILTER (WHERE kind = :csat), 2) AS csat_avg
             FROM feedback.surveys WHERE answered_at >= :start AND answered_at < :end
             GROUP BY 1 ORDER BY 1
             """  # noqa: S608 - the column comes from a fixed mapping
         ),
-        {"start": start, "end": end},
+        {
+            "start": start,
+            "end": end,
+            "nps": SurveyKind.NPS.value,
+            "csat": SurveyKind.CSAT.value,
+            "promoter_min": PROMOTER_MIN,
+            "passive_min": PASSIVE_MIN,
+        },
     )
-    return [dict(row._mapping) for row in rows]
+    return [
+        {
+            "grp": row.grp,
+            "nps_responses": row.nps_responses,
+            "nps": nps(row.promoters, row.detractors, row.nps_responses),
+            "csat_responses": row.csat_responses,
+            "csat_avg": row.csat_avg,
+        }
+        for row in rows
+    ]
 
 
 async def complaints(db: AsyncConnection, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -38,16 +83,24 @@ async def complaints(db: AsyncConnection, start: datetime, end: datetime) -> lis
         text(
             """
             SELECT coalesce(tier, 'unknown') AS tier, severity, count(*) AS complaints,
-                count(*) FILTER (WHERE status <> 'resolved') AS open,
-                round(avg(extract(epoch FROM resolved_at - opened_at) / 3600)::numeric, 2)
-                    AS avg_resolution_hours
+                count(*) FILTER (WHERE status <> :resolved) AS open,
+                avg(resolved_at - opened_at) AS resolution_time
             FROM feedback.complaints WHERE opened_at >= :start AND opened_at < :end
             GROUP BY 1, 2 ORDER BY 1, 2
             """
         ),
-        {"start": start, "end": end},
+        {"start": start, "end": end, "resolved": ComplaintStatus.RESOLVED.value},
     )
-    return [dict(row._mapping) for row in rows]
+    return [
+        {
+            "tier": row.tier,
+            "severity": row.severity,
+            "complaints": row.complaints,
+            "open": row.open,
+            "avg_resolution_hours": None if row.resolution_time is None else in_hours(row.resolution_time),
+        }
+        for row in rows
+    ]
 
 
 async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, days: int) -> dict[str, Any]:
@@ -74,18 +127,26 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 WHERE i.requested_at >= :start AND i.requested_at < :end
             )
             SELECT action, tier, count(*) AS contacted,
-                count(*) FILTER (WHERE outcome IN ('reached', 'converted', 'declined')) AS reached,
-                count(*) FILTER (WHERE outcome = 'converted') AS converted,
+                count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
+                count(*) FILTER (WHERE outcome = :converted) AS converted,
                 count(score) AS surveys,
-                round(avg(score) FILTER (WHERE kind = 'nps'), 2) AS nps_avg_after_contact,
-                round(avg(score) FILTER (WHERE kind = 'csat'), 2) AS csat_avg_after_contact,
+                round(avg(score) FILTER (WHERE kind = :nps), 2) AS nps_avg_after_contact,
+                round(avg(score) FILTER (WHERE kind = :csat), 2) AS csat_avg_after_contact,
                 count(*) FILTER (WHERE rank_after > rank_before) AS moved_up,
                 count(*) FILTER (WHERE rank_after = rank_before) AS held,
                 count(*) FILTER (WHERE rank_after < rank_before) AS moved_down
             FROM contacted GROUP BY 1, 2 ORDER BY 1, 2
             """  # noqa: S608 - fixed SQL fragments only
-        ),
-        {"start": start, "end": end, "window": window},
+        ).bindparams(_TIER_ORDER),
+        {
+            "start": start,
+            "end": end,
+            "window": window,
+            "reached": _REACHED,
+            "converted": OutreachOutcome.CONVERTED.value,
+            "nps": SurveyKind.NPS.value,
+            "csat": SurveyKind.CSAT.value,
+        },
     )
     at_start = tier_at.format(who="c.customer_id", when=":start")
     later = tier_at.format(who="c.customer_id", when=":start + :window")
@@ -106,7 +167,7 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 count(*) FILTER (WHERE {later_rank} < {then_rank}) AS moved_down
             FROM base WHERE tier_then IS NOT NULL GROUP BY 1 ORDER BY 1
             """  # noqa: S608 - fixed SQL fragments only
-        ),
+        ).bindparams(_TIER_ORDER),
         {"start": start, "end": end, "window": window},
     )
     return {

@@ -1,0 +1,104 @@
+"""Typed request and response bodies of the engagement API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.outbound import OutreachOutcome
+
+
+class OutreachItemPublic(BaseModel):
+    id: str
+    customer_id: str
+    branch_id: str | None
+    action: str
+    category: str
+    channel: str | None
+    priority: str
+    status: str
+    due_at: datetime
+    sla_due_at: datetime
+    expires_at: datetime
+    trigger_event_id: str
+    assigned_to: str | None
+    reason: str
+    template: str
+    product: str | None
+    outcome: str | None
+    cancel_reason: str | None
+    tier: str
+    stage: str
+    first_contact_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> OutreachItemPublic:
+        """An `engagement.items` row under the API's names (`action` is stored as `kind`)."""
+        renamed = {
+            "id": str(row["id"]),
+            "action": row["kind"],
+            "tier": row["context_tier"],
+            "stage": row["context_stage"],
+        }
+        return cls.model_validate({**row, **renamed})
+
+
+class PlaybookSummary(BaseModel):
+    version: str
+    created_at: datetime
+    created_by: str
+    active: bool
+
+
+class CompletionCreate(BaseModel):
+    outcome: OutreachOutcome
+    note: Annotated[str, Field(max_length=1000)] | None = None
+    request_survey: bool = True
+
+
+class CancellationCreate(BaseModel):
+    reason: Annotated[str, Field(min_length=3, max_length=500)]
+
+
+class ReassignmentCreate(BaseModel):
+    rm_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class RmUpdate(BaseModel):
+    branch_id: Annotated[str, Field(min_length=1, max_length=128)]
+    capacity: Annotated[int, Field(ge=0, le=10_000)]
+    active: bool = True
+
+
+class RmWorkload(BaseModel):
+    rm_id: str
+    branch_id: str
+    capacity: int
+    active: bool
+    open_items: int
+    overdue_items: int
+
+
+class QueueCell(BaseModel):
+    action: str
+    assigned_to: str | None
+    status: str
+    items: int
+
+
+class OutcomeStats(BaseModel):
+    tier: str
+    action: str
+    channel: str | None
+    items: int
+    completed: int
+    reached: int
+    converted: int
+    reach_rate: float | None
+    conversion_rate: float | None
+    avg_hours_to_first_contact: float | None
+    first_contact_within_sla_rate: float | None

@@ -1,0 +1,35 @@
+"""What feedback reads from the streams: tier changes and requests for a follow-up survey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class TierObserved:
+    """A customer's tier and stage from `customer.tier_changed.v1`, kept for the reports."""
+
+    event_id: str
+    customer_id: str
+    at: datetime
+    tier: str
+    stage: str
+    branch_id: str | None
+
+
+@dataclass(frozen=True)
+class SurveyRequested:
+    """An RM completed a contact and asked for the customer's feedback on it."""
+
+    event_id: str
+    outreach_id: str
+    customer_id: str
+    action: str
+    tier: str | None
+    channel: str | None
+    outcome: str | None
+    requested_at: datetime
+
+
+FeedbackEvent = TierObserved | SurveyRequested
