@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka import ConsumerRecord
@@ -57,7 +57,7 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
         rules = ValidationRules(
             now=datetime.now(UTC),
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+            max_future_skew=settings.consumer_max_future_skew,
             accepts_currency=settings.accepts_currency,
             data_models=SCORED_MODELS,
         )
