@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+# Errors a rejection lists; the rest are counted. A hostile batch can hold an error in every
+# few bytes, and listing them all would cost more memory than the batch and answer it in kind.
+MAX_LISTED_ERRORS = 100
 
 
 @dataclass(frozen=True)
@@ -17,8 +20,11 @@ class ItemError:
 
 
 class BatchRejected(ValueError):
-    def __init__(self, errors: list[ItemError]) -> None:
-        super().__init__(f"{len(errors)} validation errors")
+    """`errors` lists the first problems found (at most MAX_LISTED_ERRORS); `total` counts all."""
+
+    def __init__(self, errors: list[ItemError], total: int | None = None) -> None:
+        self.total = len(errors) if total is None else total
+        super().__init__(f"{self.total} validation errors")
         self.errors = errors
 
 
@@ -43,11 +49,17 @@ def accept_all(body: object, validate: Callable[[object], T], max_items: int) ->
         raise BatchRejected([ItemError(0, "(batch)", "the batch is empty")])
     accepted: list[T] = []
     errors: list[ItemError] = []
+    total = 0
     for index, item in enumerate(items):
         try:
-            accepted.append(validate(item))
+            validated = validate(item)
         except ItemInvalid as invalid:
-            errors.extend(ItemError(index, field, message) for field, message in invalid.problems)
-    if errors:
-        raise BatchRejected(errors)
+            total += len(invalid.problems)
+            listed = invalid.problems[: MAX_LISTED_ERRORS - len(errors)]
+            errors.extend(ItemError(index, field, message) for field, message in listed)
+            continue
+        if not total:
+            accepted.append(validated)  # once one item failed, the valid ones are not kept
+    if total:
+        raise BatchRejected(errors, total)
     return accepted

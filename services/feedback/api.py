@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +17,7 @@ from shared.batches import BatchRejected, BatchTooLarge, ItemInvalid, accept_all
 from shared.bodies import read_json
 from shared.contracts.envelope import field_errors
 from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
+from shared.contracts.types import IdentifierPath, TimeBounds
 from shared.http import ApiError, require
 from shared.settings import Settings
 
@@ -57,10 +58,10 @@ def _body(model: type[BaseModel]) -> dict[str, object]:
     return {"requestBody": {"required": True, "content": {"application/json": content}}}
 
 
-def _validator(model: type[M]) -> Any:
+def _validator(model: type[M], bounds: TimeBounds) -> Any:
     def validate(item: object) -> M:
         try:
-            return model.model_validate(item)
+            return model.model_validate(item, context=bounds.context())
         except ValidationError as exc:
             raise ItemInvalid([(e.field, e.message) for e in field_errors(exc)]) from None
 
@@ -73,12 +74,13 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
     async def intake(request: Request, model: type[M]) -> list[M]:
         body = await read_json(request, settings.max_body_bytes)
         try:
-            return accept_all(body, _validator(model), settings.max_batch_events)
+            bounds = TimeBounds(datetime.now(UTC), timedelta(seconds=settings.max_future_skew_s))
+            return accept_all(body, _validator(model, bounds), settings.max_batch_events)
         except BatchTooLarge as exc:
             raise ApiError(413, str(exc)) from None
         except BatchRejected as exc:
             errors = [{"index": e.index, "field": e.field, "message": e.message} for e in exc.errors]
-            raise ApiError(422, f"{len(errors)} problems found; nothing was stored", errors=errors) from None
+            raise ApiError(422, f"{exc.total} problems found; nothing was stored", errors=errors) from None
 
     @router.post("/surveys", status_code=202, responses=_INTAKE_ERRORS, openapi_extra=_body(SurveyData))  # type: ignore[arg-type]
     async def post_surveys(request: Request, _key: IngestKey) -> Accepted:
@@ -99,7 +101,9 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         )
 
     @router.patch("/complaints/{complaint_id}", responses={404: {}, 409: {}})
-    async def patch_complaint(complaint_id: str, body: ComplaintUpdate, key: IngestKey) -> ComplaintPublic:
+    async def patch_complaint(
+        complaint_id: IdentifierPath, body: ComplaintUpdate, key: IngestKey
+    ) -> ComplaintPublic:
         """Move a complaint along: open -> in_progress -> resolved (resolution time recorded)."""
         try:
             row = await feedback.update_complaint(complaint_id, body.status, key.key_id)
@@ -110,7 +114,7 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         return _complaint(row)
 
     @router.get("/complaints/{complaint_id}", responses={404: {}})
-    async def get_complaint(complaint_id: str, _key: OpsKey) -> ComplaintPublic:
+    async def get_complaint(complaint_id: IdentifierPath, _key: OpsKey) -> ComplaintPublic:
         """One complaint and its resolution time."""
         async with engine.connect() as db:
             row = await feedback.store(db).complaint(complaint_id)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from services.ingest.admission import InFlightLimit
+from services.ingest.admission import Admission
 from services.ingest.domain.intake import BatchRejected, BatchTooLarge, accept_batch
 from services.ingest.metrics import EVENTS_ACCEPTED, REQUESTS_REJECTED
 from services.ingest.publisher import to_records
@@ -17,12 +17,14 @@ from shared.auth import Principal, Role
 from shared.bodies import read_json
 from shared.contracts.envelope import CloudEvent, ValidationRules, ValidEvent
 from shared.contracts.inbound import CUSTOMER, INBOUND_DATA_MODELS, CustomerData
+from shared.contracts.types import CustomerIdPath
 from shared.http import ApiError, require
 from shared.kafka import LazyProducer
 from shared.settings import Settings
 from shared.topics import Topics
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
+PROFILE_BODY_BYTES = 64 * 1024
 
 
 class Accepted(BaseModel):
@@ -47,7 +49,7 @@ _ERRORS = {
     413: {"description": "The body or batch is over the size limit"},
     415: {"description": "The content type is not JSON"},
     422: {"description": "At least one event is invalid; nothing was published"},
-    429: {"description": "Ingest is at its limit of requests in flight; retry after Retry-After"},
+    429: {"description": "Ingest is at its limit of requests or memory in flight; retry after Retry-After"},
     503: {"description": "The broker cannot take the events now; retry after Retry-After"},
 }
 
@@ -55,7 +57,12 @@ _ERRORS = {
 def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["ingest"])
     topic = Topics.from_settings(settings).bank_events
-    admitted = Depends(InFlightLimit(settings.ingest_max_in_flight, settings.retry_after_s))
+    admission = Admission(
+        settings.ingest_max_in_flight,
+        settings.ingest_memory_budget_bytes,
+        settings.DECODED_BYTES_PER_BODY_BYTE,
+        settings.retry_after_s,
+    )
 
     def rules() -> ValidationRules:
         return ValidationRules(
@@ -76,7 +83,7 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         status_code=202,
         responses=_ERRORS,  # type: ignore[arg-type]
         openapi_extra=_EVENTS_BODY,
-        dependencies=[admitted],
+        dependencies=[Depends(admission.for_bodies_up_to(settings.max_body_bytes))],
     )
     async def post_events(request: Request, _key: IngestKey) -> Accepted:
         """Publish one CloudEvent or a JSON array of up to 5,000, all or nothing.
@@ -94,9 +101,7 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         except BatchRejected as exc:
             REQUESTS_REJECTED.labels(reason="invalid_event").inc()
             errors = [{"index": e.index, "field": e.field, "message": e.message} for e in exc.errors]
-            raise ApiError(
-                422, f"{len(errors)} problems found; nothing was published", errors=errors
-            ) from None
+            raise ApiError(422, f"{exc.total} problems found; nothing was published", errors=errors) from None
         return await publish(events)
 
     @router.put(
@@ -104,11 +109,11 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         status_code=202,
         responses=_ERRORS,  # type: ignore[arg-type]
         openapi_extra=_PROFILE_BODY,
-        dependencies=[admitted],
+        dependencies=[Depends(admission.for_bodies_up_to(PROFILE_BODY_BYTES))],
     )
-    async def put_profile(customer_id: str, request: Request, _key: IngestKey) -> Accepted:
+    async def put_profile(customer_id: CustomerIdPath, request: Request, _key: IngestKey) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""
-        body = await read_json(request, 64 * 1024)
+        body = await read_json(request, PROFILE_BODY_BYTES)
         if not isinstance(body, dict):
             raise ApiError(422, "the profile must be a JSON object", errors=[])
         event = {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts.envelope import (
     MAX_DATA_VALUES,
@@ -22,6 +23,8 @@ from shared.contracts.envelope import (
 )
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import ComplaintData, SurveyData, TierChangedData
+from shared.contracts.types import CustomerIdPath
+from shared.settings import Settings
 from tests import factories
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -349,3 +352,24 @@ TIER_CHANGE: dict[str, object] = {
     "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None, "stage": "new",
     "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [], "caused_by": "evt-1",
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("service", ["ingest", "scoring", "feedback"])
+def test_every_path_parameter_is_bounded_like_the_field_it_names(service: str) -> None:
+    app = importlib.import_module(f"services.{service}.bootstrap").build_app(Settings(api_keys="k=admin"))
+    parameters = [
+        (path, parameter["name"], parameter["schema"])
+        for path, operations in app.openapi()["paths"].items()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+    ]
+    assert parameters
+    unbounded = [(path, name) for path, name, schema in parameters if not {"pattern", "format"} & set(schema)]
+    assert not unbounded
+
+
+@pytest.mark.parametrize("bad", ["C\x01", "C\u202e1", " C1", "C1 ", "C" * 65, "C 1"])
+def test_a_customer_id_in_a_path_is_held_to_the_body_rule(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(CustomerIdPath).validate_python(bad)
