@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,8 +71,45 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=5_000, ge=1, le=100_000)
     max_future_skew_s: int = Field(default=300, ge=0)
     retry_after_s: int = Field(default=5, ge=1)
-    # Requests ingest works on at once; more get 429, so memory stays within this times max_body_bytes.
+    # -- Ingest admission and clock tolerance ---------------------------------------------------
+    # Requests ingest works on at once; more get 429 + Retry-After.
     ingest_max_in_flight: int = Field(default=32, ge=1, le=10_000)
+    # What ingest may hold in memory per byte of body it works on, at most. Decoding JSON into
+    # Python objects costs up to ~37 times the text (`[[0.1],[0.1],...]`: a list and a Decimal
+    # for every six bytes); validated events and the records published from them cost less
+    # (under 20 times), and one event's data is bounded, so its errors are too. 40 leaves room
+    # for the allocator.
+    DECODED_BYTES_PER_BODY_BYTE: ClassVar[int] = 40
+    # Bytes ingest may hold for the requests it works on. Each request is charged its body size
+    # (the declared Content-Length, else the body limit) times DECODED_BYTES_PER_BODY_BYTE before
+    # its body is read; one that would pass the budget gets 429 + Retry-After. The default holds
+    # one body of the default 10 MiB limit, or ten of 1 MiB, at once.
+    ingest_memory_budget_bytes: int = Field(default=400 * 1024 * 1024, ge=1024 * 1024)
+    # How far a consuming host's clock may run behind ingest's: consumers re-check the future-skew
+    # rule with max_future_skew_s plus this, so they never dead-letter an event ingest accepted.
+    consumer_clock_tolerance_s: int = Field(default=300, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _memory_budget_holds_a_largest_body(self) -> Self:
+        needed = self.max_body_bytes * self.DECODED_BYTES_PER_BODY_BYTE
+        if self.ingest_memory_budget_bytes < needed:
+            raise ValueError(
+                f"TIERFLOW_INGEST_MEMORY_BUDGET_BYTES must be at least {needed}: one body of"
+                f" TIERFLOW_MAX_BODY_BYTES ({self.max_body_bytes}) costs up to"
+                f" {self.DECODED_BYTES_PER_BODY_BYTE} times its size once decoded"
+            )
+        return self
+
+    @property
+    def max_future_skew(self) -> timedelta:
+        """How far in the future an event's or a payload's time may be when it arrives."""
+        return timedelta(seconds=self.max_future_skew_s)
+
+    @property
+    def consumer_max_future_skew(self) -> timedelta:
+        """The future-skew bound consumers re-check events against: ingest's plus the tolerance."""
+        return self.max_future_skew + timedelta(seconds=self.consumer_clock_tolerance_s)
+
     # Background loops this process runs (consumer, review, outbox-relay, expiry); empty runs all.
     loops: Annotated[frozenset[str], NoDecode] = frozenset()
 

@@ -30,6 +30,7 @@ from services.engagement.schemas import (
 )
 from shared.auth import Principal, Role
 from shared.bodies import read_document
+from shared.contracts.types import IdentifierPath, VersionPath
 from shared.http import ApiError, Responses, require
 
 ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
@@ -140,7 +141,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         return await moved(item_id, engagement.reassign(str(item_id), _actor(key, None), body.rm_id))
 
     @router.put("/rms/{rm_id}")
-    async def put_rm(rm_id: str, body: RmUpdate, _key: AdminKey) -> RmWorkload:
+    async def put_rm(rm_id: IdentifierPath, body: RmUpdate, _key: AdminKey) -> RmWorkload:
         """Register or update an RM: branch and capacity (open items they can hold)."""
         await engagement.put_rm(rm_id, body.branch_id, body.capacity, body.active)
         async with engine.connect() as db:
@@ -163,7 +164,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             return [PlaybookSummary.model_validate(row) for row in await views.playbooks(db)]
 
     @router.get("/playbooks/{version}", responses=_UNKNOWN_VERSION)
-    async def get_playbook(version: str, _key: ReaderKey) -> dict[str, Any]:
+    async def get_playbook(version: VersionPath, _key: ReaderKey) -> dict[str, Any]:
         """The playbook document, as stored."""
         async with engine.connect() as db:
             document = await views.playbook_document(db, version)
@@ -182,7 +183,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         return await summary(playbook.version)
 
     @router.post("/playbooks/{version}/activate", responses=_UNKNOWN_VERSION)
-    async def activate_playbook(version: str, _key: AdminKey) -> PlaybookSummary:
+    async def activate_playbook(version: VersionPath, _key: AdminKey) -> PlaybookSummary:
         """Make a stored version the one new tier changes are planned with."""
         if not await engagement.activate_playbook(version):
             raise ApiError(404, f"unknown playbook version {version!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +17,7 @@ from shared.auth import Principal, Role
 from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
+from shared.contracts.types import IdentifierPath, TimeBounds
 from shared.http import ApiError, Responses, require
 from shared.settings import Settings
 
@@ -42,7 +44,8 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
     async def intake(request: Request, model: type[M]) -> list[M]:
         body = await read_json(request, settings.max_body_bytes)
         try:
-            return accept_all(body, model_validator(model), settings.max_batch_events)
+            bounds = TimeBounds(datetime.now(UTC), settings.max_future_skew)
+            return accept_all(body, model_validator(model, bounds), settings.max_batch_events)
         except BatchRefused as exc:
             raise refused_batch(exc, "stored") from None
 
@@ -72,7 +75,9 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         )
 
     @router.patch("/complaints/{complaint_id}", responses=_COMPLAINT_ERRORS)
-    async def patch_complaint(complaint_id: str, body: ComplaintUpdate, key: IngestKey) -> ComplaintPublic:
+    async def patch_complaint(
+        complaint_id: IdentifierPath, body: ComplaintUpdate, key: IngestKey
+    ) -> ComplaintPublic:
         """Move a complaint along: open -> in_progress -> resolved (resolution time recorded)."""
         try:
             await feedback.update_complaint(complaint_id, body.status, key.key_id)
@@ -83,7 +88,7 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         return await load_complaint(complaint_id)
 
     @router.get("/complaints/{complaint_id}", responses={404: {}})
-    async def get_complaint(complaint_id: str, _key: OpsKey) -> ComplaintPublic:
+    async def get_complaint(complaint_id: IdentifierPath, _key: OpsKey) -> ComplaintPublic:
         """One complaint and its resolution time."""
         return await load_complaint(complaint_id)
 

@@ -6,19 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from services.ingest.admission import InFlightLimit
+from services.ingest.admission import Admission
 from services.ingest.domain.intake import BatchRejected, ProfileRejected
 from services.ingest.handlers import Ingest
 from services.ingest.schemas import Accepted
 from shared.auth import Principal, Role
 from shared.batches import BatchRefused
 from shared.bodies import read_json, refused_batch
-from shared.contracts.envelope import CloudEvent, ValidEvent
+from shared.contracts.envelope import CloudEvent
 from shared.contracts.inbound import CustomerData
+from shared.contracts.types import CustomerIdPath
 from shared.http import ApiError, Responses, require
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
-PROFILE_MAX_BYTES = 64 * 1024
+PROFILE_BODY_BYTES = 64 * 1024
 
 
 def _json_body(schema: dict[str, object]) -> dict[str, object]:
@@ -37,7 +38,7 @@ _ERRORS: Responses = {
     413: {"description": "The body or batch is over the size limit"},
     415: {"description": "The content type is not JSON"},
     422: {"description": "At least one event is invalid; nothing was published"},
-    429: {"description": "Ingest is at its limit of requests in flight; retry after Retry-After"},
+    429: {"description": "Ingest is at its limit of requests or memory in flight; retry after Retry-After"},
     503: {"description": "The broker cannot take the events now; retry after Retry-After"},
 }
 
@@ -45,14 +46,19 @@ _ERRORS: Responses = {
 def build_router(ingest: Ingest) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["ingest"])
     settings = ingest.settings
-    admitted = Depends(InFlightLimit(settings.ingest_max_in_flight, settings.retry_after_s))
+    admission = Admission(
+        settings.ingest_max_in_flight,
+        settings.ingest_memory_budget_bytes,
+        settings.DECODED_BYTES_PER_BODY_BYTE,
+        settings.retry_after_s,
+    )
 
     @router.post(
         "/events",
         status_code=202,
         responses=_ERRORS,
         openapi_extra=_EVENTS_BODY,
-        dependencies=[admitted],
+        dependencies=[Depends(admission.for_bodies_up_to(settings.max_body_bytes))],
     )
     async def post_events(request: Request, _key: IngestKey) -> Accepted:
         """Publish one CloudEvent or a JSON array of up to 5,000, all or nothing.
@@ -61,34 +67,30 @@ def build_router(ingest: Ingest) -> APIRouter:
         already be on the topic: resend the same batch; events with an id already seen
         are never counted twice.
         """
-        body = await read_json(request, settings.max_body_bytes)
+        # The decoded body is handed on, not kept here: the service layer lets go of it early.
         try:
-            events = await ingest.publish_events(body)
+            ids = await ingest.publish_events(await read_json(request, settings.max_body_bytes))
         except BatchRefused as exc:
             raise refused_batch(exc, "published") from None
-        return _accepted(events, ingest.topic)
+        return Accepted(accepted=len(ids), topic=ingest.topic, ids=ids)
 
     @router.put(
         "/customers/{customer_id}/profile",
         status_code=202,
         responses=_ERRORS,
         openapi_extra=_PROFILE_BODY,
-        dependencies=[admitted],
+        dependencies=[Depends(admission.for_bodies_up_to(PROFILE_BODY_BYTES))],
     )
-    async def put_profile(customer_id: str, request: Request, _key: IngestKey) -> Accepted:
+    async def put_profile(customer_id: CustomerIdPath, request: Request, _key: IngestKey) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""
-        body = await read_json(request, PROFILE_MAX_BYTES)
+        body = await read_json(request, PROFILE_BODY_BYTES)
         try:
-            events = await ingest.publish_profile(customer_id, body)
+            ids = await ingest.publish_profile(customer_id, body)
         except ProfileRejected as exc:
             raise ApiError(422, str(exc), errors=[]) from None
         except BatchRejected as exc:
             errors = [{"field": e.field, "message": e.message} for e in exc.errors]
             raise ApiError(422, "the profile is invalid; nothing was published", errors=errors) from None
-        return _accepted(events, ingest.topic)
+        return Accepted(accepted=len(ids), topic=ingest.topic, ids=ids)
 
     return router
-
-
-def _accepted(events: list[ValidEvent], topic: str) -> Accepted:
-    return Accepted(accepted=len(events), topic=topic, ids=[e.envelope.id for e in events])

@@ -37,12 +37,12 @@ from services.scoring.schemas import (
 from services.scoring.store import ScoringStore
 from shared.auth import Principal, Role
 from shared.bodies import read_document
-from shared.contracts.types import CustomerId, Stage, Tier
+from shared.contracts.types import CustomerIdPath, Stage, Tier, VersionPath
 from shared.http import ApiError, Responses, require
 
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
-PathId = Annotated[str, CustomerId]
+PathId = CustomerIdPath
 _NOT_FOUND: Responses = {404: {"description": "Unknown customer"}}
 _POLICY_BODY = {
     "requestBody": {
@@ -192,7 +192,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             return [PolicySummary.model_validate(row) for row in await views.policies(db)]
 
     @router.get("/policies/{version}", responses={404: {"description": "Unknown version"}})
-    async def get_policy(version: str, _key: OpsKey) -> dict[str, Any]:
+    async def get_policy(version: VersionPath, _key: OpsKey) -> dict[str, Any]:
         """The policy document, as stored."""
         async with engine.connect() as db:
             document = await views.policy_document(db, version)
@@ -221,12 +221,12 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         return await _simulate(await _read_policy(request))
 
     @router.post("/policies/{version}/simulate", responses={404: {"description": "Unknown version"}})
-    async def simulate_stored(version: str, _key: AdminKey) -> SimulationPublic:
+    async def simulate_stored(version: VersionPath, _key: AdminKey) -> SimulationPublic:
         """What a stored policy version would do to the current customers. Nothing is changed."""
         return await _simulate(await _stored_policy(version))
 
     @router.post("/policies/{version}/activate", responses={404: {"description": "Unknown version"}})
-    async def activate(version: str, _key: AdminKey) -> Activation:
+    async def activate(version: VersionPath, _key: AdminKey) -> Activation:
         """Make a stored version the active policy; every customer is re-evaluated in batches."""
         await _stored_policy(version)
         async with engine.begin() as db:

@@ -32,7 +32,7 @@ from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyDa
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
-from shared.event_rules import validation_rules
+from shared.event_rules import consumed_event_rules
 from shared.logs import get_logger
 from shared.settings import Settings
 
@@ -62,7 +62,7 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
-        rules = validation_rules(settings, SCORED_MODELS, datetime.now(UTC))
+        rules = consumed_event_rules(settings, SCORED_MODELS, datetime.now(UTC))
         try:
             valid = validate_event(decode_json(record.value or b""), rules)
         except InvalidEvent as exc:

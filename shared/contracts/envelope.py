@@ -12,23 +12,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
 
-from shared.contracts.types import CustomerId
+from shared.contracts.types import (
+    PRINTABLE_PATTERN,
+    CustomerId,
+    EventId,
+    EventSource,
+    EventTime,
+    PrintableText,
+    TimeBounds,
+)
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_PRINTABLE = re.compile(PRINTABLE_PATTERN)
 _MAX_EXTENSIONS = 16
+# Values (object members, array items, scalars) one event's data may hold. The largest contract
+# payload holds under 50; the bound keeps a hostile item from costing an error per member.
+MAX_DATA_VALUES = 128
 
 
 class CloudEvent(BaseModel):
@@ -37,13 +47,13 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    time: AwareDatetime
-    subject: Annotated[str, StringConstraints(max_length=256)] | None = None
+    id: EventId
+    source: EventSource
+    type: EventId
+    time: EventTime
+    subject: EventSource | None = None
     datacontenttype: Literal["application/json"] | None = None
-    dataschema: Annotated[str, StringConstraints(max_length=512)] | None = None
+    dataschema: PrintableText | None = None
     data: dict[str, Any]
 
     @model_validator(mode="after")
@@ -58,6 +68,11 @@ class CloudEvent(BaseModel):
                 )
             if not isinstance(value, str | int | bool) or (isinstance(value, str) and len(value) > 256):
                 raise ValueError(f"extension attribute {name!r} must be a short string, integer or boolean")
+            if isinstance(value, str) and not _PRINTABLE.match(value):
+                raise ValueError(
+                    f"extension attribute {name!r} must not hold control, NUL, bidirectional or"
+                    " invisible characters, nor begin or end with whitespace"
+                )
         return self
 
 
@@ -69,10 +84,20 @@ class FieldError:
 
 @dataclass(frozen=True)
 class ValidationRules:
+    """What validation needs from outside: the clock, the currencies with a rate, the payload models.
+
+    `max_future_skew` bounds every time of the event, the envelope's `time` and the payload's
+    (`as_of`, `opened_at`, `answered_at`...) alike.
+    """
+
     now: datetime
     max_future_skew: timedelta
     accepts_currency: Callable[[str], bool]
     data_models: Mapping[str, type[BaseModel]]
+
+    @property
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds(now=self.now, max_future_skew=self.max_future_skew)
 
 
 @dataclass(frozen=True)
@@ -119,8 +144,9 @@ def validate_event(raw: object, rules: ValidationRules) -> ValidEvent:
     errors: list[FieldError] = []
     envelope: CloudEvent | None = None
     data: BaseModel | None = None
+    context = rules.time_bounds.context()
     try:
-        envelope = CloudEvent.model_validate(raw)
+        envelope = CloudEvent.model_validate(raw, context=context)
     except ValidationError as exc:
         errors.extend(field_errors(exc))
     event_type = raw.get("type")
@@ -128,23 +154,41 @@ def validate_event(raw: object, rules: ValidationRules) -> ValidEvent:
     if model is None and isinstance(event_type, str):
         known = ", ".join(sorted(rules.data_models))
         errors.append(FieldError("type", f"unknown event type {event_type!r}; expected one of {known}"))
-    if model is not None and isinstance(raw.get("data"), dict):
-        try:
-            data = model.model_validate(raw["data"])
-        except ValidationError as exc:
-            errors.extend(field_errors(exc, prefix="data"))
-    if envelope is not None and data is not None:
-        errors.extend(_rule_errors(envelope, data, rules))
+    raw_data = raw.get("data")
+    if model is not None and isinstance(raw_data, dict):
+        if holds_more_values_than(raw_data, MAX_DATA_VALUES):
+            errors.append(FieldError("data", f"holds more than {MAX_DATA_VALUES} values"))
+        else:
+            try:
+                data = model.model_validate(raw_data, context=context)
+            except ValidationError as exc:
+                errors.extend(field_errors(exc, prefix="data"))
+    if data is not None:
+        errors.extend(_currency_errors(data, rules))
     if errors or envelope is None or data is None:
         raise InvalidEvent(errors)
     return ValidEvent(envelope=envelope, data=data)
 
 
-def _rule_errors(envelope: CloudEvent, data: BaseModel, rules: ValidationRules) -> list[FieldError]:
+def holds_more_values_than(value: object, limit: int) -> bool:
+    """Whether a decoded JSON value holds more than `limit` values, counted without recursion
+    and stopping as soon as the limit is passed."""
+    pending: list[object] = [value]
+    seen = 0
+    while pending:
+        current = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(current, dict):
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)
+    return False
+
+
+def _currency_errors(data: BaseModel, rules: ValidationRules) -> list[FieldError]:
     errors = []
-    if envelope.time > rules.now + rules.max_future_skew:
-        minutes = int(rules.max_future_skew.total_seconds() // 60)
-        errors.append(FieldError("time", f"is more than {minutes} minutes in the future"))
     currency = getattr(data, "currency", None)
     if currency is not None and not rules.accepts_currency(currency):
         errors.append(
@@ -169,9 +213,11 @@ __all__ = [
     "CustomerId",
     "FieldError",
     "InvalidEvent",
+    "TimeBounds",
     "ValidEvent",
     "ValidationRules",
     "decode_json",
     "field_errors",
+    "holds_more_values_than",
     "validate_event",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from shared.contracts.types import (
     Channel,
@@ -13,6 +13,7 @@ from shared.contracts.types import (
     CustomerId,
     Identifier,
     NonNegativeMoney,
+    PayloadTime,
     PositiveMoney,
     RiskProfile,
     Segment,
@@ -47,7 +48,7 @@ class CustomerData(_Payload):
     segment: Segment | None = None
     region: ShortText | None = None
     risk_profile: RiskProfile | None = None
-    opened_at: AwareDatetime | None = None
+    opened_at: PayloadTime | None = None
     rm_id: Identifier | None = None
     consents: Consents | None = None
     timezone: TimeZoneName | None = None
@@ -85,7 +86,7 @@ BreakdownKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 class BalanceData(_Payload):
     aum: NonNegativeMoney
     currency: CurrencyCode
-    as_of: AwareDatetime | None = None
+    as_of: PayloadTime | None = None
     breakdown: Annotated[dict[BreakdownKey, NonNegativeMoney], Field(max_length=32)] | None = None
 
 

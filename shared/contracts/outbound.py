@@ -9,12 +9,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from shared.contracts.types import (
+    CausedBy,
     CustomerId,
     Identifier,
     LongText,
+    PayloadTime,
     ShortText,
     Stage,
     Tier,
@@ -57,7 +59,7 @@ class TierChangedData(_Outbound):
     score: float
     policy_version: ShortText
     reasons: Annotated[list[Reason], Field(max_length=50)]
-    caused_by: Identifier
+    caused_by: CausedBy
 
 
 class OutreachOutcome(StrEnum):
@@ -78,7 +80,7 @@ class OutreachData(_Outbound):
     channel: ShortText | None = None
     priority: ShortText
     status: ShortText
-    due_at: AwareDatetime | None = None
+    due_at: PayloadTime | None = None
     trigger_event_id: Identifier | None = None
     assigned_to: Identifier | None = None
     reason: Annotated[str, Field(max_length=500)] | None = None
@@ -121,7 +123,7 @@ class SurveyData(BaseModel):
     score: StrictInt
     comment: LongText | None = None
     outreach_id: Identifier | None = None
-    answered_at: AwareDatetime | None = None
+    answered_at: PayloadTime | None = None
 
     @field_validator("score")
     @classmethod
@@ -155,5 +157,5 @@ class ComplaintData(BaseModel):
     severity: ComplaintSeverity
     category: ShortText
     status: ComplaintStatus
-    opened_at: AwareDatetime | None = None
-    resolved_at: AwareDatetime | None = None
+    opened_at: PayloadTime | None = None
+    resolved_at: PayloadTime | None = None

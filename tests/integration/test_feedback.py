@@ -151,3 +151,24 @@ def test_bad_feedback_is_refused_field_by_field_and_nothing_is_stored(sandbox: S
     ] or response.json()["errors"]
     assert sandbox.query("SELECT count(*) FROM feedback.surveys")[0][0] == 0
     assert httpx.post(f"{feedback.base_url}/v1/surveys", json=batch[0], headers=OPS).status_code == 403
+
+
+def test_feedback_dated_ahead_of_the_clock_is_refused_and_paths_are_bounded(sandbox: ScoringSandbox) -> None:
+    feedback = sandbox.start("feedback")
+    survey = {"customer_id": "C-1", "survey_id": "S-9999", "kind": "nps", "score": 9}
+    complaint = {"customer_id": "C-1", "complaint_id": "K-9999", "severity": "low", "category": "fees"}
+    far = "9999-12-31T00:00:00Z"
+    refused = [
+        ("/v1/surveys", {**survey, "answered_at": far}, "answered_at"),
+        ("/v1/complaints", {**complaint, "status": "open", "opened_at": far}, "opened_at"),
+        ("/v1/complaints", {**complaint, "status": "resolved", "resolved_at": far}, "resolved_at"),
+    ]
+    for path, body, field in refused:
+        response = httpx.post(f"{feedback.base_url}{path}", json=body, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert sandbox.query("SELECT count(*) FROM feedback.surveys")[0][0] == 0
+    assert sandbox.query("SELECT count(*) FROM feedback.complaints")[0][0] == 0
+    bidi = httpx.get(f"{feedback.base_url}/v1/complaints/K%E2%80%AE1", headers=OPS)
+    assert bidi.status_code == 422
+    assert [e["field"] for e in bidi.json()["errors"]] == ["path.complaint_id"]

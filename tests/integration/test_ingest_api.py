@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,19 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.settings import Settings
 from shared.topics import Topics
 from tests import factories
-from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, Infra, ServiceProcess, create_topics, start_service
+from tests.infra import (
+    ADMIN_KEY,
+    INGEST_KEY,
+    OPS_KEY,
+    Infra,
+    ServiceProcess,
+    create_topics,
+    start_service,
+    wait_until,
+)
 from tests.kafka_reader import read_messages, total_messages
 
 pytestmark = pytest.mark.integration
@@ -108,6 +119,24 @@ BAD_INPUTS: list[tuple[str, Any, int, str]] = [
     ("one bad in a good batch", [TXN(), TXN(amount="abc"), TXN()], 422, "data.amount"),
     ("oversize batch", [factories.interaction()] * 5001, 413, ""),
     ("malformed json", b'{"specversion": "1.0", ', 400, ""),
+    ("balance dated 9999", factories.balance(as_of="9999-12-31T00:00:00Z"), 422, "data.as_of"),
+    ("account opened 1899", factories.customer(opened_at="1899-06-01T00:00:00Z"), 422, "data.opened_at"),
+    ("event time 1969", factories.with_envelope(TXN(), time="1969-12-31T23:59:59Z"), 422, "time"),
+    ("NUL in the id", factories.with_envelope(TXN(), id="evt\u00001"), 422, "id"),
+    ("bidi control in the id", factories.with_envelope(TXN(), id="evt-\u202e1"), 422, "id"),
+    ("space around the id", factories.with_envelope(TXN(), id=" evt-1"), 422, "id"),
+    ("control in the source", factories.with_envelope(TXN(), source="core\tbanking"), 422, "source"),
+    ("digit separator", TXN(amount="5_000"), 422, "data.amount"),
+    ("exponent", TXN(amount="1E+21"), 422, "data.amount"),
+    ("Arabic-Indic digits", TXN(amount="\u0665\u0660\u0660"), 422, "data.amount"),
+    ("full-width digits", TXN(amount="\uff15\uff10\uff10"), 422, "data.amount"),
+    ("spaces in an amount", TXN(amount=" 500 "), 422, "data.amount"),
+    (
+        "a number past the digit bound",
+        json.dumps(TXN(amount="X")).replace('"X"', "1e30").encode(),
+        422,
+        "data.amount",
+    ),
 ]
 
 
@@ -194,3 +223,120 @@ def test_probes_and_metrics_need_no_key_and_everything_else_does(ingest: Ingest)
     assert "tierflow_ingest_events_accepted_total" in metrics
     assert "tierflow_http_requests_total" in metrics
     assert "/v1/events" in httpx.get(f"{base}/openapi.json").json()["paths"]
+
+
+def test_an_id_with_a_space_inside_is_one_rule_for_events_and_their_causes(ingest: Ingest) -> None:
+    event = factories.with_envelope(factories.interaction("C-SPACED-ID"), id="evt 1 of core banking")
+    before = ingest.published()
+    assert ingest.post(event).status_code == 202
+    published = read_messages(ingest.bootstrap, ingest.topic, before + 1)
+    assert "evt 1 of core banking" in {json.loads(m.value)["id"] for m in published}
+
+
+@pytest.mark.parametrize("customer_id", ["%E2%80%AEC1", "C1%01", "%20C1", "C" * 65])
+def test_a_path_customer_id_is_held_to_the_body_rule(ingest: Ingest, customer_id: str) -> None:
+    response = httpx.put(
+        f"{ingest.service.base_url}/v1/customers/{customer_id}/profile",
+        json={"branch_id": "BR-1"},
+        headers={"authorization": f"Bearer {INGEST_KEY}"},
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["path.customer_id"]
+
+
+def test_a_profile_opened_in_the_future_is_refused(ingest: Ingest) -> None:
+    response = httpx.put(
+        f"{ingest.service.base_url}/v1/customers/C-PROFILE-3/profile",
+        json={"opened_at": "9999-01-01T00:00:00Z"},
+        headers={"authorization": f"Bearer {INGEST_KEY}"},
+    )
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"data.opened_at"}
+
+
+def test_a_hostile_batch_is_answered_with_the_first_hundred_problems_not_all(ingest: Ingest) -> None:
+    crowded = {f"x{n}": n for n in range(100)}
+    response = ingest.post([factories.with_data(factories.interaction(), **crowded) for _ in range(200)])
+    assert response.status_code == 422
+    assert len(response.json()["errors"]) == 100
+    assert response.json()["detail"].startswith("20000 problems found")
+
+
+SMALL_BODY = 64 * 1024
+# Room for one body of SMALL_BODY bytes decoded, and a little more.
+SMALL_BUDGET = SMALL_BODY * Settings.DECODED_BYTES_PER_BODY_BYTE + 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def tight_ingest(infra: Infra) -> Iterator[Ingest]:
+    prefix = "ingest-budget."
+    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
+    service = start_service(
+        infra,
+        "ingest",
+        TIERFLOW_TOPIC_PREFIX=prefix,
+        TIERFLOW_MAX_BODY_BYTES=str(SMALL_BODY),
+        TIERFLOW_INGEST_MEMORY_BUDGET_BYTES=str(SMALL_BUDGET),
+        TIERFLOW_RETRY_AFTER_S="2",
+    )
+    yield Ingest(service, Topics(prefix).bank_events, infra.bootstrap_servers)
+    service.stop()
+
+
+class SlowUpload:
+    """A client that declared a body and sends it only when told: ingest holds its charge meanwhile."""
+
+    def __init__(self, base_url: str, body: bytes) -> None:
+        host, port = base_url.removeprefix("http://").split(":")
+        self._socket = socket.create_connection((host, int(port)), timeout=30)
+        self._body = body
+        head = (
+            f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {INGEST_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        self._socket.sendall(head.encode() + body[:10])
+
+    def finish(self) -> int:
+        self._socket.sendall(self._body[10:])
+        answer = b""
+        while chunk := self._socket.recv(65536):
+            answer += chunk
+        self._socket.close()
+        return int(answer.split(b" ", 2)[1])
+
+
+def reserved_bytes(ingest: Ingest) -> float:
+    metrics = httpx.get(f"{ingest.service.base_url}/metrics").text
+    line = next(m for m in metrics.splitlines() if m.startswith("tierflow_ingest_memory_reserved_bytes "))
+    return float(line.split()[1])
+
+
+def padded(event: dict[str, Any], size: int) -> bytes:
+    body = json.dumps(event).encode()
+    return body + b" " * (size - len(body))
+
+
+def test_requests_are_admitted_by_what_their_bodies_may_cost_within_the_memory_budget(
+    tight_ingest: Ingest,
+) -> None:
+    slow = SlowUpload(tight_ingest.service.base_url, padded(factories.interaction("C-BUDGET-1"), SMALL_BODY))
+    wait_until(lambda: reserved_bytes(tight_ingest) > 0, 10, "the slow upload to be admitted")
+    before = tight_ingest.published()
+
+    largest = tight_ingest.post(padded(factories.interaction("C-BUDGET-2"), SMALL_BODY))
+    assert largest.status_code == 429
+    assert largest.headers["retry-after"] == "2"
+    assert "memory budget" in largest.json()["detail"]
+    # Without a declared length a body is charged as the largest it may be.
+    unknown_length = httpx.post(
+        f"{tight_ingest.service.base_url}/v1/events",
+        content=iter([json.dumps(factories.interaction("C-BUDGET-3")).encode()]),
+        headers={"authorization": f"Bearer {INGEST_KEY}", "content-type": "application/json"},
+    )
+    assert unknown_length.status_code == 429
+    assert tight_ingest.post(factories.interaction("C-BUDGET-4")).status_code == 202, "a small body fits"
+
+    assert slow.finish() == 202
+    assert tight_ingest.post(padded(factories.interaction("C-BUDGET-2"), SMALL_BODY)).status_code == 202
+    assert tight_ingest.published() == before + 3
+    assert reserved_bytes(tight_ingest) == 0

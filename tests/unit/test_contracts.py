@@ -1,16 +1,30 @@
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
-from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
+from shared.contracts.envelope import (
+    MAX_DATA_VALUES,
+    InvalidEvent,
+    TimeBounds,
+    ValidationRules,
+    ValidEvent,
+    decode_json,
+    validate_event,
+)
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import ComplaintData, SurveyData, TierChangedData
+from shared.contracts.types import CustomerIdPath
+from shared.settings import Settings
 from tests import factories
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -25,7 +39,7 @@ def rules(accepted: frozenset[str] = frozenset({"CNY"})) -> ValidationRules:
     )
 
 
-def validate(raw: dict[str, object]) -> object:
+def validate(raw: dict[str, object]) -> ValidEvent:
     # Through bytes, as the wire delivers it: numbers must stay exact.
     return validate_event(decode_json(json.dumps(raw).encode()), rules())
 
@@ -41,12 +55,15 @@ def at(event: dict[str, object], time: datetime) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("make", factories.ALL_TYPES)
-def test_every_contract_event_type_round_trips_through_its_wire_form(make: object) -> None:
-    event = at(make(), NOW - timedelta(hours=1))  # type: ignore[operator]
+def test_every_contract_event_type_round_trips_through_its_wire_form(
+    make: Callable[[], dict[str, Any]],
+) -> None:
+    made = make()
+    event = at(made, NOW - timedelta(hours=1))
     first = validate_event(decode_json(json.dumps(event).encode()), rules())
     second = validate_event(decode_json(first.to_bytes()), rules())
     assert second.to_wire() == first.to_wire()
-    assert second.customer_id == event["data"]["customer_id"]  # type: ignore[index]
+    assert second.customer_id == made["data"]["customer_id"]
     assert first.envelope.id == event["id"]
 
 
@@ -74,8 +91,8 @@ def test_any_positive_four_place_amount_survives_the_round_trip_exactly(amount: 
     [
         ("-5", "greater than 0"),
         ("0", "greater than 0"),
-        ("abc", "valid decimal"),
-        ("NaN", "finite"),
+        ("abc", "plain decimal"),
+        ("NaN", "plain decimal"),
         ("12.345678", "decimal places"),
         (True, "binary float"),
     ],
@@ -187,3 +204,172 @@ def test_outbound_models_tolerate_fields_added_later() -> None:
         "status": "open",
     }
     assert ComplaintData.model_validate(complaint).severity.value == "high"
+
+
+def test_a_balance_dated_in_the_year_9999_is_refused_as_from_the_future() -> None:
+    # Accepted, it would be the newest balance point for good: every real balance after it
+    # falls outside its 90-day horizon and the customer's average balance never moves again.
+    errors = errors_of(factories.with_data(at(factories.balance(), NOW), as_of="9999-12-31T00:00:00Z"))
+    assert errors == {"data.as_of": "is more than 5 minutes in the future"}
+
+
+def test_payload_times_follow_the_envelope_skew_rule() -> None:
+    validate(
+        factories.with_data(at(factories.balance(), NOW), as_of=(NOW + timedelta(minutes=4)).isoformat())
+    )
+    late = (NOW + timedelta(minutes=6)).isoformat()
+    assert "future" in errors_of(factories.with_data(at(factories.balance(), NOW), as_of=late))["data.as_of"]
+    assert (
+        "future"
+        in errors_of(factories.with_data(at(factories.customer(), NOW), opened_at=late))["data.opened_at"]
+    )
+
+
+COMPLAINT = {"complaint_id": "K1", "severity": "low", "category": "fees"}
+
+
+@pytest.mark.parametrize(
+    ("model", "payload", "field"),
+    [
+        (SurveyData, {"survey_id": "S1", "kind": "nps", "score": 9}, "answered_at"),
+        (ComplaintData, {**COMPLAINT, "status": "open"}, "opened_at"),
+        (ComplaintData, {**COMPLAINT, "status": "resolved"}, "resolved_at"),
+    ],
+)  # fmt: skip
+def test_feedback_times_are_refused_ahead_of_the_clock_they_are_validated_against(
+    model: type[SurveyData | ComplaintData], payload: dict[str, object], field: str
+) -> None:
+    bounds = TimeBounds(now=NOW, max_future_skew=timedelta(minutes=5))
+    fine = {"customer_id": "C1", **payload, field: (NOW + timedelta(minutes=4)).isoformat()}
+    model.model_validate(fine, context=bounds.context())
+    with pytest.raises(ValidationError, match="in the future"):
+        model.model_validate({**fine, field: "9999-12-31T00:00:00Z"}, context=bounds.context())
+
+
+def test_no_event_time_before_1970_and_no_payload_time_before_1900_is_accepted() -> None:
+    assert (
+        "1970" in errors_of(at(factories.transaction(), datetime(1969, 12, 31, 23, 59, tzinfo=UTC)))["time"]
+    )
+    old_account = factories.with_data(at(factories.customer(), NOW), opened_at="1899-12-31T00:00:00Z")
+    assert "1900" in errors_of(old_account)["data.opened_at"]
+    validate(at(factories.transaction(), datetime(1970, 1, 1, tzinfo=UTC)))
+    validate(factories.with_data(at(factories.customer(), NOW), opened_at="1900-01-01T00:00:00Z"))
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "5_000",
+        "1E+21",
+        "1e3",
+        "\u0661\u0662\u0663",  # Arabic-Indic digits
+        "\uff11\uff12\uff13",  # full-width digits
+        " 12",
+        "12 ",
+        "1 000",
+        "+5",
+        "1,5",
+        "1.2.3",
+        ".5",
+        "5.",
+        "0x1F",
+    ],
+)
+def test_money_text_is_a_plain_decimal_or_is_refused_with_the_field_named(amount: str) -> None:
+    assert "plain decimal" in errors_of(at(factories.transaction(amount=amount), NOW))["data.amount"]
+
+
+@pytest.mark.parametrize(
+    ("number", "published"),
+    [(b"1e2", "100"), (b"12.50", "12.50"), (b"999999999999999999.9999", "999999999999999999.9999")],
+)
+def test_an_exact_json_number_is_published_as_plain_decimal_text(number: bytes, published: str) -> None:
+    body = json.dumps(at(factories.transaction(), NOW)).replace('"1250.40"', number.decode()).encode()
+    assert validate_event(decode_json(body), rules()).to_wire()["data"]["amount"] == published
+
+
+@pytest.mark.parametrize("number", [b"1e30", b"1000000000000000000", b"0.00001", b"1E-999999999", b"1" * 400])
+def test_json_numbers_are_bounded_like_money_text(number: bytes) -> None:
+    body = json.dumps(at(factories.transaction(), NOW)).replace('"1250.40"', number.decode()).encode()
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(decode_json(body), rules())
+    assert [e.field for e in caught.value.errors] == ["data.amount"]
+
+
+def test_negative_zero_is_published_as_zero() -> None:
+    valid = validate(factories.with_data(at(factories.balance(), NOW), aum="-0.00", breakdown=None))
+    assert valid.to_wire()["data"]["aum"] == "0.00"
+
+
+HIDDEN_CHARACTERS = ["a\x00b", "a\x1fb", "a\x85b", "a\u202eb", "a\u2066b", "a\u200bb", "a\ufeffb", "a\ud800b"]
+EDGE_SPACES = [" a", "a ", "\u3000a", "a\xa0", "\ta"]
+
+
+@pytest.mark.parametrize("bad", [*HIDDEN_CHARACTERS, *EDGE_SPACES, ""])
+@pytest.mark.parametrize(("field", "longest"), [("id", 128), ("source", 256)])
+def test_event_ids_and_sources_refuse_hidden_characters_surrounding_whitespace_and_excess(
+    field: str, longest: int, bad: str
+) -> None:
+    event = at(factories.transaction(), NOW)
+    assert field in errors_of(factories.with_envelope(event, **{field: bad}))
+    assert field in errors_of(factories.with_envelope(event, **{field: "x" * (longest + 1)}))
+    validate(factories.with_envelope(event, **{field: "x" * longest}))
+
+
+@pytest.mark.parametrize("good", ["evt 1", "évènement-1", "事件/1", "a\u00a0b", "x" * 128])
+def test_any_printable_event_id_is_accepted_and_a_tier_change_caused_by_it_too(good: str) -> None:
+    assert validate(factories.with_envelope(at(factories.transaction(), NOW), id=good)).envelope.id == good
+    assert TierChangedData.model_validate({**TIER_CHANGE, "caused_by": good}).caused_by == good
+
+
+@pytest.mark.parametrize("bad", HIDDEN_CHARACTERS + EDGE_SPACES + [""])
+def test_a_tier_change_caused_by_what_no_event_id_could_be_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="caused_by"):
+        TierChangedData.model_validate({**TIER_CHANGE, "caused_by": bad})
+
+
+def test_causes_named_by_source_and_id_fit() -> None:
+    cause = f"{'s' * 256} {'i' * 128}"
+    assert TierChangedData.model_validate({**TIER_CHANGE, "caused_by": cause}).caused_by == cause
+
+
+def test_extension_values_refuse_hidden_characters() -> None:
+    assert "(event)" in errors_of(
+        factories.with_envelope(at(factories.transaction(), NOW), traceparent="00\x00")
+    )
+
+
+def test_data_with_too_many_values_is_refused_with_one_error_not_one_per_member() -> None:
+    crowded = factories.with_data(
+        at(factories.interaction(), NOW), **{f"x{n}": n for n in range(MAX_DATA_VALUES)}
+    )
+    assert errors_of(crowded) == {"data": f"holds more than {MAX_DATA_VALUES} values"}
+    nested = factories.with_data(at(factories.customer(), NOW), consents={f"x{n}": True for n in range(500)})
+    assert errors_of(nested) == {"data": f"holds more than {MAX_DATA_VALUES} values"}
+
+
+TIER_CHANGE: dict[str, object] = {
+    "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None, "stage": "new",
+    "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [], "caused_by": "evt-1",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", ["ingest", "scoring", "feedback"])
+def test_every_path_parameter_is_bounded_like_the_field_it_names(service: str) -> None:
+    app = importlib.import_module(f"services.{service}.bootstrap").build_app(Settings(api_keys="k=admin"))
+    parameters = [
+        (path, parameter["name"], parameter["schema"])
+        for path, operations in app.openapi()["paths"].items()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+    ]
+    assert parameters
+    unbounded = [(path, name) for path, name, schema in parameters if not {"pattern", "format"} & set(schema)]
+    assert not unbounded
+
+
+@pytest.mark.parametrize("bad", ["C\x01", "C\u202e1", " C1", "C1 ", "C" * 65, "C 1"])
+def test_a_customer_id_in_a_path_is_held_to_the_body_rule(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(CustomerIdPath).validate_python(bad)

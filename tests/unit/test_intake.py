@@ -60,3 +60,20 @@ def test_a_batch_over_the_limit_is_too_large_before_any_validation() -> None:
 def test_an_empty_batch_is_rejected() -> None:
     with pytest.raises(BatchRejected):
         accept_batch([], rules(), 10)
+
+
+def test_a_rejection_lists_the_first_hundred_problems_and_counts_them_all() -> None:
+    crowded = {f"x{n}": n for n in range(100)}  # 100 unknown fields: 100 problems in each event
+    batch = [factories.with_data(factories.interaction(), **crowded) for _ in range(50)]
+    with pytest.raises(BatchRejected) as caught:
+        accept_batch(decoded(batch), rules(), 5000)
+    assert len(caught.value.errors) == 100
+    assert caught.value.total == 50 * 100
+    assert {e.index for e in caught.value.errors} == {0}
+
+
+def test_one_event_cannot_cost_more_than_one_problem_for_its_size() -> None:
+    crowded = factories.with_data(factories.interaction(), **{f"x{n}": n for n in range(10_000)})
+    with pytest.raises(BatchRejected) as caught:
+        accept_batch(decoded(crowded), rules(), 5000)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("data", "holds more than 128 values")]

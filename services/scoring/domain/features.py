@@ -36,6 +36,7 @@ from shared.contracts.outbound import (
     ComplaintStatus,
     SurveyData,
 )
+from shared.contracts.types import MONEY_CONTEXT
 
 LONGEST_WINDOW_DAYS = 365
 BALANCE_HORIZON_DAYS = 90
@@ -136,7 +137,7 @@ def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: 
     updated = replace(
         bucket,
         txn_count=bucket.txn_count + add.get("txn_count", 0),
-        txn_amount=bucket.txn_amount + add.get("txn_amount", ZERO),
+        txn_amount=MONEY_CONTEXT.add(bucket.txn_amount, add.get("txn_amount", ZERO)),
         interactions=bucket.interactions + add.get("interactions", 0),
     )
     cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
@@ -158,7 +159,7 @@ def _transaction(features: Features, time: datetime, data: TransactionData, amou
     return replace(
         features,
         txn_count=features.txn_count + 1,
-        txn_amount=features.txn_amount + amount,
+        txn_amount=MONEY_CONTEXT.add(features.txn_amount, amount),
         first_txn_at=_earliest(features.first_txn_at, time),
         last_txn_at=_latest(features.last_txn_at, time),
         days=_with_bucket(features.days, day, _newest_day(features), txn_count=1, txn_amount=amount),
@@ -248,7 +249,7 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
         for window in windows:
             if age < window:
                 counts[window] += bucket.txn_count
-                amounts[window] += bucket.txn_amount
+                amounts[window] = MONEY_CONTEXT.add(amounts[window], bucket.txn_amount)
                 interactions[window] += bucket.interactions
     return {w: DayBucket(counts[w], amounts[w], interactions[w]) for w in windows}
 
@@ -263,8 +264,8 @@ def average_daily_balance(features: Features, now: datetime, window_days: int) -
         next_at = points[index + 1][0] if index + 1 < len(points) else end
         lo, hi = max(at, start), min(next_at, end)
         if hi > lo:
-            total += level * (hi - lo)
-    return total / (window_days * 86_400)
+            total = MONEY_CONTEXT.fma(level, hi - lo, total)
+    return MONEY_CONTEXT.divide(total, window_days * 86_400)
 
 
 def aum_at(features: Features, now: datetime) -> Decimal:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from shared.contracts.inbound import BalanceData, TransactionData
+from shared.contracts.types import MONEY_CONTEXT
 
 
 class UnconvertibleCurrency(ValueError):
@@ -27,4 +28,4 @@ def amount_in_base(data: BaseModel, base: str, rates: Mapping[str, Decimal]) -> 
     rate = rates.get(currency)
     if rate is None:
         raise UnconvertibleCurrency(f"{currency} has no configured exchange rate to {base}")
-    return (amount * rate).quantize(Decimal("0.0001"))
+    return MONEY_CONTEXT.multiply(amount, rate).quantize(Decimal("0.0001"), context=MONEY_CONTEXT)
