@@ -68,7 +68,7 @@ class CloudEvent(BaseModel):
                 )
             if not isinstance(value, str | int | bool) or (isinstance(value, str) and len(value) > 256):
                 raise ValueError(f"extension attribute {name!r} must be a short string, integer or boolean")
-            if isinstance(value, str) and not _PRINTABLE.match(value):
+            if isinstance(value, str) and not _PRINTABLE.fullmatch(value):
                 raise ValueError(
                     f"extension attribute {name!r} must not hold control, NUL, bidirectional or"
                     " invisible characters, nor begin or end with whitespace"

@@ -108,7 +108,7 @@ def _exact_money(value: object) -> object:
     # means precision was already lost upstream, and bool is an int in disguise.
     if isinstance(value, bool | float):
         raise ValueError("must be a decimal string or an exact JSON number, not a binary float")
-    if isinstance(value, str) and not _MONEY_TEXT.match(value):
+    if isinstance(value, str) and not _MONEY_TEXT.fullmatch(value):
         raise ValueError(
             "must be a plain decimal: an optional minus sign, ASCII digits and at most one dot"
             " (no spaces, exponents or digit separators)"
@@ -128,7 +128,7 @@ def _plain_decimal(value: Decimal) -> Decimal:
 
 
 def _printable(value: str) -> str:
-    if not _PRINTABLE.match(value):
+    if not _PRINTABLE.fullmatch(value):
         raise ValueError(
             "must not hold control, NUL, bidirectional or invisible characters,"
             " nor begin or end with whitespace"
