@@ -127,12 +127,19 @@ def _plain_decimal(value: Decimal) -> Decimal:
     return value
 
 
+NOT_PRINTABLE = (
+    "must not hold control, NUL, bidirectional or invisible characters, nor begin or end with whitespace"
+)
+
+
+def is_printable(value: str) -> bool:
+    """Whether `value` follows the identifier rule of events: no hidden characters, no edge spaces."""
+    return _PRINTABLE.fullmatch(value) is not None
+
+
 def _printable(value: str) -> str:
-    if not _PRINTABLE.fullmatch(value):
-        raise ValueError(
-            "must not hold control, NUL, bidirectional or invisible characters,"
-            " nor begin or end with whitespace"
-        )
+    if not is_printable(value):
+        raise ValueError(NOT_PRINTABLE)
     return value
 
 
