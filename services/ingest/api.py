@@ -74,8 +74,8 @@ def build_router(settings: Settings, producer: LazyProducer) -> APIRouter:
         )
 
     def accept(body: object) -> list[ValidEvent]:
-        """The batch's events, or its refusal raised once the decoded body is let go: a refusal
-        outlives the request's memory charge while it is answered, the decoded body must not."""
+        """The batch's events, or its refusal. A refusal is answered after the request's memory
+        charge is released, so it is raised only once nothing refers to the decoded body."""
         try:
             return accept_batch(body, rules(), settings.max_batch_events)
         except BatchTooLarge as exc:
