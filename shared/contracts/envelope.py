@@ -22,19 +22,19 @@ from pydantic import (
 )
 
 from shared.contracts.types import (
-    PRINTABLE_PATTERN,
+    NOT_PRINTABLE,
     CustomerId,
     EventId,
     EventSource,
     EventTime,
     PrintableText,
     TimeBounds,
+    is_printable,
 )
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_PRINTABLE = re.compile(PRINTABLE_PATTERN)
 _MAX_EXTENSIONS = 16
 # Values (object members, array items, scalars) one event's data may hold. The largest contract
 # payload holds under 50; the bound keeps a hostile item from costing an error per member.
@@ -68,11 +68,8 @@ class CloudEvent(BaseModel):
                 )
             if not isinstance(value, str | int | bool) or (isinstance(value, str) and len(value) > 256):
                 raise ValueError(f"extension attribute {name!r} must be a short string, integer or boolean")
-            if isinstance(value, str) and not _PRINTABLE.match(value):
-                raise ValueError(
-                    f"extension attribute {name!r} must not hold control, NUL, bidirectional or"
-                    " invisible characters, nor begin or end with whitespace"
-                )
+            if isinstance(value, str) and not is_printable(value):
+                raise ValueError(f"extension attribute {name!r} {NOT_PRINTABLE}")
         return self
 
 
@@ -156,7 +153,7 @@ def validate_event(raw: object, rules: ValidationRules) -> ValidEvent:
         errors.append(FieldError("type", f"unknown event type {event_type!r}; expected one of {known}"))
     raw_data = raw.get("data")
     if model is not None and isinstance(raw_data, dict):
-        if holds_more_values_than(raw_data, MAX_DATA_VALUES):
+        if _holds_more_values_than(raw_data, MAX_DATA_VALUES):
             errors.append(FieldError("data", f"holds more than {MAX_DATA_VALUES} values"))
         else:
             try:
@@ -170,7 +167,7 @@ def validate_event(raw: object, rules: ValidationRules) -> ValidEvent:
     return ValidEvent(envelope=envelope, data=data)
 
 
-def holds_more_values_than(value: object, limit: int) -> bool:
+def _holds_more_values_than(value: object, limit: int) -> bool:
     """Whether a decoded JSON value holds more than `limit` values, counted without recursion
     and stopping as soon as the limit is passed."""
     pending: list[object] = [value]
@@ -218,6 +215,5 @@ __all__ = [
     "ValidationRules",
     "decode_json",
     "field_errors",
-    "holds_more_values_than",
     "validate_event",
 ]

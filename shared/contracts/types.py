@@ -108,7 +108,7 @@ def _exact_money(value: object) -> object:
     # means precision was already lost upstream, and bool is an int in disguise.
     if isinstance(value, bool | float):
         raise ValueError("must be a decimal string or an exact JSON number, not a binary float")
-    if isinstance(value, str) and not _MONEY_TEXT.match(value):
+    if isinstance(value, str) and not _MONEY_TEXT.fullmatch(value):
         raise ValueError(
             "must be a plain decimal: an optional minus sign, ASCII digits and at most one dot"
             " (no spaces, exponents or digit separators)"
@@ -127,12 +127,19 @@ def _plain_decimal(value: Decimal) -> Decimal:
     return value
 
 
+NOT_PRINTABLE = (
+    "must not hold control, NUL, bidirectional or invisible characters, nor begin or end with whitespace"
+)
+
+
+def is_printable(value: str) -> bool:
+    """Whether `value` follows the identifier rule of events: no hidden characters, no edge spaces."""
+    return _PRINTABLE.fullmatch(value) is not None
+
+
 def _printable(value: str) -> str:
-    if not _PRINTABLE.match(value):
-        raise ValueError(
-            "must not hold control, NUL, bidirectional or invisible characters,"
-            " nor begin or end with whitespace"
-        )
+    if not is_printable(value):
+        raise ValueError(NOT_PRINTABLE)
     return value
 
 

@@ -262,6 +262,7 @@ def test_no_event_time_before_1970_and_no_payload_time_before_1900_is_accepted()
         "5_000",
         "1E+21",
         "1e3",
+        "12\n",
         "\u0661\u0662\u0663",  # Arabic-Indic digits
         "\uff11\uff12\uff13",  # full-width digits
         " 12",
@@ -302,7 +303,7 @@ def test_negative_zero_is_published_as_zero() -> None:
 
 
 HIDDEN_CHARACTERS = ["a\x00b", "a\x1fb", "a\x85b", "a\u202eb", "a\u2066b", "a\u200bb", "a\ufeffb", "a\ud800b"]
-EDGE_SPACES = [" a", "a ", "\u3000a", "a\xa0", "\ta"]
+EDGE_SPACES = [" a", "a ", "\u3000a", "a\xa0", "\ta", "a\n"]
 
 
 @pytest.mark.parametrize("bad", [*HIDDEN_CHARACTERS, *EDGE_SPACES, ""])
