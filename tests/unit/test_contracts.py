@@ -355,7 +355,7 @@ TIER_CHANGE: dict[str, object] = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("service", ["ingest", "scoring", "feedback"])
+@pytest.mark.parametrize("service", ["ingest", "scoring", "engagement", "feedback"])
 def test_every_path_parameter_is_bounded_like_the_field_it_names(service: str) -> None:
     app = importlib.import_module(f"services.{service}.bootstrap").build_app(Settings(api_keys="k=admin"))
     parameters = [
