@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -80,14 +81,16 @@ def test_an_overloaded_ingest_sheds_load_with_429_keeps_memory_flat_and_loses_no
         before = peak_rss_mib(ingest.pid)
         floods: list[Flood] = []
 
-        def flood_while_sending(system: System) -> None:
-            wait_until(lambda: system.accepted > 0, 60, "the stream to start", 0.05)
+        def flood_while_sending(system: System) -> Iterator[None]:
+            assert system.accepted < len(stream.bank), "the flood must overlap the stream"
             with Flood(system.url("ingest")) as flood:
                 floods.append(flood)
-                time.sleep(FLOOD_S)
-            assert system.accepted < len(stream.bank), "the flood must overlap the stream"
+                flood_ends = time.monotonic() + FLOOD_S
+                yield  # the rest of the bank's events are sent into the flood
+                wait_until(lambda: system.refusals.get(429, 0) > 0, 120, "the stream's clients to be shed")
+                time.sleep(max(0.0, flood_ends - time.monotonic()))
 
-        end = system.drive(stream, during_bank=flood_while_sending, senders=8)
+        end = system.drive(stream, bank={0.1: flood_while_sending}, senders=8)
         after = peak_rss_mib(ingest.pid)
         assert ingest.poll() is None, "ingest must survive the flood"
 
