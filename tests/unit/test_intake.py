@@ -43,7 +43,7 @@ def test_every_bad_item_is_reported_with_its_index_and_field() -> None:
         factories.without_data_field(factories.balance(), "aum"),
         "not an event",
     ]
-    with pytest.raises(BatchRejected) as caught:
+    with pytest.raises(BatchRejected, match=r"^3 validation errors$") as caught:
         accept_batch(decoded(batch), rules(), 5000)
     assert [(e.index, e.field) for e in caught.value.errors] == [
         (1, "data.amount"),
@@ -58,5 +58,6 @@ def test_a_batch_over_the_limit_is_too_large_before_any_validation() -> None:
 
 
 def test_an_empty_batch_is_rejected() -> None:
-    with pytest.raises(BatchRejected):
+    with pytest.raises(BatchRejected, match=r"^1 validation errors$") as caught:
         accept_batch([], rules(), 10)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("(batch)", "the batch is empty")]
