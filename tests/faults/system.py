@@ -6,6 +6,12 @@ no order between a customer's bank events and their feedback (two topics), so se
 them in phases is what makes two runs comparable decision by decision. Scoring runs on
 the fixed clock (as of the end of the simulated year), so decisions do not depend on when
 the run happens either.
+
+A fault lands at a point of the stream fixed in advance, never where a poll happens to catch
+the senders: `drive` sends a phase's records up to the fault's share and waits until every one
+is accepted, then injects the fault, then sends the rest. A fault that must be under way while
+records arrive (a broker outage, a dead worker) yields once: the rest is sent from that point
+while the fault's remaining steps run, and they must end on their own (restore, restart).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -37,6 +44,7 @@ from tests.infra import (
     fetch_rows,
     fresh_database,
     start_service,
+    wait_until,
 )
 from tests.kafka_reader import read_messages
 from tierflow.demo import WORKERS, pending_work
@@ -48,6 +56,9 @@ Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
 RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
+# Injects a fault into a running system; a generator yields once, where the rest of the stream
+# is to be sent while it goes on.
+Fault = Callable[["System"], Iterator[None] | None]
 
 
 @dataclass(frozen=True)
@@ -175,17 +186,32 @@ class System:
     def drive(
         self,
         stream: Stream,
-        during_bank: Callable[[System], None] | None = None,
-        during_feedback: Callable[[System], None] | None = None,
+        bank: Mapping[float, Fault] | None = None,
+        feedback: Mapping[float, Fault] | None = None,
         senders: int = 1,
     ) -> EndState:
-        for part, fault in ((stream.bank, during_bank), (stream.feedback, during_feedback)):
-            sending = self.send(part, batch=50 if part is stream.bank else 5, senders=senders)
-            if fault is not None:
-                fault(self)
-            sending.join()
+        """Both phases of `stream`, each settled; `bank` and `feedback` map the share of a phase's
+        records accepted before a fault to that fault."""
+        for part, faults, batch in ((stream.bank, bank, 50), (stream.feedback, feedback, 5)):
+            self._send_in_steps(part, faults or {}, batch, senders)
             self.settle()
         return self.end_state()
+
+    def _send_in_steps(
+        self, records: Sequence[Event], faults: Mapping[float, Fault], batch: int, senders: int
+    ) -> None:
+        assert all(0 < share <= 1 for share in faults), f"a fault lands inside its phase: {sorted(faults)}"
+        steps = sorted(faults.items())
+        cuts = [0, *(round(len(records) * share) for share, _ in steps), len(records)]
+        under_way: Iterator[None] | None = None
+        for n, (start, end) in enumerate(pairwise(cuts)):
+            sending = self.send(records[start:end], batch, senders)
+            if under_way is not None:
+                _finish(under_way)  # while this part is sent
+                under_way = None
+            sending.join()
+            if n < len(steps):
+                under_way = _inject(steps[n][1], self)
 
     # -- faults --------------------------------------------------------------------------
 
@@ -213,6 +239,9 @@ class System:
 
     def count(self, table: str) -> int:
         return int(self.query(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+
+    def wait_for_rows(self, table: str, at_least: int, timeout_s: float = 120) -> None:
+        wait_until(lambda: self.count(table) >= at_least, timeout_s, f"{at_least} rows in {table}")
 
     def query(self, sql: str) -> list[asyncpg.Record]:
         return fetch_rows(self.database_url, sql)
@@ -242,6 +271,22 @@ class System:
 
     def group(self, service: str) -> str:
         return f"{self.name}-{service}"
+
+    def held_partitions(self, service: str, instance: int) -> set[str]:
+        """The partitions (`topic[n]`) an instance holds in its service's group, as its log says."""
+        held: set[str] = set()
+        for line in self.running[service][instance].logs().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("group") != self.group(service):
+                continue
+            if entry.get("event") == "partitions assigned":
+                held = set(entry["partitions"])
+            elif entry.get("event") == "partitions revoked":
+                held -= set(entry["partitions"])
+        return held
 
     def _outboxes(self) -> dict[str, int]:
         return {schema: self.count(f"{schema}.outbox") for schema in WORKERS}
@@ -316,6 +361,19 @@ _PROGRESS_TABLES = (
     "feedback.surveys",
     "feedback.complaint_audit",
 )
+
+
+def _inject(fault: Fault, system: System) -> Iterator[None] | None:
+    """Runs `fault` up to its yield, if it has one, and returns what is left of it."""
+    steps = fault(system)
+    if steps is not None:
+        next(steps, None)
+    return steps
+
+
+def _finish(steps: Iterator[None]) -> None:
+    for _ in steps:
+        raise AssertionError("a fault yields once, where the rest of the stream is to be sent")
 
 
 def _posts(chunk: list[Event]) -> list[tuple[str, str, list[Event]]]:

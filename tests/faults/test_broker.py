@@ -31,23 +31,20 @@ def broker_behind_proxy(infra: Infra) -> Iterator[tuple[EmbeddedBroker, TcpProxy
     broker.stop()
 
 
-def when_a_third_is_scored(stream: Stream, system: System) -> None:
-    wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 3, 120, "a third")
-
-
 def test_a_paused_broker_delays_but_changes_nothing(
     broker_behind_proxy: tuple[EmbeddedBroker, TcpProxy, Infra], stream: Stream, undisturbed: EndState
 ) -> None:
     broker, _, infra = broker_behind_proxy
 
-    def pause(system: System) -> None:
-        when_a_third_is_scored(stream, system)
+    def pause(system: System) -> Iterator[None]:
+        system.wait_for_rows("scoring.applied_events", len(stream.bank) // 3)
         broker.pause()
+        yield  # the rest of the bank's events arrive while the broker is frozen
         time.sleep(5)
         broker.resume()
 
     with running_system(infra) as system:
-        end = system.drive(stream, during_bank=pause)
+        end = system.drive(stream, bank={0.5: pause})
     assert_same_end_state(end, undisturbed)
 
 
@@ -57,15 +54,22 @@ def test_a_broker_outage_longer_than_the_client_timeouts_is_ridden_out(
     _, proxy, infra = broker_behind_proxy
     refused_during_outage: list[int] = []
 
-    def outage(system: System) -> None:
-        wait_until(lambda: system.accepted >= len(stream.bank) // 3, 120, "a third sent", 0.05)
+    def outage(system: System) -> Iterator[None]:
+        refused_before = system.refusals.get(503, 0)
+
+        def refused() -> int:
+            return system.refusals.get(503, 0) - refused_before
+
         proxy.cut()
-        time.sleep(OUTAGE_S)
-        refused_during_outage.append(system.refusals.get(503, 0))
+        back_at = time.monotonic() + OUTAGE_S
+        yield  # the rest of the bank's events are sent into the outage
+        wait_until(lambda: refused() > 0, OUTAGE_S * 4, "the senders to be answered 503")
+        time.sleep(max(0.0, back_at - time.monotonic()))
+        refused_during_outage.append(refused())
         proxy.restore()
 
     with running_system(infra) as system:
-        end = system.drive(stream, during_bank=outage)
+        end = system.drive(stream, bank={1 / 3: outage})
     # Clients were told 503 + Retry-After while the broker was away, and resent.
     assert refused_during_outage[0] > 0
     assert_same_end_state(end, undisturbed)

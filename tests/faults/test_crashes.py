@@ -18,17 +18,19 @@ pytestmark = pytest.mark.faults
 
 @dataclass
 class KillWhen:
-    """A fault for `System.drive`: SIGKILL `service` once `table` has `at_least` rows, then restart it."""
+    """A fault for `System.drive`: SIGKILL `service` once `table` has `at_least` rows; the rest of
+    the stream is sent while it is down, and it is restarted a second later."""
 
     table: str
     at_least: int
     service: str
     killed_at: int = -1
 
-    def __call__(self, system: System) -> None:
-        wait_until(lambda: system.count(self.table) >= self.at_least, 120, f"{self.at_least} in {self.table}")
+    def __call__(self, system: System) -> Iterator[None]:
+        system.wait_for_rows(self.table, self.at_least)
         system.kill(self.service)
         self.killed_at = system.count(self.table)
+        yield
         time.sleep(1)
         system.restart(self.service)
 
@@ -44,9 +46,11 @@ def test_a_worker_killed_mid_stream_ends_like_the_undisturbed_run(
     infra: Infra, stream: Stream, undisturbed: EndState, service: str, table: str, share: float
 ) -> None:
     expected = len(stream.bank) if service == "scoring" else len(undisturbed.tier_changes)
+    # Half the bank's events applied bring more than `share` of the rows; the other half is
+    # sent only once the worker is dead.
     fault = KillWhen(table, int(expected * share), service)
     with running_system(infra) as system:
-        end = system.drive(stream, during_bank=fault)
+        end = system.drive(stream, bank={0.5: fault})
     assert fault.killed_at < expected, f"the kill must land mid-stream ({fault.killed_at} of {expected})"
     assert_same_end_state(end, undisturbed)
 
@@ -57,7 +61,7 @@ def test_feedback_killed_while_surveys_and_complaints_arrive_ends_like_the_undis
     expected = len(undisturbed.surveys)
     fault = KillWhen("feedback.surveys", expected // 3, "feedback")
     with running_system(infra) as system:
-        end = system.drive(stream, during_feedback=fault)
+        end = system.drive(stream, feedback={0.5: fault})
     assert fault.killed_at < expected, "the kill must land while feedback arrives"
     assert_same_end_state(end, undisturbed)
 
@@ -65,18 +69,19 @@ def test_feedback_killed_while_surveys_and_complaints_arrive_ends_like_the_undis
 def test_outbox_relays_killed_mid_stream_publish_everything_once_restarted(
     infra: Infra, stream: Stream, undisturbed: EndState
 ) -> None:
-    def kill_relays(system: System) -> None:
-        wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 4, 120, "a quarter")
+    def kill_relays(system: System) -> Iterator[None]:
+        system.wait_for_rows("scoring.applied_events", len(stream.bank) // 8)
         system.kill("scoring-relay")
         system.kill("engagement-relay")
-        # With no relay, committed changes wait in the outbox instead of being lost.
+        yield
+        # With no relay, the changes the rest of the stream brings wait in the outbox.
         wait_until(lambda: system.count("scoring.outbox") > 0, 60, "tier changes waiting in the outbox")
         time.sleep(2)
         system.restart("scoring-relay")
         system.restart("engagement-relay")
 
     with running_system(infra, relays_apart=True) as system:
-        end = system.drive(stream, during_bank=kill_relays)
+        end = system.drive(stream, bank={0.25: kill_relays})
     assert_same_end_state(end, undisturbed)
 
 
@@ -92,16 +97,17 @@ def test_a_postgresql_restart_mid_stream_ends_like_the_undisturbed_run(
     own_postgres: tuple[EmbeddedPostgres, Infra], stream: Stream, undisturbed: EndState
 ) -> None:
     server, infra = own_postgres
-    restarted_at: list[int] = []
+    stopped_at: list[int] = []
 
-    def restart_database(system: System) -> None:
-        wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 3, 120, "a third")
+    def restart_database(system: System) -> Iterator[None]:
+        system.wait_for_rows("scoring.applied_events", len(stream.bank) // 3)
+        stopped_at.append(system.count("scoring.applied_events"))
         server.stop()
+        yield
         time.sleep(3)
         server.start()
-        restarted_at.append(system.count("scoring.applied_events"))
 
     with running_system(infra) as system:
-        end = system.drive(stream, during_bank=restart_database)
-    assert restarted_at[0] < len(stream.bank), "the restart must land mid-stream"
+        end = system.drive(stream, bank={0.5: restart_database})
+    assert stopped_at[0] < len(stream.bank), "the restart must land mid-stream"
     assert_same_end_state(end, undisturbed)

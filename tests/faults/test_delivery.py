@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, OUTREACH, TIER_CHANGES
 from tests.faults.system import EndState, Stream, System, assert_same_end_state, running_system
-from tests.infra import Infra, wait_until
+from tests.infra import Infra
 from tests.kafka_reader import Message, read_messages
 from tierflow.simulate import with_faults
 
@@ -99,12 +99,13 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows(
     poison = poison_records(stream)
 
     def inject(system: System) -> None:
-        wait_until(lambda: system.count("scoring.applied_events") >= len(stream.bank) // 3, 120, "a third")
+        # Behind a third of the bank's events and ahead of the rest, on every topic.
+        system.wait_for_rows("scoring.applied_events", len(stream.bank) // 6)
         for topic, records in poison.items():
             produce_raw(system, topic, records)
 
     with running_system(infra) as system:
-        end = system.drive(stream, during_bank=inject)
+        end = system.drive(stream, bank={1 / 3: inject})
         dead = {
             topic: read_messages(infra.bootstrap_servers, system.topic(topic) + ".dlq") for topic in POISON
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.topics import BANK_EVENTS
 from tests.faults.system import EndState, Stream, System, assert_same_end_state, running_system
 from tests.infra import Infra, wait_until
 
@@ -14,24 +15,27 @@ pytestmark = pytest.mark.faults
 def test_instances_joining_and_leaving_mid_stream_share_the_work_and_change_nothing(
     infra: Infra, stream: Stream, undisturbed: EndState
 ) -> None:
-    def scored(system: System, share: float) -> None:
+    def scoring_joins(system: System) -> None:
+        system.start("scoring")
+        # The rest of the stream is sent only once the newcomer holds bank partitions of its own.
+        bank = system.topic(BANK_EVENTS)
         wait_until(
-            lambda: system.count("scoring.applied_events") >= len(stream.bank) * share, 120, f"{share}"
+            lambda: any(p.startswith(f"{bank}[") for p in system.held_partitions("scoring", 2)),
+            120,
+            "the third scoring instance to be given bank partitions",
         )
 
-    def reshape(system: System) -> None:
-        scored(system, 0.2)
-        system.start("scoring")  # a third scoring instance joins
-        scored(system, 0.5)
-        system.running["engagement"][1].stop()  # an engagement instance leaves
+    def engagement_leaves(system: System) -> None:
+        system.running["engagement"][1].stop()
 
     with running_system(infra) as system:
         system.start("scoring")
         system.start("engagement")
-        end = system.drive(stream, during_bank=reshape)
+        end = system.drive(stream, bank={0.2: scoring_joins, 0.5: engagement_leaves})
         applied = [system.metric("scoring", "tierflow_events_applied_total", n) for n in range(3)]
         changes = [system.metric("engagement", "tierflow_engagement_changes_applied_total", 0)]
 
+    assert applied[2] > 0, f"the instance that joined applied nothing: {applied}"
     assert sum(1 for count in applied if count > 0) >= 2, f"scoring instances applied {applied}"
     assert changes[0] > 0
     assert_same_end_state(end, undisturbed)

@@ -72,6 +72,7 @@ def test_a_detractor_in_private_banking_gets_service_recovery_and_the_answer_clo
         "severity": "high",
         "category": "fees",
         "status": "open",
+        "opened_at": (NOW - timedelta(hours=26)).isoformat(),
     }
     assert httpx.post(f"{feedback.base_url}/v1/complaints", json=complaint, headers=AUTH).status_code == 202
 
@@ -130,7 +131,12 @@ def test_a_detractor_in_private_banking_gets_service_recovery_and_the_answer_clo
         f"{feedback.base_url}/v1/complaints/K-1", json={"status": "resolved"}, headers=AUTH
     )
     assert resolved.status_code == 200
-    assert resolved.json()["resolution_hours"] is not None
+    complaint_now = resolved.json()
+    opened_at, resolved_at = (datetime.fromisoformat(complaint_now[f]) for f in ("opened_at", "resolved_at"))
+    assert opened_at == NOW - timedelta(hours=26)
+    took_hours = (resolved_at - opened_at).total_seconds() / 3600
+    assert complaint_now["resolution_hours"] == round(took_hours, 2)
+    assert 26 <= took_hours < 27
     again = httpx.patch(f"{feedback.base_url}/v1/complaints/K-1", json={"status": "open"}, headers=AUTH)
     assert again.status_code == 409
 

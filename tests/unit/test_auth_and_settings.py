@@ -1,30 +1,35 @@
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
-from shared.auth import ApiKeyError, Role, parse_api_keys
+from shared.auth import ApiKeyError, Principal, Role, parse_api_keys
 from shared.settings import Settings
 from tests.infra import patched_environ
 
 
+def principal(key: str, *roles: Role) -> Principal:
+    """Who `key` is: audit trails name it by the start of its SHA-256, never by the key."""
+    return Principal(key_id=hashlib.sha256(key.encode()).hexdigest()[:8], roles=frozenset(roles))
+
+
 def test_contract_key_syntax_gives_each_key_its_roles() -> None:
     keyring = parse_api_keys("k1=admin;k2=ingest;k3=ops,rm")
-    ops_rm = keyring.authenticate("k3")
-    assert ops_rm is not None
-    assert ops_rm.roles == {Role.OPS, Role.RM}
+    ops_rm, ingest = principal("k3", Role.OPS, Role.RM), principal("k2", Role.INGEST)
+    assert keyring.authenticate("k3") == ops_rm
     assert ops_rm.may(Role.RM)
     assert not ops_rm.may(Role.INGEST)
-    ingest = keyring.authenticate("k2")
-    assert ingest is not None
+    assert keyring.authenticate("k2") == ingest
     assert not ingest.may(Role.OPS)
 
 
 def test_admin_may_do_everything() -> None:
-    admin = parse_api_keys("k1=admin").authenticate("k1")
-    assert admin is not None
+    admin = principal("k1", Role.ADMIN)
+    assert parse_api_keys("k1=admin").authenticate("k1") == admin
     assert all(admin.may(role) for role in Role)
 
 
@@ -40,9 +45,9 @@ def test_malformed_key_lists_are_refused_clearly(raw: str) -> None:
 
 
 def test_the_key_itself_is_not_kept_in_the_principal() -> None:
-    principal = parse_api_keys("very-secret-key=ops").authenticate("very-secret-key")
-    assert principal is not None
-    assert "very-secret-key" not in repr(principal)
+    found = parse_api_keys("very-secret-key=ops").authenticate("very-secret-key")
+    assert found == principal("very-secret-key", Role.OPS)
+    assert "very-secret-key" not in repr(found)
 
 
 def test_settings_read_the_contract_environment_names() -> None:
@@ -59,7 +64,7 @@ def test_settings_read_the_contract_environment_names() -> None:
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.database_url.get_secret_value().endswith("@db:5432/tf")
     assert settings.port_of("ingest") == 9001
-    assert settings.api_keys.authenticate("abc") is not None
+    assert settings.api_keys.authenticate("abc") == principal("abc", Role.INGEST)
     assert settings.fx_rates["USD"] == Decimal("7.80")
     assert settings.accepts_currency("USD")
     assert not settings.accepts_currency("EUR")
@@ -71,15 +76,15 @@ def test_the_database_password_is_not_shown_in_settings_repr() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "value", "reason"),
     [
-        ("TIERFLOW_FX_RATES", '{"usd": "7"}'),
-        ("TIERFLOW_FX_RATES", '{"USD": "-1"}'),
-        ("TIERFLOW_BASE_CURRENCY", "yuan"),
+        ("TIERFLOW_FX_RATES", '{"usd": "7"}', "fx_rates key 'usd' is not an ISO 4217 currency code"),
+        ("TIERFLOW_FX_RATES", '{"USD": "-1"}', r"fx_rates\[USD\] must be a positive decimal"),
+        ("TIERFLOW_BASE_CURRENCY", "yuan", r"base_currency\s+String should match pattern"),
     ],
 )
-def test_bad_settings_fail_at_start_up(name: str, value: str) -> None:
-    with patched_environ({name: value}), pytest.raises(ValidationError):
+def test_bad_settings_fail_at_start_up(name: str, value: str, reason: str) -> None:
+    with patched_environ({name: value}), pytest.raises(ValidationError, match=reason):
         Settings()
 
 
@@ -90,7 +95,7 @@ def test_the_fixed_clock_needs_its_instant_with_an_offset() -> None:
     with patched_environ(naive), pytest.raises(ValidationError, match="timezone"):
         Settings()
     with patched_environ({**naive, "TIERFLOW_SCORING_AS_OF": "2026-01-01T00:00:00+08:00"}):
-        assert Settings().scoring_as_of is not None
+        assert Settings().scoring_as_of == datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=8)))
 
 
 def test_loops_are_a_comma_separated_choice_and_unknown_names_are_refused() -> None:

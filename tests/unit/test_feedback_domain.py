@@ -18,7 +18,7 @@ def test_complaints_move_forward_only_and_record_resolution_time() -> None:
     assert resolved.resolution_hours == 30
     with pytest.raises(ComplaintRefused, match="from resolved to open"):
         move(resolved, ComplaintStatus.OPEN, OPENED)
-    with pytest.raises(ComplaintRefused):
+    with pytest.raises(ComplaintRefused, match="from in_progress to open"):
         move(working, ComplaintStatus.OPEN, OPENED)
 
 

@@ -43,7 +43,7 @@ def test_every_bad_item_is_reported_with_its_index_and_field() -> None:
         factories.without_data_field(factories.balance(), "aum"),
         "not an event",
     ]
-    with pytest.raises(BatchRejected) as caught:
+    with pytest.raises(BatchRejected, match=r"^3 validation errors$") as caught:
         accept_batch(decoded(batch), rules(), 5000)
     assert [(e.index, e.field) for e in caught.value.errors] == [
         (1, "data.amount"),
@@ -58,14 +58,15 @@ def test_a_batch_over_the_limit_is_too_large_before_any_validation() -> None:
 
 
 def test_an_empty_batch_is_rejected() -> None:
-    with pytest.raises(BatchRejected):
+    with pytest.raises(BatchRejected, match=r"^1 validation errors$") as caught:
         accept_batch([], rules(), 10)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("(batch)", "the batch is empty")]
 
 
 def test_a_rejection_lists_the_first_hundred_problems_and_counts_them_all() -> None:
     crowded = {f"x{n}": n for n in range(100)}  # 100 unknown fields: 100 problems in each event
     batch = [factories.with_data(factories.interaction(), **crowded) for _ in range(50)]
-    with pytest.raises(BatchRejected) as caught:
+    with pytest.raises(BatchRejected, match=r"^5000 validation errors$") as caught:
         accept_batch(decoded(batch), rules(), 5000)
     assert len(caught.value.errors) == 100
     assert caught.value.total == 50 * 100
@@ -74,6 +75,6 @@ def test_a_rejection_lists_the_first_hundred_problems_and_counts_them_all() -> N
 
 def test_one_event_cannot_cost_more_than_one_problem_for_its_size() -> None:
     crowded = factories.with_data(factories.interaction(), **{f"x{n}": n for n in range(10_000)})
-    with pytest.raises(BatchRejected) as caught:
+    with pytest.raises(BatchRejected, match=r"^1 validation errors$") as caught:
         accept_batch(decoded(crowded), rules(), 5000)
     assert [(e.field, e.message) for e in caught.value.errors] == [("data", "holds more than 128 values")]
