@@ -289,7 +289,9 @@ def profile_domain(sample: int = 20_000) -> str:
         states: dict[str, CustomerState] = {}
         for body in raw:
             valid = validate_event(decode_json(body), rules)
-            event = ScoringEvent(valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data)
+            event = ScoringEvent(
+                valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
+            )
             state = states.get(event.customer_id) or CustomerState.new(event.customer_id)
             states[event.customer_id], _ = apply(
                 state, event, amount_in_base(event.data, "CNY", {}), policy, now

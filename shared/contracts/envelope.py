@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.contracts.types import CustomerId
+from shared.contracts.types import CustomerId, EventId, EventSource
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -37,8 +37,8 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    id: EventId
+    source: EventSource
     type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     time: AwareDatetime
     subject: Annotated[str, StringConstraints(max_length=256)] | None = None

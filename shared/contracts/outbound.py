@@ -7,12 +7,14 @@ fields are added.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from shared.contracts.types import (
     CustomerId,
+    EventId,
+    EventSource,
     Identifier,
     LongText,
     ShortText,
@@ -47,6 +49,20 @@ TIER_RANK: dict[Tier, int] = {Tier.MASS: 0, Tier.VIP: 1, Tier.WEALTH: 2, Tier.PR
 TIERS_LOW_TO_HIGH = sorted(TIER_RANK, key=TIER_RANK.__getitem__)
 
 
+class EventCause(_Outbound):
+    """The event that caused a tier change, by its CloudEvents identity: source and id."""
+
+    source: EventSource
+    id: EventId
+
+
+# What `caused_by` names when no event caused a change: the passing of time (or a new
+# policy) re-evaluating the customer, or an operator setting or clearing an override.
+REVIEW: Final = "review"
+OVERRIDE: Final = "override"
+CausedBy = EventCause | Literal["review", "override"]
+
+
 class TierChangedData(_Outbound):
     customer_id: CustomerId
     previous_tier: Tier | None
@@ -57,7 +73,7 @@ class TierChangedData(_Outbound):
     score: float
     policy_version: ShortText
     reasons: Annotated[list[Reason], Field(max_length=50)]
-    caused_by: Identifier
+    caused_by: CausedBy
 
 
 class OutreachOutcome(StrEnum):

@@ -31,6 +31,10 @@ _TIMEZONES = frozenset(available_timezones())
 
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")]
+# CloudEvents identity: an event is known by source and id together. The envelope and every
+# reference to an event (a tier change's `caused_by`) use these, so one rule holds for both.
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EventSource = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 LongText = Annotated[str, StringConstraints(max_length=2000)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import ComplaintData, SurveyData, TierChangedData
+from shared.contracts.outbound import ComplaintData, EventCause, SurveyData, TierChangedData
 from tests import factories
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -175,7 +175,7 @@ def test_outbound_models_tolerate_fields_added_later() -> None:
             "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None,
             "stage": "new", "direction": "upgrade", "score": 55.0, "policy_version": "default-1",
             "reasons": [{"rule": "aum_gate", "detail": "aum_avg_30d 60000 >= 50000"}],
-            "caused_by": "evt-1", "added_in_v1_1": True,
+            "caused_by": {"source": "core-banking", "id": "evt-1"}, "added_in_v1_1": True,
         }
     )  # fmt: skip
     assert change.tier.value == "vip"
@@ -187,3 +187,25 @@ def test_outbound_models_tolerate_fields_added_later() -> None:
         "status": "open",
     }
     assert ComplaintData.model_validate(complaint).severity.value == "high"
+
+
+@given(source=st.text(min_size=1, max_size=256), event_id=st.text(min_size=1, max_size=128))
+@example(source="core-banking", event_id="evt 1")
+def test_every_event_ingest_accepts_can_be_named_as_the_cause_of_a_tier_change(
+    source: str, event_id: str
+) -> None:
+    try:
+        valid = validate_event(
+            factories.with_envelope(at(factories.customer(), NOW), source=source, id=event_id), rules()
+        )
+    except InvalidEvent:
+        return
+    cause = {"source": valid.envelope.source, "id": valid.envelope.id}
+    change = TierChangedData.model_validate(
+        {
+            "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None,
+            "stage": "new", "direction": "upgrade", "score": 55.0, "policy_version": "default-1",
+            "reasons": [], "caused_by": cause,
+        }
+    )  # fmt: skip
+    assert change.caused_by == EventCause(source=source, id=event_id)
