@@ -223,7 +223,8 @@ def latency(env: dict[str, str], workdir: Path, bootstrap: str) -> tuple[float, 
             message = consumer.poll(0.1)
             if message is not None and not message.error():
                 cause = json.loads(message.value() or b"{}")["data"]["caused_by"]
-                arrived.setdefault(cause, time.perf_counter())
+                if isinstance(cause, dict):  # an event's source and id; review/override are strings
+                    arrived.setdefault(cause["id"], time.perf_counter())
         consumer.close()
 
     listener = threading.Thread(target=listen)

@@ -13,7 +13,7 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-from shared.migrations import execute_script
+from shared.migrations import key_by_event_id, key_by_event_source
 
 revision: str = "engagement_0004"
 down_revision: str | None = "engagement_0003"
@@ -21,26 +21,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-UPGRADE = """
-        ALTER TABLE engagement.applied_events ADD COLUMN source text NOT NULL DEFAULT '';
-        ALTER TABLE engagement.applied_events ALTER COLUMN source DROP DEFAULT;
-        ALTER TABLE engagement.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE engagement.applied_events ADD PRIMARY KEY (source, event_id)
-"""
-
-# Going back to one marker per id keeps, of the same id from several sources, one marker.
-DOWNGRADE = """
-        DELETE FROM engagement.applied_events AS later USING engagement.applied_events AS earlier
-            WHERE later.event_id = earlier.event_id AND later.source > earlier.source;
-        ALTER TABLE engagement.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE engagement.applied_events ADD PRIMARY KEY (event_id);
-        ALTER TABLE engagement.applied_events DROP COLUMN source
-"""
-
-
 def upgrade() -> None:
-    execute_script(UPGRADE)
+    key_by_event_source("engagement.applied_events", primary=True)
 
 
 def downgrade() -> None:
-    execute_script(DOWNGRADE)
+    key_by_event_id("engagement.applied_events", primary=True)

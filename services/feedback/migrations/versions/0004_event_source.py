@@ -14,7 +14,7 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-from shared.migrations import execute_script
+from shared.migrations import key_by_event_id, key_by_event_source
 
 revision: str = "feedback_0004"
 down_revision: str | None = "feedback_0003"
@@ -22,35 +22,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-UPGRADE = """
-        ALTER TABLE feedback.tier_history ADD COLUMN source text NOT NULL DEFAULT '';
-        ALTER TABLE feedback.tier_history ALTER COLUMN source DROP DEFAULT;
-        ALTER TABLE feedback.tier_history DROP CONSTRAINT tier_history_event_id_key;
-        ALTER TABLE feedback.tier_history ADD UNIQUE (source, event_id);
-        ALTER TABLE feedback.applied_events ADD COLUMN source text NOT NULL DEFAULT '';
-        ALTER TABLE feedback.applied_events ALTER COLUMN source DROP DEFAULT;
-        ALTER TABLE feedback.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE feedback.applied_events ADD PRIMARY KEY (source, event_id)
-"""
-
-# Going back to one marker per id keeps, of the same id from several sources, one marker.
-DOWNGRADE = """
-        DELETE FROM feedback.tier_history AS later USING feedback.tier_history AS earlier
-            WHERE later.event_id = earlier.event_id AND later.source > earlier.source;
-        ALTER TABLE feedback.tier_history DROP CONSTRAINT tier_history_source_event_id_key;
-        ALTER TABLE feedback.tier_history ADD UNIQUE (event_id);
-        ALTER TABLE feedback.tier_history DROP COLUMN source;
-        DELETE FROM feedback.applied_events AS later USING feedback.applied_events AS earlier
-            WHERE later.event_id = earlier.event_id AND later.source > earlier.source;
-        ALTER TABLE feedback.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE feedback.applied_events ADD PRIMARY KEY (event_id);
-        ALTER TABLE feedback.applied_events DROP COLUMN source
-"""
-
-
 def upgrade() -> None:
-    execute_script(UPGRADE)
+    key_by_event_source("feedback.applied_events", primary=True)
+    key_by_event_source("feedback.tier_history", primary=False)
 
 
 def downgrade() -> None:
-    execute_script(DOWNGRADE)
+    key_by_event_id("feedback.tier_history", primary=False)
+    key_by_event_id("feedback.applied_events", primary=True)

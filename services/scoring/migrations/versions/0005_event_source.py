@@ -15,7 +15,7 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-from shared.migrations import execute_script
+from shared.migrations import execute_script, key_by_event_id, key_by_event_source
 
 revision: str = "scoring_0005"
 down_revision: str | None = "scoring_0004"
@@ -23,32 +23,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-UPGRADE = """
-        ALTER TABLE scoring.applied_events ADD COLUMN source text NOT NULL DEFAULT '';
-        ALTER TABLE scoring.applied_events ALTER COLUMN source DROP DEFAULT;
-        ALTER TABLE scoring.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE scoring.applied_events ADD PRIMARY KEY (source, event_id);
+def upgrade() -> None:
+    key_by_event_source("scoring.applied_events", primary=True)
+    execute_script(
+        """
         ALTER TABLE scoring.tier_history ALTER COLUMN caused_by TYPE jsonb USING
             CASE WHEN trigger = 'event' THEN jsonb_build_object('source', '', 'id', caused_by)
                  ELSE to_jsonb(caused_by) END
-"""
-
-# Going back to one marker per id keeps, of the same id from several sources, one marker.
-DOWNGRADE = """
-        ALTER TABLE scoring.tier_history ALTER COLUMN caused_by TYPE text USING
-            CASE WHEN jsonb_typeof(caused_by) = 'object' THEN caused_by ->> 'id'
-                 ELSE caused_by #>> '{}' END;
-        DELETE FROM scoring.applied_events AS later USING scoring.applied_events AS earlier
-            WHERE later.event_id = earlier.event_id AND later.source > earlier.source;
-        ALTER TABLE scoring.applied_events DROP CONSTRAINT applied_events_pkey;
-        ALTER TABLE scoring.applied_events ADD PRIMARY KEY (event_id);
-        ALTER TABLE scoring.applied_events DROP COLUMN source
-"""
-
-
-def upgrade() -> None:
-    execute_script(UPGRADE)
+        """
+    )
 
 
 def downgrade() -> None:
-    execute_script(DOWNGRADE)
+    execute_script(
+        """
+        ALTER TABLE scoring.tier_history ALTER COLUMN caused_by TYPE text USING
+            CASE WHEN jsonb_typeof(caused_by) = 'object' THEN caused_by ->> 'id'
+                 ELSE caused_by #>> '{}' END
+        """
+    )
+    key_by_event_id("scoring.applied_events", primary=True)
