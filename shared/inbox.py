@@ -1,7 +1,9 @@
 """The inbox: which consumed events a service has already applied.
 
 A service marks an event in the same transaction as the state it derives from it, so a
-redelivered event finds its mark and changes nothing.
+redelivered event finds its mark and changes nothing. An event is known by its CloudEvents
+`source` and `id` together, as the spec defines uniqueness: the same id from two sources
+is two events.
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ from functools import cache
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+# The source of markers written before markers recorded one (see the migrations): such a
+# marker stands for its id from any source, so an event applied then is not applied again.
+LEGACY_SOURCE = ""
 
-async def claim_event(connection: AsyncConnection, schema: str, event_id: str) -> bool:
+
+async def claim_event(connection: AsyncConnection, schema: str, source: str, event_id: str) -> bool:
     """Mark the event applied in `<schema>.applied_events`; False when it already was."""
-    inserted = await connection.scalar(_claim(schema), {"id": event_id})
+    inserted = await connection.scalar(
+        _claim(schema), {"source": source, "id": event_id, "legacy": LEGACY_SOURCE}
+    )
     return inserted is not None
 
 
 @cache
 def _claim(schema: str) -> TextClause:
     return text(
-        f"INSERT INTO {schema}.applied_events (event_id) VALUES (:id) "  # noqa: S608 - a service's own schema name
+        f"INSERT INTO {schema}.applied_events (source, event_id) "  # noqa: S608 - a service's own schema name
+        "SELECT :source, :id WHERE NOT EXISTS ("
+        f"SELECT 1 FROM {schema}.applied_events WHERE source = :legacy AND event_id = :id) "
         "ON CONFLICT DO NOTHING RETURNING event_id"
     )

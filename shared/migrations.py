@@ -71,3 +71,42 @@ def execute_script(script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             op.execute(statement)
+
+
+def key_by_event_source(table: str, *, primary: bool) -> None:
+    """Key `table` on (source, event_id) instead of event_id alone: CloudEvents identity.
+
+    Rows written before get the empty source, which no CloudEvent has (its source is at
+    least one character); the inbox reads such a marker as its id from any source.
+    """
+    by_id, by_source, kind = _event_keys(table, primary)
+    execute_script(
+        f"""
+        ALTER TABLE {table} ADD COLUMN source text NOT NULL DEFAULT '';
+        ALTER TABLE {table} ALTER COLUMN source DROP DEFAULT;
+        ALTER TABLE {table} DROP CONSTRAINT {by_id};
+        ALTER TABLE {table} ADD CONSTRAINT {by_source} {kind} (source, event_id)
+        """
+    )
+
+
+def key_by_event_id(table: str, *, primary: bool) -> None:
+    """Undo `key_by_event_source`: of the same id from several sources, one row is kept."""
+    by_id, by_source, kind = _event_keys(table, primary)
+    execute_script(
+        f"""
+        DELETE FROM {table} AS later USING {table} AS earlier
+            WHERE later.event_id = earlier.event_id AND later.source > earlier.source;
+        ALTER TABLE {table} DROP CONSTRAINT {by_source};
+        ALTER TABLE {table} ADD CONSTRAINT {by_id} {kind} (event_id);
+        ALTER TABLE {table} DROP COLUMN source
+        """  # noqa: S608 - a migration's own table name
+    )
+
+
+def _event_keys(table: str, primary: bool) -> tuple[str, str, str]:
+    """The constraint names PostgreSQL gives these keys by default, and the kind of key."""
+    name = table.rpartition(".")[2]
+    if primary:
+        return f"{name}_pkey", f"{name}_pkey", "PRIMARY KEY"
+    return f"{name}_event_id_key", f"{name}_source_event_id_key", "UNIQUE"

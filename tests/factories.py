@@ -67,6 +67,35 @@ def interaction(customer_id: str = "C0001", kind: str = "login", **data: Any) ->
     )
 
 
+ALL_CONSENTS = {"phone": True, "sms": True, "email": True, "app": True}
+
+
+def tier_change(
+    customer_id: str, previous: tuple[str | None, str | None], current: tuple[str, str], **context: Any
+) -> dict[str, Any]:
+    """A `customer.tier_changed.v1` as scoring publishes it."""
+    rank = {None: -1, "mass": 0, "vip": 1, "wealth": 2, "private": 3}
+    direction = (
+        "upgrade"
+        if rank[current[0]] > rank[previous[0]]
+        else "downgrade"
+        if rank[current[0]] < rank[previous[0]]
+        else "stage"
+    )
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "tierflow/scoring",
+        "type": "customer.tier_changed.v1", "time": datetime.now(UTC).isoformat(),
+        "data": {
+            "customer_id": customer_id, "previous_tier": previous[0], "tier": current[0],
+            "previous_stage": previous[1], "stage": current[1], "direction": direction, "score": 50.0,
+            "policy_version": "default-1", "reasons": [], "trigger": "event",
+            "caused_by": {"source": "core-banking", "id": "evt"},
+            "profile": {"rm_id": "RM-7", "branch_id": "B1", "consents": ALL_CONSENTS, "risk_profile": "C2"},
+            "complaints_open_high": 0, **context,
+        },
+    }  # fmt: skip
+
+
 def with_envelope(event: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {**event, **overrides}
 

@@ -51,6 +51,7 @@ def decode_change(record: ConsumerRecord[bytes, bytes]) -> Change:
         data = TierChangedData.model_validate(event["data"])
         extra = event["data"]
         return Change(
+            source=event["source"],
             event_id=event["id"],
             customer_id=data.customer_id,
             previous_tier=data.previous_tier,
@@ -101,7 +102,7 @@ class Engagement:
                 await self._apply(store, delivered.value, playbook)
 
     async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
-        if not await store.claim_event(change.event_id):
+        if not await store.claim_event(change.source, change.event_id):
             metrics.DUPLICATES.inc()
             return
         now = datetime.now(UTC)

@@ -35,8 +35,8 @@ class EngagementStore:
         self._db = connection
         self._topic = outreach_topic
 
-    async def claim_event(self, event_id: str) -> bool:
-        return await claim_event(self._db, SCHEMA, event_id)
+    async def claim_event(self, source: str, event_id: str) -> bool:
+        return await claim_event(self._db, SCHEMA, source, event_id)
 
     async def remember_customer(self, change: Change) -> None:
         profile = change.profile

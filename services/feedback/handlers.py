@@ -35,20 +35,25 @@ def decode_event(record: ConsumerRecord[bytes, bytes]) -> FeedbackEvent | None:
     """The events feedback acts on; any other valid CloudEvent on its topics is None, to skip."""
     try:
         event: dict[str, Any] = json.loads(record.value or b"")
-        if not isinstance(event.get("data"), dict) or not isinstance(event.get("id"), str):
-            raise ValueError("no id or data")
+        if not isinstance(event.get("data"), dict) or not all(
+            isinstance(event.get(name), str) for name in ("source", "id")
+        ):
+            raise ValueError("no source, id or data")
         at = datetime.fromisoformat(event["time"])
-        return _typed(event.get("type"), event["id"], at, event["data"])
+        return _typed(event.get("type"), event["source"], event["id"], at, event["data"])
     except (ValueError, KeyError, TypeError) as exc:
         raise PoisonMessage(f"not a CloudEvent: {exc}") from None
 
 
-def _typed(event_type: object, event_id: str, at: datetime, data: dict[str, Any]) -> FeedbackEvent | None:
+def _typed(
+    event_type: object, source: str, event_id: str, at: datetime, data: dict[str, Any]
+) -> FeedbackEvent | None:
     if event_type == TIER_CHANGED:
         branch = (data.get("profile") or {}).get("branch_id")
-        return TierObserved(event_id, data["customer_id"], at, data["tier"], data["stage"], branch)
+        return TierObserved(source, event_id, data["customer_id"], at, data["tier"], data["stage"], branch)
     if event_type == SURVEY_REQUESTED:
         return SurveyRequested(
+            source=source,
             event_id=event_id,
             outreach_id=data["outreach_id"],
             customer_id=data["customer_id"],
@@ -74,7 +79,7 @@ class Feedback:
             store = self.store(db)
             for delivered in batch:
                 event = delivered.value
-                if event is None or not await store.claim_event(event.event_id):
+                if event is None or not await store.claim_event(event.source, event.event_id):
                     continue
                 if isinstance(event, TierObserved):
                     await store.remember_tier(event)

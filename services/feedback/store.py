@@ -24,8 +24,8 @@ class FeedbackStore:
         self._db = connection
         self._topic = topic
 
-    async def claim_event(self, event_id: str) -> bool:
-        return await claim_event(self._db, SCHEMA, event_id)
+    async def claim_event(self, source: str, event_id: str) -> bool:
+        return await claim_event(self._db, SCHEMA, source, event_id)
 
     async def remember_tier(self, observed: TierObserved) -> None:
         tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}
@@ -42,10 +42,10 @@ class FeedbackStore:
         )
         await self._db.execute(
             text(
-                "INSERT INTO feedback.tier_history (event_id, customer_id, at, tier, stage) "
-                "VALUES (:e, :c, :at, :t, :s) ON CONFLICT (event_id) DO NOTHING"
+                "INSERT INTO feedback.tier_history (source, event_id, customer_id, at, tier, stage) "
+                "VALUES (:src, :e, :c, :at, :t, :s) ON CONFLICT (source, event_id) DO NOTHING"
             ),
-            {**tier, "e": observed.event_id, "at": observed.at},
+            {**tier, "src": observed.source, "e": observed.event_id, "at": observed.at},
         )
 
     async def invite(self, request: SurveyRequested, expires_at: datetime) -> None:

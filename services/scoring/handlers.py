@@ -71,7 +71,9 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
             raise PoisonMessage(f"not a JSON CloudEvent: {exc}") from None
         if record.key is not None and record.key != valid.customer_id.encode():
             raise PoisonMessage("the record key is not the event's customer_id")
-        return ScoringEvent(valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data)
+        return ScoringEvent(
+            valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
+        )
 
     return decode
 
@@ -93,12 +95,12 @@ class Scoring:
         _count_changes(changes)
 
     async def _apply(self, store: ScoringStore, events: list[ScoringEvent]) -> tuple[int, list[TierChange]]:
-        fresh_ids = await store.claim_events([(e.id, e.customer_id) for e in events])
+        fresh_keys = await store.claim_events([(e.source, e.id, e.customer_id) for e in events])
         fresh: list[ScoringEvent] = []
         for event in events:
-            if event.id in fresh_ids:
+            if (event.source, event.id) in fresh_keys:
                 fresh.append(event)
-                fresh_ids.discard(event.id)  # a repeat inside the batch is a duplicate too
+                fresh_keys.discard((event.source, event.id))  # a repeat inside the batch is a duplicate too
         if not fresh:
             return 0, []
         policy = await self.policy(store)

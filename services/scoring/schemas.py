@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -66,6 +66,11 @@ class CustomerPublic(BaseModel):
     updated_at: datetime
 
 
+class EventCausePublic(BaseModel):
+    source: str = Field(description="CloudEvents source; empty for changes recorded before sources were kept")
+    id: str
+
+
 class TierChangePublic(BaseModel):
     change_id: str
     at: datetime
@@ -77,7 +82,10 @@ class TierChangePublic(BaseModel):
     score: float
     policy_version: str
     reasons: list[ReasonPublic]
-    caused_by: str
+    caused_by: EventCausePublic | Literal["review", "override"] = Field(
+        description="The causing event's source and id; `review` when time or a new policy changed the "
+        "decision; `override` when an operator set or cleared an override"
+    )
     trigger: str
 
 

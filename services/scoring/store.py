@@ -21,19 +21,33 @@ from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
 from services.scoring.outbound import tier_changed_event
+from shared.contracts.outbound import CausedBy, EventCause
+from shared.inbox import LEGACY_SOURCE
 from shared.publishing import enqueue
 
 _TEXTS = ARRAY(Text)
 _TIMES = ARRAY(DateTime(timezone=True))
 
+# An event is known by its source and id; a marker from before sources were recorded
+# (source '') stands for its id from any source, so an event applied then is not applied again.
 _CLAIM = text(
     """
-    INSERT INTO scoring.applied_events (event_id, customer_id)
-    SELECT * FROM unnest(:ids, :customers)
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
+    INSERT INTO scoring.applied_events (source, event_id, customer_id)
+    SELECT u.source, u.event_id, u.customer_id
+    FROM unnest(:sources, :ids, :customers) AS u(source, event_id, customer_id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM scoring.applied_events AS legacy
+        WHERE legacy.source = :legacy AND legacy.event_id = u.event_id
+    )
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING source, event_id
     """
-).bindparams(bindparam("ids", type_=_TEXTS), bindparam("customers", type_=_TEXTS))
+).bindparams(
+    bindparam("sources", type_=_TEXTS),
+    bindparam("ids", type_=_TEXTS),
+    bindparam("customers", type_=_TEXTS),
+    bindparam("legacy", value=LEGACY_SOURCE),
+)
 
 _PLACEHOLDERS = text(
     "INSERT INTO scoring.customers (customer_id) SELECT unnest(:ids) ON CONFLICT (customer_id) DO NOTHING"
@@ -79,7 +93,8 @@ _HISTORY = text(
     INSERT INTO scoring.tier_history (change_id, customer_id, at, previous_tier, tier, previous_stage,
         stage, direction, score, policy_version, reasons, caused_by, trigger)
     SELECT CAST(u.change_id AS uuid), u.customer_id, u.at, u.previous_tier, u.tier, u.previous_stage,
-        u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), u.caused_by, u.trigger
+        u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), CAST(u.caused_by AS jsonb),
+        u.trigger
     FROM unnest(:ids, :customers, :ats, :previous_tiers, :tiers, :previous_stages, :stages,
                 :directions, :scores, :versions, :reasons, :causes, :triggers)
         AS u(change_id, customer_id, at, previous_tier, tier, previous_stage, stage, direction,
@@ -104,19 +119,29 @@ _HISTORY = text(
 )
 
 
+def _cause_json(cause: CausedBy) -> str:
+    """`{"source": ..., "id": ...}` for an event, the JSON string `"review"` or `"override"` otherwise."""
+    return cause.model_dump_json() if isinstance(cause, EventCause) else json.dumps(cause)
+
+
 class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
-    async def claim_events(self, events: Sequence[tuple[str, str]]) -> set[str]:
-        """Mark events applied; returns the ids not seen before (the ones to apply now)."""
+    async def claim_events(self, events: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+        """Mark (source, id, customer) events applied; returns the (source, id) pairs to apply now."""
         if not events:
             return set()
         ordered = sorted(set(events))
         result = await self._db.execute(
-            _CLAIM, {"ids": [e for e, _ in ordered], "customers": [c for _, c in ordered]}
+            _CLAIM,
+            {
+                "sources": [source for source, _, _ in ordered],
+                "ids": [event_id for _, event_id, _ in ordered],
+                "customers": [customer for _, _, customer in ordered],
+            },
         )
-        return {row[0] for row in result}
+        return {(row[0], row[1]) for row in result}
 
     async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks."""
@@ -171,7 +196,7 @@ class ScoringStore:
                 "reasons": [
                     json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes
                 ],
-                "causes": [c.caused_by for c in changes],
+                "causes": [_cause_json(c.caused_by) for c in changes],
                 "triggers": [c.trigger.value for c in changes],
             },
         )

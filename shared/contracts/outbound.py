@@ -7,13 +7,14 @@ fields are added.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from shared.contracts.types import (
-    CausedBy,
     CustomerId,
+    EventId,
+    EventSource,
     Identifier,
     LongText,
     PayloadTime,
@@ -47,6 +48,20 @@ class ChangeDirection(StrEnum):
 # Tiers from the lowest up: a change to a higher rank is an upgrade.
 TIER_RANK: dict[Tier, int] = {Tier.MASS: 0, Tier.VIP: 1, Tier.WEALTH: 2, Tier.PRIVATE: 3}
 TIERS_LOW_TO_HIGH = sorted(TIER_RANK, key=TIER_RANK.__getitem__)
+
+
+class EventCause(_Outbound):
+    """The event that caused a tier change, by its CloudEvents identity: source and id."""
+
+    source: EventSource
+    id: EventId
+
+
+# What `caused_by` names when no event caused a change: the passing of time (or a new
+# policy) re-evaluating the customer, or an operator setting or clearing an override.
+REVIEW: Final = "review"
+OVERRIDE: Final = "override"
+CausedBy = EventCause | Literal["review", "override"]
 
 
 class TierChangedData(_Outbound):

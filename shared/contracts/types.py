@@ -183,13 +183,6 @@ EventSource = Annotated[
     _PRINTABLE_CHECK,
     _PRINTABLE_SCHEMA,
 ]
-# Long enough for a source, a separator and an id, so that a cause can name both.
-CausedBy = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=EVENT_SOURCE_MAX_LENGTH + 1 + EVENT_ID_MAX_LENGTH),
-    _PRINTABLE_CHECK,
-    _PRINTABLE_SCHEMA,
-]
 PrintableText = Annotated[
     str, StringConstraints(min_length=1, max_length=512), _PRINTABLE_CHECK, _PRINTABLE_SCHEMA
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
+from tests.factories import tier_change
 from tests.infra import ADMIN_KEY, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
 from tests.integration.scoring_support import ScoringSandbox
 from tests.kafka_reader import read_messages
@@ -27,31 +27,6 @@ def sandbox(infra: Infra) -> Iterator[ScoringSandbox]:
     box = ScoringSandbox(infra)
     yield box
     box.stop_all()
-
-
-def tier_change(
-    customer_id: str, previous: tuple[str | None, str | None], current: tuple[str, str], **context: Any
-) -> dict[str, Any]:
-    """A `customer.tier_changed.v1` as scoring publishes it."""
-    rank = {None: -1, "mass": 0, "vip": 1, "wealth": 2, "private": 3}
-    direction = (
-        "upgrade"
-        if rank[current[0]] > rank[previous[0]]
-        else "downgrade"
-        if rank[current[0]] < rank[previous[0]]
-        else "stage"
-    )
-    return {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "tierflow/scoring",
-        "type": "customer.tier_changed.v1", "time": NOW.isoformat(),
-        "data": {
-            "customer_id": customer_id, "previous_tier": previous[0], "tier": current[0],
-            "previous_stage": previous[1], "stage": current[1], "direction": direction, "score": 50.0,
-            "policy_version": "default-1", "reasons": [], "caused_by": "evt", "trigger": "event",
-            "profile": {"rm_id": "RM-7", "branch_id": "B1", "consents": CONSENTS, "risk_profile": "C2"},
-            "complaints_open_high": 0, **context,
-        },
-    }  # fmt: skip
 
 
 def items(service: ServiceProcess, customer_id: str) -> list[dict[str, Any]]:
@@ -129,6 +104,30 @@ def test_guardrails_hold_on_the_real_queue(sandbox: ScoringSandbox) -> None:
     assert queued(complaint_items) == ["rm_call"]
     assert all(i["category"] != "marketing" for i in complaint_items if i["status"] != "cancelled")
     assert any("complaint" in (i["cancel_reason"] or "") for i in complaint_items)
+
+
+def test_the_same_change_id_from_two_sources_is_two_changes_and_a_resend_of_either_is_one(
+    sandbox: ScoringSandbox,
+) -> None:
+    engagement = sandbox.start("engagement")
+
+    def churn(customer_id: str, source: str, cause: dict[str, str], change_id: str) -> dict[str, Any]:
+        change = tier_change(customer_id, ("vip", "at_risk"), ("vip", "churned"), caused_by=cause)
+        return factories.with_envelope(change, source=source, id=change_id)
+
+    # Two publishers whose ids coincide, and a cause whose id has a space (the envelope allows it).
+    home = churn("C-SRC-HOME", "tierflow/scoring", {"source": "core-banking", "id": "1"}, "chg-1")
+    abroad = churn("C-SRC-ABROAD", "tierflow/scoring-hk", {"source": "card-system", "id": "1"}, "chg-1")
+    spaced = churn("C-SRC-SPACE", "tierflow/scoring", {"source": "core-banking", "id": "evt 1"}, "chg-2")
+    sandbox.produce([home, abroad, home, spaced, abroad], topic=TIER_CHANGES)
+
+    customers = ("C-SRC-HOME", "C-SRC-ABROAD", "C-SRC-SPACE")
+    wait_until(lambda: all(len(items(engagement, c)) == 2 for c in customers), 60, "the win-back items")
+    assert sandbox.query("SELECT count(*) FROM engagement.applied_events")[0][0] == 3
+    ids = [i["id"] for c in ("C-SRC-HOME", "C-SRC-ABROAD") for i in items(engagement, c)]
+    assert len(set(ids)) == 4
+    dead = read_messages(sandbox.infra.bootstrap_servers, sandbox.topics.dlq(TIER_CHANGES))
+    assert dead == []
 
 
 def test_a_third_marketing_contact_inside_the_cap_window_is_not_queued(sandbox: ScoringSandbox) -> None:

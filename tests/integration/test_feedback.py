@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.topics import TIER_CHANGES
 from tests import factories
 from tests.infra import INGEST_KEY, OPS_KEY, RM_KEY, Infra, wait_until
 from tests.integration.scoring_support import ScoringSandbox, view
@@ -178,3 +179,38 @@ def test_feedback_dated_ahead_of_the_clock_is_refused_and_paths_are_bounded(sand
     bidi = httpx.get(f"{feedback.base_url}/v1/complaints/K%E2%80%AE1", headers=OPS)
     assert bidi.status_code == 422
     assert [e["field"] for e in bidi.json()["errors"]] == ["path.complaint_id"]
+
+
+def test_tier_changes_with_the_same_id_from_two_sources_are_two_and_a_resend_is_one(
+    sandbox: ScoringSandbox,
+) -> None:
+    sandbox.start("feedback")
+    first = factories.with_envelope(
+        factories.tier_change("C-FB-SRC", ("mass", "regular"), ("vip", "regular")),
+        source="tierflow/scoring",
+        id="chg-1",
+    )
+    second = factories.with_envelope(
+        factories.tier_change("C-FB-SRC", ("vip", "regular"), ("wealth", "regular")),
+        source="tierflow/scoring-hk",
+        id="chg-1",
+    )
+    sandbox.produce([first, second, first, second], topic=TIER_CHANGES)
+
+    def observed() -> list[tuple[str, str]]:
+        rows = sandbox.query(
+            "SELECT source, tier FROM feedback.tier_history WHERE customer_id = 'C-FB-SRC' ORDER BY id"
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    wait_until(lambda: len(observed()) == 2, 60, "both changes observed")
+    later = factories.with_envelope(
+        factories.tier_change("C-FB-SRC", ("wealth", "regular"), ("private", "regular")), id="chg-2"
+    )
+    sandbox.produce([second, later], topic=TIER_CHANGES)  # one partition: the resend comes first
+    wait_until(lambda: len(observed()) >= 3, 60, "the later change observed")
+    assert observed() == [
+        ("tierflow/scoring", "vip"),
+        ("tierflow/scoring-hk", "wealth"),
+        ("tierflow/scoring", "private"),
+    ]

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import httpx
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from services.scoring.schemas import EventCausePublic, TierChangePublic
+from services.scoring.store import ScoringStore
+from services.scoring.views import tier_history
 from shared.db import create_engine
+from shared.inbox import claim_event
 from shared.migrations import SERVICES_WITH_SCHEMA, alembic_config, upgrade_all
-from tests.infra import Infra, start_service
+from tests.infra import Infra, fetch_rows, fresh_database, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +57,50 @@ def test_a_service_is_ready_only_while_its_database_and_broker_answer(infra: Inf
         assert not_ready.json()["checks"]["database"] is False
     finally:
         broken.stop()
+
+
+def test_markers_written_before_sources_were_kept_still_stop_a_resend_of_their_id(infra: Infra) -> None:
+    database_url = fresh_database(infra, f"legacy_{uuid.uuid4().hex[:8]}")
+    settings = Infra(database_url, infra.bootstrap_servers, infra.workdir).settings()
+    before = {"scoring": "scoring_0004", "engagement": "engagement_0003", "feedback": "feedback_0003"}
+    for service, revision in before.items():
+        command.downgrade(alembic_config(service, settings), revision)
+    for statement in (
+        "INSERT INTO scoring.applied_events (event_id, customer_id) VALUES ('evt-1', 'C1')",
+        "INSERT INTO engagement.applied_events (event_id) VALUES ('chg-1')",
+        "INSERT INTO feedback.tier_history (event_id, customer_id, at, tier, stage) "
+        "VALUES ('chg-1', 'C1', now(), 'vip', 'new')",
+        "INSERT INTO scoring.customers (customer_id, tier) VALUES ('C1', 'vip')",
+        "INSERT INTO scoring.tier_history (change_id, customer_id, at, tier, stage, direction, score, "
+        "policy_version, reasons, caused_by, trigger) VALUES "
+        "(gen_random_uuid(), 'C1', now() - interval '1 day', 'mass', 'new', 'upgrade', 1, 'p', '[]', "
+        "'evt-1', 'event'), "
+        "(gen_random_uuid(), 'C1', now(), 'vip', 'new', 'upgrade', 2, 'p', '[]', 'review', 'review')",
+    ):
+        fetch_rows(database_url, statement)
+    asyncio.run(upgrade_all(settings))
+
+    async def after_upgrade() -> tuple[set[tuple[str, str]], list[bool], list[TierChangePublic]]:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as db:
+                scoring = await ScoringStore(db).claim_events(
+                    [("core-banking", "evt-1", "C1"), ("core-banking", "evt-2", "C1")]
+                )
+                engagement = [
+                    await claim_event(db, "engagement", "tierflow/scoring", "chg-1"),
+                    await claim_event(db, "engagement", "tierflow/scoring", "chg-2"),
+                ]
+                history = [TierChangePublic.model_validate(row) for row in await tier_history(db, "C1", 10)]
+            return scoring, engagement, history
+        finally:
+            await engine.dispose()
+
+    scoring, engagement, history = asyncio.run(after_upgrade())
+    assert scoring == {("core-banking", "evt-2")}
+    assert engagement == [False, True]
+    assert [change.caused_by for change in history] == ["review", EventCausePublic(source="", id="evt-1")]
+    assert fetch_rows(database_url, "SELECT source, event_id FROM feedback.tier_history")[0][:] == (
+        "",
+        "chg-1",
+    )

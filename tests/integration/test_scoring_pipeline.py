@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.infra import INGEST_KEY, Infra, start_service, wait_until
+from tests.infra import INGEST_KEY, OPS_KEY, Infra, start_service, wait_until
 from tests.integration.scoring_support import ScoringSandbox, metric, view
 from tests.kafka_reader import read_messages
 
@@ -74,6 +74,43 @@ def test_totals_are_exact_for_every_customer_even_when_every_event_is_sent_twice
         assert Decimal(features["txn_amount"]) == sum(Decimal(e["data"]["amount"]) for e in transactions)
         latest = max(datetime.fromisoformat(e["time"]) for e in transactions)
         assert datetime.fromisoformat(features["last_txn_at"]) == latest
+
+
+def test_the_same_id_from_two_sources_is_two_events_and_a_resend_of_either_counts_once(
+    sandbox: ScoringSandbox,
+) -> None:
+    scoring = sandbox.start()
+    core = factories.with_envelope(
+        factories.transaction("C-SOURCES", amount="100.00"), source="core-banking", id="1"
+    )
+    cards = factories.with_envelope(
+        factories.transaction("C-SOURCES", amount="250.00"), source="card-system", id="1"
+    )
+    sandbox.produce([core, cards, core, cards])
+    wait_until(lambda: metric(scoring, "tierflow_events_duplicate_total") == 2, 60, "both resends seen")
+    sandbox.produce([cards])
+    wait_until(lambda: metric(scoring, "tierflow_events_duplicate_total") == 3, 60, "the late resend seen")
+
+    assert sandbox.applied() == 2
+    assert metric(scoring, "tierflow_events_applied_total") == 2
+    features = view(scoring, "C-SOURCES").json()["features"]
+    assert (features["txn_count"], features["txn_amount"]) == (2, "350.00")
+    history = httpx.get(
+        f"{scoring.base_url}/v1/customers/C-SOURCES/tier-history",
+        headers={"authorization": f"Bearer {OPS_KEY}"},
+        timeout=10,
+    ).json()
+    first = history[-1]
+    assert first["caused_by"] == {"source": "core-banking", "id": "1"}
+    published = [
+        json.loads(m.value)
+        for m in read_messages(
+            sandbox.infra.bootstrap_servers, sandbox.tier_changes_topic(), len(history), timeout_s=30
+        )
+    ]
+    assert [(e["id"], e["data"]["caused_by"]) for e in published] == [
+        (change["change_id"], change["caused_by"]) for change in reversed(history)
+    ]
 
 
 def test_tier_changes_reach_the_stream_as_cloudevents_any_client_can_read(sandbox: ScoringSandbox) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
@@ -22,7 +22,7 @@ from shared.contracts.envelope import (
     validate_event,
 )
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import ComplaintData, SurveyData, TierChangedData
+from shared.contracts.outbound import ComplaintData, EventCause, SurveyData, TierChangedData
 from shared.contracts.types import CustomerIdPath
 from shared.settings import Settings
 from tests import factories
@@ -192,7 +192,7 @@ def test_outbound_models_tolerate_fields_added_later() -> None:
             "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None,
             "stage": "new", "direction": "upgrade", "score": 55.0, "policy_version": "default-1",
             "reasons": [{"rule": "aum_gate", "detail": "aum_avg_30d 60000 >= 50000"}],
-            "caused_by": "evt-1", "added_in_v1_1": True,
+            "caused_by": {"source": "core-banking", "id": "evt-1"}, "added_in_v1_1": True,
         }
     )  # fmt: skip
     assert change.tier.value == "vip"
@@ -320,18 +320,21 @@ def test_event_ids_and_sources_refuse_hidden_characters_surrounding_whitespace_a
 @pytest.mark.parametrize("good", ["evt 1", "évènement-1", "事件/1", "a\u00a0b", "x" * 128])
 def test_any_printable_event_id_is_accepted_and_a_tier_change_caused_by_it_too(good: str) -> None:
     assert validate(factories.with_envelope(at(factories.transaction(), NOW), id=good)).envelope.id == good
-    assert TierChangedData.model_validate({**TIER_CHANGE, "caused_by": good}).caused_by == good
+    cause = {"source": "core-banking", "id": good}
+    caused = TierChangedData.model_validate({**TIER_CHANGE, "caused_by": cause}).caused_by
+    assert caused == EventCause(source="core-banking", id=good)
 
 
 @pytest.mark.parametrize("bad", HIDDEN_CHARACTERS + EDGE_SPACES + [""])
 def test_a_tier_change_caused_by_what_no_event_id_could_be_is_refused(bad: str) -> None:
     with pytest.raises(ValidationError, match="caused_by"):
-        TierChangedData.model_validate({**TIER_CHANGE, "caused_by": bad})
+        TierChangedData.model_validate({**TIER_CHANGE, "caused_by": {"source": "core-banking", "id": bad}})
 
 
-def test_causes_named_by_source_and_id_fit() -> None:
-    cause = f"{'s' * 256} {'i' * 128}"
-    assert TierChangedData.model_validate({**TIER_CHANGE, "caused_by": cause}).caused_by == cause
+def test_causes_named_by_the_longest_source_and_id_fit() -> None:
+    cause = {"source": "s" * 256, "id": "i" * 128}
+    caused = TierChangedData.model_validate({**TIER_CHANGE, "caused_by": cause}).caused_by
+    assert caused == EventCause(source="s" * 256, id="i" * 128)
 
 
 def test_extension_values_refuse_hidden_characters() -> None:
@@ -351,7 +354,7 @@ def test_data_with_too_many_values_is_refused_with_one_error_not_one_per_member(
 
 TIER_CHANGE: dict[str, object] = {
     "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None, "stage": "new",
-    "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [], "caused_by": "evt-1",
+    "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [], "caused_by": {"source": "core-banking", "id": "evt-1"},
 }  # fmt: skip
 
 
@@ -374,3 +377,25 @@ def test_every_path_parameter_is_bounded_like_the_field_it_names(service: str) -
 def test_a_customer_id_in_a_path_is_held_to_the_body_rule(bad: str) -> None:
     with pytest.raises(ValidationError, match="string_pattern_mismatch"):
         TypeAdapter(CustomerIdPath).validate_python(bad)
+
+
+@given(source=st.text(min_size=1, max_size=256), event_id=st.text(min_size=1, max_size=128))
+@example(source="core-banking", event_id="evt 1")
+def test_every_event_ingest_accepts_can_be_named_as_the_cause_of_a_tier_change(
+    source: str, event_id: str
+) -> None:
+    try:
+        valid = validate_event(
+            factories.with_envelope(at(factories.customer(), NOW), source=source, id=event_id), rules()
+        )
+    except InvalidEvent:
+        return
+    cause = {"source": valid.envelope.source, "id": valid.envelope.id}
+    change = TierChangedData.model_validate(
+        {
+            "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None,
+            "stage": "new", "direction": "upgrade", "score": 55.0, "policy_version": "default-1",
+            "reasons": [], "caused_by": cause,
+        }
+    )  # fmt: skip
+    assert change.caused_by == EventCause(source=source, id=event_id)

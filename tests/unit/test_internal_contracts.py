@@ -27,7 +27,7 @@ from shared.contracts.internal import (
     decode_survey_requested,
     decode_tier_changed,
 )
-from shared.contracts.outbound import TIER_CHANGED, ChangeDirection
+from shared.contracts.outbound import TIER_CHANGED, ChangeDirection, EventCause
 from shared.contracts.types import RiskProfile, Stage, Tier
 
 CONTEXT_FIELDS = ("profile", "complaints_open_high", "nps_latest")
@@ -56,7 +56,7 @@ def published_tier_change(trigger: Trigger = Trigger.EVENT, with_context: bool =
         score=71.5,
         policy_version="default-1",
         reasons=(Reason("tier.wealth", "aum_avg_30d 620000 >= 500000"),),
-        caused_by="evt 1",
+        caused_by=EventCause(source="core-banking", id="evt 1"),
         trigger=trigger,
         at=AT,
     )
@@ -99,7 +99,11 @@ def problems(decode: Any, data: object) -> dict[str, str]:
 
 def test_a_tier_change_as_scoring_publishes_it_decodes_with_its_context() -> None:
     change = decode_tier_changed(data_of(published_tier_change()))
-    assert (change.tier, change.stage, change.caused_by) == (Tier.WEALTH, Stage.CORE, "evt 1")
+    assert (change.tier, change.stage, change.caused_by) == (
+        Tier.WEALTH,
+        Stage.CORE,
+        EventCause(source="core-banking", id="evt 1"),
+    )
     assert change.trigger is ChangeTrigger.EVENT
     assert change.profile.branch_id == "BR-SH-001"
     assert change.profile.risk_profile is RiskProfile.C3
@@ -154,7 +158,8 @@ BAD_TIER_CHANGES: list[tuple[str, dict[str, Any], str]] = [
     ("negative complaints", {**TIER_CHANGE_DATA, "complaints_open_high": -1}, "data.complaints_open_high"),
     ("nps out of range", {**TIER_CHANGE_DATA, "nps_latest": 11}, "data.nps_latest"),
     ("unknown trigger", {**TIER_CHANGE_DATA, "trigger": "whim"}, "data.trigger"),
-    ("cause with a NUL", {**TIER_CHANGE_DATA, "caused_by": "evt\x001"}, "data.caused_by"),
+    ("cause with a NUL", {**TIER_CHANGE_DATA, "caused_by": {"source": "core", "id": "e\x001"}},
+     "data.caused_by.EventCause.id"),
 ]  # fmt: skip
 
 

@@ -27,6 +27,7 @@ _IDS = uuid.UUID("8f4f1f0c-2b7e-4f57-93c1-0d6a55f2a901")
 class Change:
     """What engagement reads from `customer.tier_changed.v1`."""
 
+    source: str
     event_id: str
     customer_id: str
     previous_tier: Tier | None
@@ -178,7 +179,8 @@ def _plan_action(
     timezone = profile.get("timezone") or playbook.default_timezone
     due = outside_quiet_hours(channel, now, timezone, playbook.quiet_hours)
     return PlannedItem(
-        id=str(uuid.uuid5(_IDS, f"{change.event_id}|{rule}|{index}")),
+        # From the change's source and id: the same id from another source is another change.
+        id=str(uuid.uuid5(_IDS, f"{len(change.source)}:{change.source}|{change.event_id}|{rule}|{index}")),
         customer_id=change.customer_id,
         rule=rule,
         kind=action.kind.value,

@@ -10,6 +10,7 @@ from datetime import datetime
 class TierObserved:
     """A customer's tier and stage from `customer.tier_changed.v1`, kept for the reports."""
 
+    source: str
     event_id: str
     customer_id: str
     at: datetime
@@ -22,6 +23,7 @@ class TierObserved:
 class SurveyRequested:
     """An RM completed a contact and asked for the customer's feedback on it."""
 
+    source: str
     event_id: str
     outreach_id: str
     customer_id: str

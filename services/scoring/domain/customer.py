@@ -18,14 +18,10 @@ from services.scoring.domain.evaluation import (
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features, apply_event
 from services.scoring.domain.policy import Policy
-from shared.contracts.outbound import TIER_RANK, ChangeDirection
+from shared.contracts.outbound import OVERRIDE, REVIEW, TIER_RANK, CausedBy, ChangeDirection, EventCause
 from shared.contracts.types import Stage, Tier
 
 _IDS = uuid.UUID("5b0e5f3e-8d0c-4a57-9a43-2f1f6a1c7e01")
-# What `caused_by` names when no event caused a change: the passing of time (or a new
-# policy) re-evaluating the customer, or an operator setting or clearing an override.
-REVIEW = "review"
-OVERRIDE = "override"
 
 
 class Trigger(StrEnum):
@@ -59,7 +55,7 @@ class TierChange:
     score: float
     policy_version: str
     reasons: tuple[Reason, ...]
-    caused_by: str
+    caused_by: CausedBy
     trigger: Trigger
     at: datetime
 
@@ -67,6 +63,12 @@ class TierChange:
 def change_id(customer_id: str, cause: str) -> str:
     """Deterministic: the same input always yields the same id, so a resend is recognisable."""
     return str(uuid.uuid5(_IDS, f"tier-change|{customer_id}|{cause}"))
+
+
+def event_cause_key(cause: EventCause) -> str:
+    """Source and id, unambiguous whatever either contains: a resend of one event gives the same
+    key, the same id from another source another."""
+    return f"event|{len(cause.source)}:{cause.source}|{cause.id}"
 
 
 def _direction(previous: Decision | None, current: Decision) -> ChangeDirection:
@@ -81,7 +83,7 @@ def _changed(
     previous: Decision | None,
     current: Decision,
     customer_id: str,
-    caused_by: str,
+    caused_by: CausedBy,
     trigger: Trigger,
     cause: str,
 ) -> TierChange | None:
@@ -110,7 +112,7 @@ def reevaluate(
     """Evaluate again with no new event: time passed, a policy or an override changed."""
     decision = evaluate(state.features, policy, now, state.decision, state.override)
     cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
-    caused_by = OVERRIDE if trigger is Trigger.OVERRIDE else REVIEW
+    caused_by: CausedBy = OVERRIDE if trigger is Trigger.OVERRIDE else REVIEW
     change = _changed(state.decision, decision, state.customer_id, caused_by, trigger, cause)
     return replace(state, decision=decision), change
 
@@ -157,8 +159,9 @@ def apply(
         state.decision,
         state.override,
     )
+    caused_by = EventCause(source=event.source, id=event.id)
     change = _changed(
-        state.decision, decision, state.customer_id, event.id, Trigger.EVENT, f"event|{event.id}"
+        state.decision, decision, state.customer_id, caused_by, Trigger.EVENT, event_cause_key(caused_by)
     )
     if change is not None:
         changes.append(change)

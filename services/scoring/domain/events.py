@@ -1,4 +1,4 @@
-"""What the scoring domain sees of an inbound event: id, type, event time and typed data."""
+"""What the scoring domain sees of an inbound event: source and id, type, event time and typed data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 @dataclass(frozen=True)
 class ScoringEvent:
+    # CloudEvents identity: the same id from two sources is two events.
+    source: str
     id: str
     type: str
     time: datetime

@@ -45,8 +45,9 @@ ALL_CONSENTS = {"phone": True, "sms": True, "email": True, "app": True}
 
 def change(**overrides: Any) -> Change:
     base: dict[str, Any] = {
-        "event_id": "chg-1", "customer_id": "C1", "previous_tier": "wealth", "tier": "vip",
-        "previous_stage": "core", "stage": "core", "direction": "downgrade", "at": NOON,
+        "source": "tierflow/scoring", "event_id": "chg-1", "customer_id": "C1",
+        "previous_tier": "wealth", "tier": "vip", "previous_stage": "core", "stage": "core",
+        "direction": "downgrade", "at": NOON,
         "profile": {"rm_id": "RM1", "branch_id": "B1", "consents": ALL_CONSENTS, "risk_profile": "C2"},
     }  # fmt: skip
     base.update(overrides)

@@ -21,6 +21,7 @@ from shared.contracts.inbound import (
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+SOURCE = "core-banking"
 _ids = itertools.count(1)
 
 
@@ -34,29 +35,29 @@ def txn(
     data = TransactionData.model_validate(
         {"customer_id": customer, "amount": amount, "currency": "CNY", "direction": "credit", **extra}
     )
-    return ScoringEvent(f"e{next(_ids)}", TRANSACTION, at, data), Decimal(amount)
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", TRANSACTION, at, data), Decimal(amount)
 
 
 def balance(at: datetime, aum: str, customer: str = "C1", **extra: Any) -> tuple[ScoringEvent, Decimal]:
     data = BalanceData.model_validate({"customer_id": customer, "aum": aum, "currency": "CNY", **extra})
-    return ScoringEvent(f"e{next(_ids)}", BALANCE, at, data), Decimal(aum)
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", BALANCE, at, data), Decimal(aum)
 
 
 def interaction(at: datetime, kind: str = "login", customer: str = "C1") -> tuple[ScoringEvent, None]:
     data = InteractionData.model_validate({"customer_id": customer, "kind": kind, "channel": "mobile"})
-    return ScoringEvent(f"e{next(_ids)}", INTERACTION, at, data), None
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", INTERACTION, at, data), None
 
 
 def profile(at: datetime, customer: str = "C1", **fields: Any) -> tuple[ScoringEvent, None]:
     data = CustomerData.model_validate({"customer_id": customer, **fields})
-    return ScoringEvent(f"e{next(_ids)}", CUSTOMER, at, data), None
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", CUSTOMER, at, data), None
 
 
 def survey(at: datetime, score: int, kind: str = "nps", customer: str = "C1") -> tuple[ScoringEvent, None]:
     data = SurveyData.model_validate(
         {"customer_id": customer, "survey_id": f"S{next(_ids)}", "kind": kind, "score": score}
     )
-    return ScoringEvent(f"e{next(_ids)}", SURVEY, at, data), None
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", SURVEY, at, data), None
 
 
 def complaint(
@@ -71,4 +72,4 @@ def complaint(
             "status": status,
         }
     )
-    return ScoringEvent(f"e{next(_ids)}", COMPLAINT, at, data), None
+    return ScoringEvent(SOURCE, f"e{next(_ids)}", COMPLAINT, at, data), None

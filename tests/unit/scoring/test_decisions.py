@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -12,8 +13,19 @@ from services.scoring.domain.customer import CustomerState, TierChange, Trigger,
 from services.scoring.domain.evaluation import Override, derive, evaluate, score
 from services.scoring.domain.features import Features
 from services.scoring.domain.policy import Policy, default_policy, load_policy
+from shared.contracts.outbound import EventCause
 from shared.contracts.types import Stage, Tier
-from tests.unit.scoring.builders import T0, balance, complaint, days, interaction, profile, survey, txn
+from tests.unit.scoring.builders import (
+    SOURCE,
+    T0,
+    balance,
+    complaint,
+    days,
+    interaction,
+    profile,
+    survey,
+    txn,
+)
 
 POLICY = default_policy()
 
@@ -232,3 +244,14 @@ def test_evaluate_is_a_pure_function_of_its_inputs() -> None:
     one = evaluate(state.features, POLICY, T0 + days(3), state.decision)
     two = evaluate(state.features, POLICY, T0 + days(3), state.decision)
     assert one == two
+
+
+def test_a_change_caused_by_an_event_names_its_source_and_id_and_takes_its_id_from_both() -> None:
+    event, aum = balance(T0, "600000.00")
+    _, [first] = run((event, aum))
+    _, [resent] = run((event, aum))
+    _, [same_id_elsewhere] = run((replace(event, source="card-system"), aum))
+    assert first.caused_by == EventCause(source=SOURCE, id=event.id)
+    assert resent.id == first.id
+    assert same_id_elsewhere.caused_by == EventCause(source="card-system", id=event.id)
+    assert same_id_elsewhere.id != first.id
