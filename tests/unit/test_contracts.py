@@ -354,7 +354,8 @@ def test_data_with_too_many_values_is_refused_with_one_error_not_one_per_member(
 
 TIER_CHANGE: dict[str, object] = {
     "customer_id": "C1", "previous_tier": None, "tier": "vip", "previous_stage": None, "stage": "new",
-    "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [], "caused_by": {"source": "core-banking", "id": "evt-1"},
+    "direction": "upgrade", "score": 55.0, "policy_version": "default-1", "reasons": [],
+    "caused_by": {"source": "core-banking", "id": "evt-1"},
 }  # fmt: skip
 
 
