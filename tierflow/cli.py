@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeAlias
 
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade_all
@@ -16,14 +18,43 @@ from shared.topics import Topics
 from tierflow.simulate import COHORT, Bank
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
 
+# What `add_subparsers` returns; argparse gives it no public name.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tierflow", description="Real-time customer tiering for banks.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_up,
+        _add_serve,
+        _add_simulate,
+        _add_demo,
+        _add_migrate,
+        _add_topics,
+        _add_replay,
+        _add_lag,
+    ):
+        add_command(commands)
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+def _add_up(commands: Commands) -> None:
     up = commands.add_parser("up", help="run everything on this machine, in the foreground")
     _data_dir_option(up)
+    up.set_defaults(handler=lambda args: run_up(args.data_dir.resolve()))
+
+
+def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run one service (as containers do)")
     serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(handler=lambda args: run_service(args.service))
+
+
+def _add_simulate(commands: Commands) -> None:
     simulate = commands.add_parser("simulate", help="generate a synthetic bank's events, deterministically")
     _bank_options(simulate, customers=1000, events_per_customer=20)
     simulate.add_argument("--invalid-rate", type=float, default=0.0, help="share of extra invalid events")
@@ -47,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument(
         "--cohort", type=int, default=COHORT, help="customers generated together (memory grows with it)"
     )
+    simulate.set_defaults(handler=run_simulation)
+
+
+def _add_demo(commands: Commands) -> None:
     demo = commands.add_parser("demo", help="bring TierFlow up, run a simulated bank's year through it")
     _data_dir_option(demo)
     _bank_options(demo, customers=2000, events_per_customer=40)
@@ -57,45 +92,65 @@ def main(argv: list[str] | None = None) -> int:
         help="compress the simulated year into this many seconds (0: as fast as it goes)",
     )
     demo.add_argument("--exit", action="store_true", help="stop after the summary instead of staying up")
-    commands.add_parser("migrate", help="apply every service's database migrations")
-    commands.add_parser("topics", help="create the contract's topics if missing")
+    demo.set_defaults(handler=_demo)
+
+
+def _add_migrate(commands: Commands) -> None:
+    commands.add_parser("migrate", help="apply every service's database migrations").set_defaults(
+        handler=_migrate
+    )
+
+
+def _add_topics(commands: Commands) -> None:
+    commands.add_parser("topics", help="create the contract's topics if missing").set_defaults(
+        handler=_topics
+    )
+
+
+def _add_replay(commands: Commands) -> None:
     commands.add_parser(
         "replay", help="rebuild scoring state from the topics (stop the scoring workers first)"
-    )
+    ).set_defaults(handler=_replay)
+
+
+def _add_lag(commands: Commands) -> None:
     commands.add_parser(
         "lag", help="records each worker's consumer group has yet to process, as the broker sees it"
-    )
-    args = parser.parse_args(argv)
+    ).set_defaults(handler=_lag)
 
-    if args.command == "up":
-        return run_up(args.data_dir.resolve())
-    if args.command == "serve":
-        return run_service(args.service)
-    if args.command == "simulate":
-        return run_simulation(args)
-    if args.command == "demo":
-        from tierflow.demo import run_demo
 
-        return run_demo(args, _bank(args, cohort=args.customers))
-    if args.command == "migrate":
-        asyncio.run(upgrade_all(Settings()))
-        print("migrations applied")
-        return 0
-    if args.command == "lag":
-        from rich.console import Console
+def _demo(args: argparse.Namespace) -> int:
+    from tierflow.demo import run_demo
 
-        from tierflow.lag import lag_table, worker_lag
+    return run_demo(args, _bank(args, cohort=args.customers))
 
-        Console().print(lag_table(asyncio.run(worker_lag(Settings()))))
-        return 0
-    if args.command == "replay":
-        from services.scoring.replay import replay
 
-        print(f"replay prepared: {asyncio.run(replay(Settings()))}; start scoring to rebuild")
-        return 0
+def _migrate(_args: argparse.Namespace) -> int:
+    asyncio.run(upgrade_all(Settings()))
+    print("migrations applied")
+    return 0
+
+
+def _topics(_args: argparse.Namespace) -> int:
     settings = Settings()
     created = asyncio.run(ensure_topics(settings, Topics.from_settings(settings).all()))
     print(f"topics created: {', '.join(created) or 'none (all existed)'}")
+    return 0
+
+
+def _replay(_args: argparse.Namespace) -> int:
+    from services.scoring.replay import replay
+
+    print(f"replay prepared: {asyncio.run(replay(Settings()))}; start scoring to rebuild")
+    return 0
+
+
+def _lag(_args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tierflow.lag import lag_table, worker_lag
+
+    Console().print(lag_table(asyncio.run(worker_lag(Settings()))))
     return 0
 
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tierflow import report, sinks
 from tierflow.processes import port_is_open
 from tierflow.simulate import Bank, branches, customer_id, persona_of, records
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
+from tierflow.summary import Summary
 
 SUMMARY_FILE = "demo-summary.json"
 EXAMPLE_PERSONAS = ("private", "one_off", "drifting", "affluent")
@@ -41,23 +42,6 @@ class Endpoints:
 
     def client(self, service: str) -> httpx.Client:
         return sinks.api_client(self.urls[service], self.key)
-
-
-@dataclass
-class Summary:
-    """What the demo found, as the APIs answer it."""
-
-    window: dict[str, str]
-    customers: int
-    records_sent: dict[str, int]
-    migration_window: dict[str, str] = field(default_factory=dict)
-    nps_window: dict[str, str] = field(default_factory=dict)
-    branches: list[dict[str, Any]] = field(default_factory=list)
-    migrations: list[dict[str, Any]] = field(default_factory=list)
-    examples: list[dict[str, Any]] = field(default_factory=list)
-    outreach_queue: list[dict[str, Any]] = field(default_factory=list)
-    rms: list[dict[str, Any]] = field(default_factory=list)
-    nps_by_tier: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_demo(args: argparse.Namespace, bank: Bank) -> int:

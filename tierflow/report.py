@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from shared.contracts.types import Stage, Tier
-
-if TYPE_CHECKING:
-    from tierflow.demo import Summary
+from tierflow.summary import Summary
 
 TIERS = tuple(tier.value for tier in Tier)
 STAGES = tuple(stage.value for stage in Stage)

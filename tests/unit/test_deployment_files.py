@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from shared.settings import Settings
+from tests.settings_env import setting_env_names
 from tierflow.stack import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,16 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     return loaded
-
-
-def _setting_env_names() -> set[str]:
-    names: set[str] = set()
-    for name, field in Settings.model_fields.items():
-        names.add(f"TIERFLOW_{name.upper()}")
-        alias = field.validation_alias
-        if alias is not None:
-            names.update(str(choice) for choice in getattr(alias, "choices", [alias]))
-    return names
 
 
 def test_every_tierflow_service_runs_one_of_our_services_with_a_health_check(compose: dict[str, Any]) -> None:
@@ -43,7 +34,7 @@ def test_every_tierflow_service_runs_one_of_our_services_with_a_health_check(com
 
 
 def test_every_environment_variable_is_a_setting(compose: dict[str, Any]) -> None:
-    known = _setting_env_names()
+    known = setting_env_names()
     for name, service in compose["services"].items():
         if name in ("kafka", "postgres"):
             continue

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.unit.test_deployment_files import _setting_env_names
+from tests.settings_env import setting_env_names
 from tierflow.stack import SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -93,7 +93,7 @@ def test_each_service_runs_from_one_image_with_probes_resources_and_a_service(
 
 
 def test_configuration_names_only_real_settings() -> None:
-    known = _setting_env_names()
+    known = setting_env_names()
     for path in KUBERNETES.rglob("*.yaml"):
         for doc in documents(path):
             if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "tierflow-config":

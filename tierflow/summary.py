@@ -1,0 +1,23 @@
+"""What `tierflow demo` found, as TierFlow's APIs answer it: written as JSON, rendered as tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Summary:
+    """What the demo found, as the APIs answer it."""
+
+    window: dict[str, str]
+    customers: int
+    records_sent: dict[str, int]
+    migration_window: dict[str, str] = field(default_factory=dict)
+    nps_window: dict[str, str] = field(default_factory=dict)
+    branches: list[dict[str, Any]] = field(default_factory=list)
+    migrations: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    outreach_queue: list[dict[str, Any]] = field(default_factory=list)
+    rms: list[dict[str, Any]] = field(default_factory=list)
+    nps_by_tier: list[dict[str, Any]] = field(default_factory=list)
