@@ -118,7 +118,7 @@ class Scoring:
         if self.clock_mode is ClockMode.EVENT:
             await store.advance_watermark(max(e.time for e in fresh))
         await store.save_customers(list(states.values()), datetime.now(UTC))
-        await store.record_changes(changes, self.tier_changes_topic, states)
+        await store.record_changes(changes, self.tier_changes_topic)
         return len(fresh), changes
 
     def _apply_one(
@@ -174,7 +174,7 @@ class Scoring:
                 states[customer_id], new = review(state, policy, now)
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
-            await store.record_changes(changes, self.tier_changes_topic, states)
+            await store.record_changes(changes, self.tier_changes_topic)
         metrics.REVIEWS.inc(len(due))
         _count_changes(changes)
         return len(due)
@@ -222,7 +222,7 @@ class Scoring:
         state, change = set_override(state, override, policy, now)
         changes = [change] if change else []
         await store.save_customers([state], datetime.now(UTC))
-        await store.record_changes(changes, self.tier_changes_topic, {customer_id: state})
+        await store.record_changes(changes, self.tier_changes_topic)
         await store.audit_override(customer_id, override, actor, note)
         return changes
 

@@ -7,7 +7,7 @@ markers, the history and the outbox rows of a batch commit together or not at al
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -149,9 +149,7 @@ class ScoringStore:
         }
         await self._db.execute(_SAVE, params)
 
-    async def record_changes(
-        self, changes: Sequence[TierChange], topic: str, states: Mapping[str, CustomerState]
-    ) -> int:
+    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
         """History rows and outbox rows; a change already recorded (same id) is skipped."""
         if not changes:
             return 0
@@ -177,9 +175,7 @@ class ScoringStore:
         )
         new_ids = {row[0] for row in inserted}
         fresh = [c for c in changes if c.id in new_ids]
-        await enqueue(
-            self._db, "scoring", topic, [tier_changed_event(c, states[c.customer_id]) for c in fresh]
-        )
+        await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
         return len(fresh)
 
     async def exists(self, customer_id: str) -> bool:

@@ -59,6 +59,9 @@ class TierChange:
     caused_by: str
     trigger: Trigger
     at: datetime
+    # The aggregates the change was decided on: what its event tells subscribers about the
+    # customer then, not after later events of the same micro-batch.
+    features: Features
 
 
 def change_id(customer_id: str, cause: str) -> str:
@@ -77,6 +80,7 @@ def _direction(previous: Decision | None, current: Decision) -> ChangeDirection:
 def _changed(
     previous: Decision | None,
     current: Decision,
+    features: Features,
     customer_id: str,
     caused_by: str,
     trigger: Trigger,
@@ -98,6 +102,7 @@ def _changed(
         caused_by=caused_by,
         trigger=trigger,
         at=current.evaluated_at,
+        features=features,
     )
 
 
@@ -107,7 +112,7 @@ def reevaluate(
     """Evaluate again with no new event: time passed, a policy or an override changed."""
     decision = evaluate(state.features, policy, now, state.decision, state.override)
     cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
-    change = _changed(state.decision, decision, state.customer_id, REVIEW, trigger, cause)
+    change = _changed(state.decision, decision, state.features, state.customer_id, REVIEW, trigger, cause)
     return replace(state, decision=decision), change
 
 
@@ -154,7 +159,7 @@ def apply(
         state.override,
     )
     change = _changed(
-        state.decision, decision, state.customer_id, event.id, Trigger.EVENT, f"event|{event.id}"
+        state.decision, decision, features, state.customer_id, event.id, Trigger.EVENT, f"event|{event.id}"
     )
     if change is not None:
         changes.append(change)
