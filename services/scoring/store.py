@@ -104,6 +104,16 @@ _HISTORY = text(
 )
 
 
+_LAST_POLICY: list[tuple[dict[str, Any], Policy]] = []
+
+
+def _parsed_policy(document: dict[str, Any]) -> Policy:
+    """The same document parses to the same object: validated once, and its compiled rules reused."""
+    if not _LAST_POLICY or _LAST_POLICY[0][0] != document:
+        _LAST_POLICY[:] = [(document, Policy.model_validate(document))]
+    return _LAST_POLICY[0][1]
+
+
 class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
@@ -236,7 +246,7 @@ class ScoringStore:
 
     async def active_policy(self) -> Policy | None:
         document = await self._db.scalar(text("SELECT document FROM scoring.policies WHERE active"))
-        return None if document is None else Policy.model_validate(document)
+        return None if document is None else _parsed_policy(document)
 
     async def install_policy(self, policy: Policy, actor: str, activate: bool) -> None:
         await self._db.execute(
