@@ -7,14 +7,14 @@ markers, the history and the outbox rows of a batch commit together or not at al
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import DateTime, Double, Text
+from sqlalchemy.types import BigInteger, DateTime, Double, Text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
@@ -41,10 +41,13 @@ _PLACEHOLDERS = text(
 
 _LOCK = text(
     """
-    SELECT customer_id, state FROM scoring.customers
-    WHERE customer_id = ANY(:ids) ORDER BY customer_id FOR UPDATE
+    SELECT c.customer_id, c.xmin::text::bigint AS version,
+        CASE WHEN c.xmin::text::bigint IS NOT DISTINCT FROM u.known THEN NULL ELSE c.state END AS state,
+        c.xmin::text::bigint IS NOT DISTINCT FROM u.known AS known
+    FROM scoring.customers AS c JOIN unnest(:ids, :known) AS u(customer_id, known) USING (customer_id)
+    ORDER BY c.customer_id FOR UPDATE OF c
     """
-).bindparams(bindparam("ids", type_=_TEXTS))
+).bindparams(bindparam("ids", type_=_TEXTS), bindparam("known", type_=ARRAY(BigInteger)))
 
 _SAVE = text(
     """
@@ -58,6 +61,7 @@ _SAVE = text(
         AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
              branch_id, segment, region)
     WHERE c.customer_id = u.customer_id
+    RETURNING c.customer_id, c.xmin::text::bigint
     """
 ).bindparams(
     bindparam("ids", type_=_TEXTS),
@@ -104,6 +108,43 @@ _HISTORY = text(
 )
 
 
+class StateCache:
+    """Decoded states this process wrote, each with the row version it wrote, least recent out first.
+
+    An entry is used only while the row still has that version (see `lock_customers`),
+    so the cache can never make a decision on an outdated state; it only saves reading
+    and decoding the states of the customers whose partitions this instance consumes.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: dict[str, tuple[int, CustomerState]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def versions(self, customer_ids: Sequence[str]) -> list[int | None]:
+        entries = self._entries
+        return [entry[0] if (entry := entries.get(cid)) is not None else None for cid in customer_ids]
+
+    def state(self, customer_id: str) -> CustomerState:
+        return self._entries[customer_id][1]
+
+    def remember(self, written: Mapping[str, int], states: Mapping[str, CustomerState]) -> None:
+        """Call after the transaction that wrote these versions committed."""
+        if self.capacity == 0:
+            return
+        entries = self._entries
+        for cid, version in written.items():
+            entries.pop(cid, None)  # re-inserted last: the most recently used
+            entries[cid] = (version, states[cid])
+        while len(entries) > self.capacity:
+            del entries[next(iter(entries))]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 _LAST_POLICY: list[tuple[dict[str, Any], Policy]] = []
 
 
@@ -128,21 +169,34 @@ class ScoringStore:
         )
         return {row[0] for row in result}
 
-    async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
-        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks."""
+    async def lock_customers(
+        self, customer_ids: Iterable[str], cache: StateCache | None = None
+    ) -> dict[str, CustomerState]:
+        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks.
+
+        A state found in `cache` at the row's current version is not read again: the row
+        version (xmin) changes with every write, whoever makes it (an override, the review
+        loop, a replay, another instance), so a stale entry is never used.
+        """
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
         await self._db.execute(_PLACEHOLDERS, {"ids": ids})
-        rows = await self._db.execute(_LOCK, {"ids": ids})
-        return {
-            cid: decode(cid, state) if state is not None else CustomerState.new(cid) for cid, state in rows
-        }
+        known = cache.versions(ids) if cache is not None else [None] * len(ids)
+        rows = await self._db.execute(_LOCK, {"ids": ids, "known": known})
+        states: dict[str, CustomerState] = {}
+        for cid, _version, state, from_cache in rows:
+            if from_cache and cache is not None:
+                states[cid] = cache.state(cid)
+            else:
+                states[cid] = decode(cid, state) if state is not None else CustomerState.new(cid)
+        return states
 
-    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> None:
+    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> dict[str, int]:
+        """Write the decided states; returns each written row's new version."""
         decided = [(s, s.decision) for s in states if s.decision is not None]
         if not decided:
-            return
+            return {}
         params: dict[str, Any] = {
             "ids": [s.customer_id for s, _ in decided],
             "states": [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
@@ -157,7 +211,8 @@ class ScoringStore:
             "regions": [s.features.profile.get("region") for s, _ in decided],
             "now": now,
         }
-        await self._db.execute(_SAVE, params)
+        written = await self._db.execute(_SAVE, params)
+        return {cid: int(version) for cid, version in written}
 
     async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
         """History rows and outbox rows; a change already recorded (same id) is skipped."""

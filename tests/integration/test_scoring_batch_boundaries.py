@@ -20,7 +20,9 @@ from aiokafka import ConsumerRecord
 
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.store import StateCache
 from shared.consumer import Delivered
+from shared.contracts.types import Tier
 from shared.db import create_engine
 from tests import factories
 from tests.infra import Infra, fetch_rows, fresh_database
@@ -110,7 +112,9 @@ async def run(database_url: str, infra: Infra, items: list[Delivered[ScoringEven
     settings = infra.settings(DATABASE_URL=database_url)
     engine = create_engine(settings)
     try:
-        scoring = Scoring(engine, settings, "customer.tier-changes.v1", ClockMode.FIXED, AS_OF)
+        scoring = Scoring(
+            engine, settings, "customer.tier-changes.v1", ClockMode.FIXED, AS_OF, StateCache(10_000)
+        )
         await scoring.ensure_policy()
         for first in range(0, len(items), size):
             await scoring.apply_batch(items[first : first + size])
@@ -137,3 +141,34 @@ def test_states_and_tier_changes_do_not_depend_on_batch_boundaries(infra: Infra)
         assert outcomes[size]["customers"] == reference["customers"], f"states differ with batches of {size}"
         assert outcomes[size]["history"] == reference["history"], f"history differs with batches of {size}"
         assert outcomes[size]["outbox"] == reference["outbox"], f"outbox differs with batches of {size}"
+
+
+def test_a_state_changed_elsewhere_is_read_again_not_taken_from_the_cache(infra: Infra) -> None:
+    """An override written by another instance between two batches is in the next decision."""
+    database_url = fresh_database(infra, f"cache_{uuid.uuid4().hex[:6]}")
+    settings = infra.settings(DATABASE_URL=database_url)
+    customer_id = "C-B-0000"
+    items = [item for item in delivered(crossing_stream(), infra) if item.value.customer_id == customer_id]
+
+    async def scenario() -> int:
+        engine = create_engine(settings)
+        try:
+            topic = "customer.tier-changes.v1"
+            consuming = Scoring(engine, settings, topic, ClockMode.FIXED, AS_OF, StateCache(100))
+            operator = Scoring(engine, settings, topic, ClockMode.FIXED, AS_OF)
+            await consuming.ensure_policy()
+            await consuming.apply_batch(items[:5])
+            cached = len(consuming.cache)
+            expires = AS_OF + timedelta(days=3)
+            await operator.set_override(customer_id, Tier.PRIVATE, "board decision", expires, "ops")
+            await consuming.apply_batch(items[5:])
+        finally:
+            await engine.dispose()
+        return cached
+
+    cached = asyncio.run(scenario())
+    query = "SELECT tier, state FROM scoring.customers WHERE customer_id = $1"
+    row = fetch_rows(database_url, query, customer_id)[0]
+    assert cached == 1
+    assert row["tier"] == "private"
+    assert json.loads(row["state"])["override"]["reason"] == "board decision"

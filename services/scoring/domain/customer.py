@@ -113,7 +113,7 @@ def reevaluate(
     decision = evaluate(state.features, policy, now, state.decision, state.override)
     cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
     change = _changed(state.decision, decision, state.features, state.customer_id, REVIEW, trigger, cause)
-    return replace(state, decision=decision), change
+    return CustomerState(state.customer_id, state.features, decision, state.override), change
 
 
 def catch_up(state: CustomerState, policy: Policy, until: datetime) -> tuple[CustomerState, list[TierChange]]:
@@ -163,7 +163,7 @@ def apply(
     )
     if change is not None:
         changes.append(change)
-    return replace(state, features=features, decision=decision), changes
+    return CustomerState(state.customer_id, features, decision, state.override), changes
 
 
 class OverrideRefused(ValueError):
