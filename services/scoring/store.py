@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import BigInteger, DateTime, Double, Text
+from sqlalchemy.types import BigInteger, DateTime, Text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
@@ -49,63 +49,34 @@ _LOCK = text(
     """
 ).bindparams(bindparam("ids", type_=_TEXTS), bindparam("known", type_=ARRAY(BigInteger)))
 
-_SAVE = text(
-    """
+# Driver-level SQL: thousands of array elements per batch skip SQLAlchemy's per-element bind
+# processing, and asyncpg keeps the statement prepared (the casts give every parameter its type).
+_SAVE = """
     UPDATE scoring.customers AS c SET
         state = CAST(u.state AS jsonb), tier = u.tier, stage = u.stage, score = u.score,
         policy_version = u.policy_version, tier_since = u.tier_since,
         next_review_at = u.next_review_at, branch_id = u.branch_id, segment = u.segment,
-        region = u.region, updated_at = :now
-    FROM unnest(:ids, :states, :tiers, :stages, :scores, :versions, :since, :due, :branches,
-                :segments, :regions)
+        region = u.region, updated_at = $12::timestamptz
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])
         AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
              branch_id, segment, region)
     WHERE c.customer_id = u.customer_id
-    RETURNING c.customer_id, c.xmin::text::bigint
-    """
-).bindparams(
-    bindparam("ids", type_=_TEXTS),
-    bindparam("states", type_=_TEXTS),
-    bindparam("tiers", type_=_TEXTS),
-    bindparam("stages", type_=_TEXTS),
-    bindparam("scores", type_=ARRAY(Double)),
-    bindparam("versions", type_=_TEXTS),
-    bindparam("since", type_=_TIMES),
-    bindparam("due", type_=_TIMES),
-    bindparam("branches", type_=_TEXTS),
-    bindparam("segments", type_=_TEXTS),
-    bindparam("regions", type_=_TEXTS),
-    bindparam("now", type_=DateTime(timezone=True)),
-)
+    RETURNING c.customer_id, c.xmin::text::bigint AS version
+"""
 
-_HISTORY = text(
-    """
+_HISTORY = """
     INSERT INTO scoring.tier_history (change_id, customer_id, at, previous_tier, tier, previous_stage,
         stage, direction, score, policy_version, reasons, caused_by, trigger)
     SELECT CAST(u.change_id AS uuid), u.customer_id, u.at, u.previous_tier, u.tier, u.previous_stage,
         u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), u.caused_by, u.trigger
-    FROM unnest(:ids, :customers, :ats, :previous_tiers, :tiers, :previous_stages, :stages,
-                :directions, :scores, :versions, :reasons, :causes, :triggers)
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[])
         AS u(change_id, customer_id, at, previous_tier, tier, previous_stage, stage, direction,
              score, policy_version, reasons, caused_by, trigger)
     ON CONFLICT (change_id) DO NOTHING
-    RETURNING change_id::text
-    """
-).bindparams(
-    bindparam("ids", type_=_TEXTS),
-    bindparam("customers", type_=_TEXTS),
-    bindparam("ats", type_=_TIMES),
-    bindparam("previous_tiers", type_=_TEXTS),
-    bindparam("tiers", type_=_TEXTS),
-    bindparam("previous_stages", type_=_TEXTS),
-    bindparam("stages", type_=_TEXTS),
-    bindparam("directions", type_=_TEXTS),
-    bindparam("scores", type_=ARRAY(Double)),
-    bindparam("versions", type_=_TEXTS),
-    bindparam("reasons", type_=_TEXTS),
-    bindparam("causes", type_=_TEXTS),
-    bindparam("triggers", type_=_TEXTS),
-)
+    RETURNING change_id::text AS change_id
+"""
 
 
 class StateCache:
@@ -197,48 +168,47 @@ class ScoringStore:
         decided = [(s, s.decision) for s in states if s.decision is not None]
         if not decided:
             return {}
-        params: dict[str, Any] = {
-            "ids": [s.customer_id for s, _ in decided],
-            "states": [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
-            "tiers": [d.tier.value for _, d in decided],
-            "stages": [d.stage.value for _, d in decided],
-            "scores": [d.score for _, d in decided],
-            "versions": [d.policy_version for _, d in decided],
-            "since": [d.tier_since for _, d in decided],
-            "due": [d.next_review_at for _, d in decided],
-            "branches": [s.features.profile.get("branch_id") for s, _ in decided],
-            "segments": [s.features.profile.get("segment") for s, _ in decided],
-            "regions": [s.features.profile.get("region") for s, _ in decided],
-            "now": now,
-        }
-        written = await self._db.execute(_SAVE, params)
-        return {cid: int(version) for cid, version in written}
+        profiles = [s.features.profile for s, _ in decided]
+        params = (
+            [s.customer_id for s, _ in decided],
+            [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
+            [d.tier.value for _, d in decided],
+            [d.stage.value for _, d in decided],
+            [d.score for _, d in decided],
+            [d.policy_version for _, d in decided],
+            [d.tier_since for _, d in decided],
+            [d.next_review_at for _, d in decided],
+            [p.get("branch_id") for p in profiles],
+            [p.get("segment") for p in profiles],
+            [p.get("region") for p in profiles],
+            now,
+        )
+        written = await self._db.exec_driver_sql(_SAVE, params)
+        return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
 
     async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
         """History rows and outbox rows; a change already recorded (same id) is skipped."""
         if not changes:
             return 0
-        inserted = await self._db.execute(
+        inserted = await self._db.exec_driver_sql(
             _HISTORY,
-            {
-                "ids": [c.id for c in changes],
-                "customers": [c.customer_id for c in changes],
-                "ats": [c.at for c in changes],
-                "previous_tiers": [c.previous_tier.value if c.previous_tier else None for c in changes],
-                "tiers": [c.tier.value for c in changes],
-                "previous_stages": [c.previous_stage.value if c.previous_stage else None for c in changes],
-                "stages": [c.stage.value for c in changes],
-                "directions": [c.direction.value for c in changes],
-                "scores": [c.score for c in changes],
-                "versions": [c.policy_version for c in changes],
-                "reasons": [
-                    json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes
-                ],
-                "causes": [c.caused_by for c in changes],
-                "triggers": [c.trigger.value for c in changes],
-            },
+            (
+                [c.id for c in changes],
+                [c.customer_id for c in changes],
+                [c.at for c in changes],
+                [c.previous_tier.value if c.previous_tier else None for c in changes],
+                [c.tier.value for c in changes],
+                [c.previous_stage.value if c.previous_stage else None for c in changes],
+                [c.stage.value for c in changes],
+                [c.direction.value for c in changes],
+                [c.score for c in changes],
+                [c.policy_version for c in changes],
+                [json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes],
+                [c.caused_by for c in changes],
+                [c.trigger.value for c in changes],
+            ),
         )
-        new_ids = {row[0] for row in inserted}
+        new_ids = {row["change_id"] for row in inserted.mappings()}
         fresh = [c for c in changes if c.id in new_ids]
         await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
         return len(fresh)
