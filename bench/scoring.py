@@ -49,7 +49,7 @@ CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 KEY = "bench-admin-key"
 # Sections after the end-to-end run, comma-separated (all by default).
-SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,profile").split(",")
+SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,profile").split(",")
 OUTPUT = Path(__file__).resolve().parent.parent / ".bench" / "scoring.json"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -212,8 +212,7 @@ def wait_applied(database_url: str, target: int, started: float | None = None) -
         if first_at is None and applied > first_count:
             first_at, first_count = now, applied
         if applied >= target:
-            assert first_at is not None
-            return first_at, first_count, now
+            return (now, applied, now) if first_at is None else (first_at, first_count, now)
         time.sleep(0.25)
 
 
@@ -278,6 +277,40 @@ def end_of_day(
                 "rss_mb_after_eod": peak_rss_mb(process)}  # fmt: skip
     finally:
         stop(process)
+
+
+def two_processes(env: dict[str, str], workdir: Path, admin_url: str, bootstrap: str) -> float:
+    """The same stream on fresh topics and a fresh database, two scoring processes in one group."""
+    topics = Topics("two.")
+    database_url = asyncio.run(fresh_database(admin_url, "bench_two"))
+    env = {**env, "DATABASE_URL": database_url, "TIERFLOW_TOPIC_PREFIX": topics.prefix,
+           "TIERFLOW_SCORING_GROUP": "bench-two"}  # fmt: skip
+    os.environ["DATABASE_URL"] = database_url
+    try:
+        settings = Settings()
+        asyncio.run(ensure_topics(settings, topics.all()))
+        asyncio.run(upgrade_all(settings))
+    finally:
+        os.environ["DATABASE_URL"] = admin_url
+    produced, _ = produce_all(bootstrap, topics.bank_events)
+    first, _ = service("scoring", env, workdir)
+    second, _ = service("scoring", env, workdir)
+    try:
+        first_at, first_count, done_at = wait_applied(database_url, produced)
+        return (produced - first_count) / (done_at - first_at)
+    finally:
+        stop(second)
+        stop(first)
+
+
+async def fresh_database(admin_url: str, name: str) -> str:
+    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
 
 
 def warm_up(producer: Producer, topic: str, database_url: str, customer_id: str, today: datetime) -> None:
@@ -352,13 +385,16 @@ def _metric(url: str, name: str) -> float:
     return 0.0
 
 
-def latency(env: dict[str, str], workdir: Path, bootstrap: str) -> tuple[float, float, int]:
-    """Ingest acceptance to tier change on the stream, for new customers at a steady 50/s.
+def latency(
+    env: dict[str, str], workdir: Path, bootstrap: str, rate: int, seconds: float = 20
+) -> tuple[float, float, int]:
+    """Ingest acceptance to tier change on the stream, for new customers at a steady `rate` per second.
 
-    Runs on topics of its own, so it measures a steady load and not the bulk backlog.
+    Runs on topics of its own, so it measures a steady load and not the bulk backlog. Above
+    50/s the events are posted in batches, 20 posts a second, each timed from its 202.
     """
-    topics = Topics("latency.")
-    env = {**env, "TIERFLOW_TOPIC_PREFIX": topics.prefix, "TIERFLOW_SCORING_GROUP": "bench-latency"}
+    topics = Topics(f"latency{rate}.")
+    env = {**env, "TIERFLOW_TOPIC_PREFIX": topics.prefix, "TIERFLOW_SCORING_GROUP": f"bench-latency-{rate}"}
     asyncio.run(ensure_topics(Settings(), topics.all()))
     scoring, _ = service("scoring", env, workdir)
     ingest, ingest_url = service("ingest", env, workdir)
@@ -387,33 +423,44 @@ def latency(env: dict[str, str], workdir: Path, bootstrap: str) -> tuple[float, 
     try:
         with httpx.Client(timeout=10) as client:
 
-            def post(customer_id: str) -> None:
-                event_id = f"lat-{uuid.uuid4()}"
-                body = {
-                    "specversion": "1.0", "id": event_id, "source": "bench", "type": "bank.transaction.v1",
-                    "time": datetime.now(UTC).isoformat(),
-                    "data": {
-                        "customer_id": customer_id, "amount": "1.00",
-                        "currency": "CNY", "direction": "credit",
-                    },
-                }  # fmt: skip
+            def post(customer_ids: list[str]) -> None:
+                body: list[dict[str, Any]] = [
+                    {
+                        "specversion": "1.0", "id": f"lat-{uuid.uuid4()}", "source": "bench",
+                        "type": "bank.transaction.v1", "time": datetime.now(UTC).isoformat(),
+                        "data": {"customer_id": customer_id, "amount": "1.00", "currency": "CNY",
+                                 "direction": "credit"},
+                    }
+                    for customer_id in customer_ids
+                ]  # fmt: skip
                 response = client.post(
-                    f"{ingest_url}/v1/events", json=body, headers={"authorization": f"Bearer {KEY}"}
+                    f"{ingest_url}/v1/events",
+                    content=json.dumps(body),
+                    headers={
+                        "authorization": f"Bearer {KEY}",
+                        "content-type": "application/cloudevents-batch+json",
+                    },
                 )
                 assert response.status_code == 202
-                accepted[event_id] = time.perf_counter()
+                at = time.perf_counter()
+                for event in body:
+                    accepted[event["id"]] = at
 
             # Warm up until the scoring worker has joined its group and answers.
             deadline = time.monotonic() + 60
             while not arrived and time.monotonic() < deadline:
-                post(f"W{uuid.uuid4().hex[:8]}")
+                post([f"W{uuid.uuid4().hex[:8]}"])
                 time.sleep(0.5)
             time.sleep(2)
             accepted.clear()
             arrived.clear()
-            for n in range(1000):
-                post(f"L{n:06d}")
-                time.sleep(0.02)
+            per_post = max(1, rate // 20) if rate > 50 else 1
+            interval = per_post / rate
+            next_at = time.perf_counter()
+            for n in range(int(rate * seconds / per_post)):
+                post([f"L{rate}-{n:06d}-{k}" for k in range(per_post)])
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.perf_counter()))
         time.sleep(5)
     finally:
         done.set()
@@ -510,9 +557,17 @@ def main() -> None:
             figures["ingest_ratio"] = figures["ingest_eps"] / figures["e2e_eps"]
             log(f"through ingest: {figures['ingest_eps']:,.0f} events/s")
         if "latency" in SECTIONS:
-            p50, p99, samples = latency(env, workdir, broker.bootstrap_servers)
+            p50, p99, samples = latency(env, workdir, broker.bootstrap_servers, 50)
             figures.update(latency_p50_ms=p50, latency_p99_ms=p99)
-            log(f"latency over {samples} events: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+            log(f"latency at 50/s over {samples} events: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+            p50, p99, samples = latency(env, workdir, broker.bootstrap_servers, 1_000, 10)
+            figures.update(latency_1k_p50_ms=p50, latency_1k_p99_ms=p99)
+            log(f"latency at 1,000/s over {samples} events: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        if "two" in SECTIONS:
+            figures["two_process_e2e_eps"] = two_processes(
+                env, workdir, postgres.url(), broker.bootstrap_servers
+            )
+            log(f"two scoring processes: {figures['two_process_e2e_eps']:,.0f} events/s")
         profile = profile_domain() if "profile" in SECTIONS else ""
     finally:
         broker.stop()
@@ -544,6 +599,10 @@ def main() -> None:
     if "latency_p50_ms" in figures:
         print(f"  ingest accepted -> tier change p50 {figures['latency_p50_ms']:.0f} ms, "
               f"p99 {figures['latency_p99_ms']:.0f} ms (at 50/s)")  # fmt: skip
+        print(f"  ingest accepted -> tier change p50 {figures['latency_1k_p50_ms']:.0f} ms, "
+              f"p99 {figures['latency_1k_p99_ms']:.0f} ms (at 1,000/s)")  # fmt: skip
+    if "two_process_e2e_eps" in figures:
+        print(f"  two scoring processes          {figures['two_process_e2e_eps']:>12,.0f} events/s")
     print(f"  figures written to {OUTPUT.relative_to(REPO)}")
     if profile:
         print()
