@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     scoring_as_of: AwareDatetime | None = None
     scoring_group: str = Field(default="tierflow-scoring", max_length=200)
     scoring_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    # Decoded customer states a scoring process keeps between micro-batches (0 turns it off).
+    scoring_state_cache_size: int = Field(default=100_000, ge=0, le=10_000_000)
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)
     review_batch_size: int = Field(default=500, ge=1, le=50_000)
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)

@@ -13,6 +13,7 @@ from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
+from services.scoring.store import StateCache
 from shared.consumer import Delivered
 from shared.settings import Settings
 from shared.tasks import every
@@ -33,6 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
         topics.name(TIER_CHANGES),
         ClockMode(settings.scoring_clock),
         settings.scoring_as_of,
+        StateCache(settings.scoring_state_cache_size),
     )
 
     async def handle(batch: Sequence[Delivered[ScoringEvent]]) -> None:

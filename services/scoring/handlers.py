@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -24,7 +24,7 @@ from services.scoring.domain.evaluation import Override
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
-from services.scoring.store import ScoringStore
+from services.scoring.store import ScoringStore, StateCache
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
@@ -85,16 +85,22 @@ class Scoring:
     tier_changes_topic: str
     clock_mode: ClockMode = ClockMode.WALL
     as_of: datetime | None = None
+    cache: StateCache = field(default_factory=lambda: StateCache(0))
 
     async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
         events = [item.value for item in batch]
         async with consumer_transaction(self.engine) as connection:
-            applied, changes = await self._apply(ScoringStore(connection), events)
+            applied, changes, written, states = await self._apply(ScoringStore(connection), events)
+        # Only now is it committed: what the cache remembers is what the database holds.
+        self.cache.remember(written, states)
+        metrics.STATES_WRITTEN.inc(len(written))
         metrics.EVENTS_APPLIED.inc(applied)
         metrics.DUPLICATES.inc(len(events) - applied)
         _count_changes(changes)
 
-    async def _apply(self, store: ScoringStore, events: list[ScoringEvent]) -> tuple[int, list[TierChange]]:
+    async def _apply(
+        self, store: ScoringStore, events: list[ScoringEvent]
+    ) -> tuple[int, list[TierChange], dict[str, int], dict[str, CustomerState]]:
         fresh_keys = await store.claim_events([(e.source, e.id, e.customer_id) for e in events])
         fresh: list[ScoringEvent] = []
         for event in events:
@@ -102,9 +108,9 @@ class Scoring:
                 fresh.append(event)
                 fresh_keys.discard((event.source, event.id))  # a repeat inside the batch is a duplicate too
         if not fresh:
-            return 0, []
+            return 0, [], {}, {}
         policy = await self.policy(store)
-        states = await store.lock_customers(e.customer_id for e in fresh)
+        states = await store.lock_customers((e.customer_id for e in fresh), self.cache)
         clock = await self._start_clock(store)
         changes: list[TierChange] = []
         for event in fresh:
@@ -115,9 +121,9 @@ class Scoring:
             changes += new_changes
         if self.clock_mode is ClockMode.EVENT:
             await store.advance_watermark(max(e.time for e in fresh))
-        await store.save_customers(list(states.values()), datetime.now(UTC))
-        await store.record_changes(changes, self.tier_changes_topic, states)
-        return len(fresh), changes
+        written = await store.save_customers(list(states.values()), datetime.now(UTC))
+        await store.record_changes(changes, self.tier_changes_topic)
+        return len(fresh), changes, written, states
 
     def _apply_one(
         self, state: CustomerState, event: ScoringEvent, policy: Policy, now: datetime
@@ -172,7 +178,7 @@ class Scoring:
                 states[customer_id], new = review(state, policy, now)
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
-            await store.record_changes(changes, self.tier_changes_topic, states)
+            await store.record_changes(changes, self.tier_changes_topic)
         metrics.REVIEWS.inc(len(due))
         _count_changes(changes)
         return len(due)
@@ -220,7 +226,7 @@ class Scoring:
         state, change = set_override(state, override, policy, now)
         changes = [change] if change else []
         await store.save_customers([state], datetime.now(UTC))
-        await store.record_changes(changes, self.tier_changes_topic, {customer_id: state})
+        await store.record_changes(changes, self.tier_changes_topic)
         await store.audit_override(customer_id, override, actor, note)
         return changes
 

@@ -7,3 +7,4 @@ DUPLICATES = Counter("tierflow_events_duplicate", "Redelivered or resent events 
 TIER_CHANGES = Counter("tierflow_tier_changes", "Tier or stage changes recorded", ["direction"])
 REVIEWS = Counter("tierflow_reviews", "Customers re-evaluated by the time-driven review")
 BATCH_SECONDS = Histogram("tierflow_scoring_batch_seconds", "Time to apply and commit one micro-batch")
+STATES_WRITTEN = Counter("tierflow_scoring_states_written", "Customer state rows written by micro-batches")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.scoring.domain.customer import CustomerState, TierChange
-from services.scoring.domain.features import open_high_complaints
+from services.scoring.domain.customer import TierChange
+from services.scoring.domain.features import Features, open_high_complaints
 from shared.contracts.outbound import TIER_CHANGED, Reason, TierChangedData
 from shared.publishing import OutboxMessage, customer_event
 
@@ -11,7 +11,7 @@ SOURCE = "tierflow/scoring"
 PROFILE_FIELDS = ("branch_id", "rm_id", "segment", "region", "risk_profile", "consents", "timezone")
 
 
-def tier_changed_event(change: TierChange, state: CustomerState) -> OutboxMessage:
+def tier_changed_event(change: TierChange) -> OutboxMessage:
     """The CloudEvent keyed by customer, with what subscribers need to act (profile, complaints)."""
     data = TierChangedData(
         customer_id=change.customer_id,
@@ -31,15 +31,19 @@ def tier_changed_event(change: TierChange, state: CustomerState) -> OutboxMessag
         event_type=TIER_CHANGED,
         time=change.at,
         customer_id=change.customer_id,
-        data={**data.model_dump(mode="json"), "trigger": change.trigger.value, **customer_context(state)},
+        data={
+            **data.model_dump(mode="json"),
+            "trigger": change.trigger.value,
+            **customer_context(change.features),
+        },
     )
 
 
-def customer_context(state: CustomerState) -> dict[str, object]:
+def customer_context(features: Features) -> dict[str, object]:
     """What a subscriber needs to act on a change without asking back: profile and complaints."""
-    profile = state.features.profile
+    profile = features.profile
     return {
         "profile": {name: profile[name] for name in PROFILE_FIELDS if name in profile},
-        "complaints_open_high": open_high_complaints(state.features),
-        "nps_latest": state.features.nps_latest,
+        "complaints_open_high": open_high_complaints(features),
+        "nps_latest": features.nps_latest,
     }

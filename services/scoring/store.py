@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import DateTime, Double, Text
+from sqlalchemy.types import BigInteger, DateTime, Text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
@@ -55,68 +55,90 @@ _PLACEHOLDERS = text(
 
 _LOCK = text(
     """
-    SELECT customer_id, state FROM scoring.customers
-    WHERE customer_id = ANY(:ids) ORDER BY customer_id FOR UPDATE
+    SELECT c.customer_id, c.xmin::text::bigint AS version,
+        CASE WHEN c.xmin::text::bigint IS NOT DISTINCT FROM u.known THEN NULL ELSE c.state END AS state,
+        c.xmin::text::bigint IS NOT DISTINCT FROM u.known AS known
+    FROM scoring.customers AS c JOIN unnest(:ids, :known) AS u(customer_id, known) USING (customer_id)
+    ORDER BY c.customer_id FOR UPDATE OF c
     """
-).bindparams(bindparam("ids", type_=_TEXTS))
+).bindparams(bindparam("ids", type_=_TEXTS), bindparam("known", type_=ARRAY(BigInteger)))
 
-_SAVE = text(
-    """
+# Driver-level SQL: thousands of array elements per batch skip SQLAlchemy's per-element bind
+# processing, and asyncpg keeps the statement prepared (the casts give every parameter its type).
+_SAVE = """
     UPDATE scoring.customers AS c SET
         state = CAST(u.state AS jsonb), tier = u.tier, stage = u.stage, score = u.score,
         policy_version = u.policy_version, tier_since = u.tier_since,
         next_review_at = u.next_review_at, branch_id = u.branch_id, segment = u.segment,
-        region = u.region, updated_at = :now
-    FROM unnest(:ids, :states, :tiers, :stages, :scores, :versions, :since, :due, :branches,
-                :segments, :regions)
+        region = u.region, updated_at = $12::timestamptz
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])
         AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
              branch_id, segment, region)
     WHERE c.customer_id = u.customer_id
-    """
-).bindparams(
-    bindparam("ids", type_=_TEXTS),
-    bindparam("states", type_=_TEXTS),
-    bindparam("tiers", type_=_TEXTS),
-    bindparam("stages", type_=_TEXTS),
-    bindparam("scores", type_=ARRAY(Double)),
-    bindparam("versions", type_=_TEXTS),
-    bindparam("since", type_=_TIMES),
-    bindparam("due", type_=_TIMES),
-    bindparam("branches", type_=_TEXTS),
-    bindparam("segments", type_=_TEXTS),
-    bindparam("regions", type_=_TEXTS),
-    bindparam("now", type_=DateTime(timezone=True)),
-)
+    RETURNING c.customer_id, c.xmin::text::bigint AS version
+"""
 
-_HISTORY = text(
-    """
+_HISTORY = """
     INSERT INTO scoring.tier_history (change_id, customer_id, at, previous_tier, tier, previous_stage,
         stage, direction, score, policy_version, reasons, caused_by, trigger)
     SELECT CAST(u.change_id AS uuid), u.customer_id, u.at, u.previous_tier, u.tier, u.previous_stage,
         u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), CAST(u.caused_by AS jsonb),
         u.trigger
-    FROM unnest(:ids, :customers, :ats, :previous_tiers, :tiers, :previous_stages, :stages,
-                :directions, :scores, :versions, :reasons, :causes, :triggers)
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[])
         AS u(change_id, customer_id, at, previous_tier, tier, previous_stage, stage, direction,
              score, policy_version, reasons, caused_by, trigger)
     ON CONFLICT (change_id) DO NOTHING
-    RETURNING change_id::text
+    RETURNING change_id::text AS change_id
+"""
+
+
+class StateCache:
+    """Decoded states this process wrote, each with the row version it wrote, least recent out first.
+
+    An entry is used only while the row still has that version (see `lock_customers`),
+    so the cache can never make a decision on an outdated state; it only saves reading
+    and decoding the states of the customers whose partitions this instance consumes.
     """
-).bindparams(
-    bindparam("ids", type_=_TEXTS),
-    bindparam("customers", type_=_TEXTS),
-    bindparam("ats", type_=_TIMES),
-    bindparam("previous_tiers", type_=_TEXTS),
-    bindparam("tiers", type_=_TEXTS),
-    bindparam("previous_stages", type_=_TEXTS),
-    bindparam("stages", type_=_TEXTS),
-    bindparam("directions", type_=_TEXTS),
-    bindparam("scores", type_=ARRAY(Double)),
-    bindparam("versions", type_=_TEXTS),
-    bindparam("reasons", type_=_TEXTS),
-    bindparam("causes", type_=_TEXTS),
-    bindparam("triggers", type_=_TEXTS),
-)
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: dict[str, tuple[int, CustomerState]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def versions(self, customer_ids: Sequence[str]) -> list[int | None]:
+        entries = self._entries
+        return [entry[0] if (entry := entries.get(cid)) is not None else None for cid in customer_ids]
+
+    def state(self, customer_id: str) -> CustomerState:
+        return self._entries[customer_id][1]
+
+    def remember(self, written: Mapping[str, int], states: Mapping[str, CustomerState]) -> None:
+        """Call after the transaction that wrote these versions committed."""
+        if self.capacity == 0:
+            return
+        entries = self._entries
+        for cid, version in written.items():
+            entries.pop(cid, None)  # re-inserted last: the most recently used
+            entries[cid] = (version, states[cid])
+        while len(entries) > self.capacity:
+            del entries[next(iter(entries))]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_LAST_POLICY: list[tuple[dict[str, Any], Policy]] = []
+
+
+def _parsed_policy(document: dict[str, Any]) -> Policy:
+    """The same document parses to the same object: validated once, and its compiled rules reused."""
+    if not _LAST_POLICY or _LAST_POLICY[0][0] != document:
+        _LAST_POLICY[:] = [(document, Policy.model_validate(document))]
+    return _LAST_POLICY[0][1]
 
 
 def _cause_json(cause: CausedBy) -> str:
@@ -143,68 +165,77 @@ class ScoringStore:
         )
         return {(row[0], row[1]) for row in result}
 
-    async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
-        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks."""
+    async def lock_customers(
+        self, customer_ids: Iterable[str], cache: StateCache | None = None
+    ) -> dict[str, CustomerState]:
+        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks.
+
+        A state found in `cache` at the row's current version is not read again: the row
+        version (xmin) changes with every write, whoever makes it (an override, the review
+        loop, a replay, another instance), so a stale entry is never used.
+        """
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
         await self._db.execute(_PLACEHOLDERS, {"ids": ids})
-        rows = await self._db.execute(_LOCK, {"ids": ids})
-        return {
-            cid: decode(cid, state) if state is not None else CustomerState.new(cid) for cid, state in rows
-        }
+        known = cache.versions(ids) if cache is not None else [None] * len(ids)
+        rows = await self._db.execute(_LOCK, {"ids": ids, "known": known})
+        states: dict[str, CustomerState] = {}
+        for cid, _version, state, from_cache in rows:
+            if from_cache and cache is not None:
+                states[cid] = cache.state(cid)
+            else:
+                states[cid] = decode(cid, state) if state is not None else CustomerState.new(cid)
+        return states
 
-    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> None:
+    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> dict[str, int]:
+        """Write the decided states; returns each written row's new version."""
         decided = [(s, s.decision) for s in states if s.decision is not None]
         if not decided:
-            return
-        params: dict[str, Any] = {
-            "ids": [s.customer_id for s, _ in decided],
-            "states": [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
-            "tiers": [d.tier.value for _, d in decided],
-            "stages": [d.stage.value for _, d in decided],
-            "scores": [d.score for _, d in decided],
-            "versions": [d.policy_version for _, d in decided],
-            "since": [d.tier_since for _, d in decided],
-            "due": [d.next_review_at for _, d in decided],
-            "branches": [s.features.profile.get("branch_id") for s, _ in decided],
-            "segments": [s.features.profile.get("segment") for s, _ in decided],
-            "regions": [s.features.profile.get("region") for s, _ in decided],
-            "now": now,
-        }
-        await self._db.execute(_SAVE, params)
+            return {}
+        profiles = [s.features.profile for s, _ in decided]
+        params = (
+            [s.customer_id for s, _ in decided],
+            [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
+            [d.tier.value for _, d in decided],
+            [d.stage.value for _, d in decided],
+            [d.score for _, d in decided],
+            [d.policy_version for _, d in decided],
+            [d.tier_since for _, d in decided],
+            [d.next_review_at for _, d in decided],
+            [p.get("branch_id") for p in profiles],
+            [p.get("segment") for p in profiles],
+            [p.get("region") for p in profiles],
+            now,
+        )
+        written = await self._db.exec_driver_sql(_SAVE, params)
+        return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
 
-    async def record_changes(
-        self, changes: Sequence[TierChange], topic: str, states: Mapping[str, CustomerState]
-    ) -> int:
+    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
         """History rows and outbox rows; a change already recorded (same id) is skipped."""
         if not changes:
             return 0
-        inserted = await self._db.execute(
+        inserted = await self._db.exec_driver_sql(
             _HISTORY,
-            {
-                "ids": [c.id for c in changes],
-                "customers": [c.customer_id for c in changes],
-                "ats": [c.at for c in changes],
-                "previous_tiers": [c.previous_tier.value if c.previous_tier else None for c in changes],
-                "tiers": [c.tier.value for c in changes],
-                "previous_stages": [c.previous_stage.value if c.previous_stage else None for c in changes],
-                "stages": [c.stage.value for c in changes],
-                "directions": [c.direction.value for c in changes],
-                "scores": [c.score for c in changes],
-                "versions": [c.policy_version for c in changes],
-                "reasons": [
-                    json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes
-                ],
-                "causes": [_cause_json(c.caused_by) for c in changes],
-                "triggers": [c.trigger.value for c in changes],
-            },
+            (
+                [c.id for c in changes],
+                [c.customer_id for c in changes],
+                [c.at for c in changes],
+                [c.previous_tier.value if c.previous_tier else None for c in changes],
+                [c.tier.value for c in changes],
+                [c.previous_stage.value if c.previous_stage else None for c in changes],
+                [c.stage.value for c in changes],
+                [c.direction.value for c in changes],
+                [c.score for c in changes],
+                [c.policy_version for c in changes],
+                [json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes],
+                [_cause_json(c.caused_by) for c in changes],
+                [c.trigger.value for c in changes],
+            ),
         )
-        new_ids = {row[0] for row in inserted}
+        new_ids = {row["change_id"] for row in inserted.mappings()}
         fresh = [c for c in changes if c.id in new_ids]
-        await enqueue(
-            self._db, "scoring", topic, [tier_changed_event(c, states[c.customer_id]) for c in fresh]
-        )
+        await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
         return len(fresh)
 
     async def exists(self, customer_id: str) -> bool:
@@ -265,7 +296,7 @@ class ScoringStore:
 
     async def active_policy(self) -> Policy | None:
         document = await self._db.scalar(text("SELECT document FROM scoring.policies WHERE active"))
-        return None if document is None else Policy.model_validate(document)
+        return None if document is None else _parsed_policy(document)
 
     async def install_policy(self, policy: Policy, actor: str, activate: bool) -> None:
         await self._db.execute(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.engagement.outbound import survey_request
-from services.scoring.domain.customer import CustomerState, TierChange, Trigger
+from services.scoring.domain.customer import TierChange, Trigger
 from services.scoring.domain.evaluation import Reason
 from services.scoring.domain.features import Complaint, Features
 from services.scoring.outbound import tier_changed_event
@@ -45,6 +45,11 @@ PROFILE = {
 
 
 def published_tier_change(trigger: Trigger = Trigger.EVENT, with_context: bool = True) -> bytes:
+    features = Features(
+        profile=PROFILE,
+        nps_latest=9,
+        complaints={"K1": Complaint("high", "open", 0), "K2": Complaint("critical", "in_progress", 0)},
+    )
     change = TierChange(
         id=str(uuid.uuid4()),
         customer_id="C0001",
@@ -59,13 +64,9 @@ def published_tier_change(trigger: Trigger = Trigger.EVENT, with_context: bool =
         caused_by=EventCause(source="core-banking", id="evt 1"),
         trigger=trigger,
         at=AT,
+        features=features,
     )
-    features = Features(
-        profile=PROFILE,
-        nps_latest=9,
-        complaints={"K1": Complaint("high", "open", 0), "K2": Complaint("critical", "in_progress", 0)},
-    )
-    value = tier_changed_event(change, CustomerState("C0001", features)).value
+    value = tier_changed_event(change).value
     if with_context:
         return value
     # Tier changes published before scoring added the context carry none of it.

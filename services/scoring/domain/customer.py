@@ -58,6 +58,9 @@ class TierChange:
     caused_by: CausedBy
     trigger: Trigger
     at: datetime
+    # The aggregates the change was decided on: what its event tells subscribers about the
+    # customer then, not after later events of the same micro-batch.
+    features: Features
 
 
 def change_id(customer_id: str, cause: str) -> str:
@@ -82,6 +85,7 @@ def _direction(previous: Decision | None, current: Decision) -> ChangeDirection:
 def _changed(
     previous: Decision | None,
     current: Decision,
+    features: Features,
     customer_id: str,
     caused_by: CausedBy,
     trigger: Trigger,
@@ -103,6 +107,7 @@ def _changed(
         caused_by=caused_by,
         trigger=trigger,
         at=current.evaluated_at,
+        features=features,
     )
 
 
@@ -113,8 +118,8 @@ def reevaluate(
     decision = evaluate(state.features, policy, now, state.decision, state.override)
     cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
     caused_by: CausedBy = OVERRIDE if trigger is Trigger.OVERRIDE else REVIEW
-    change = _changed(state.decision, decision, state.customer_id, caused_by, trigger, cause)
-    return replace(state, decision=decision), change
+    change = _changed(state.decision, decision, state.features, state.customer_id, caused_by, trigger, cause)
+    return CustomerState(state.customer_id, state.features, decision, state.override), change
 
 
 def catch_up(state: CustomerState, policy: Policy, until: datetime) -> tuple[CustomerState, list[TierChange]]:
@@ -161,11 +166,17 @@ def apply(
     )
     caused_by = EventCause(source=event.source, id=event.id)
     change = _changed(
-        state.decision, decision, state.customer_id, caused_by, Trigger.EVENT, event_cause_key(caused_by)
+        state.decision,
+        decision,
+        features,
+        state.customer_id,
+        caused_by,
+        Trigger.EVENT,
+        event_cause_key(caused_by),
     )
     if change is not None:
         changes.append(change)
-    return replace(state, features=features, decision=decision), changes
+    return CustomerState(state.customer_id, features, decision, state.override), changes
 
 
 class OverrideRefused(ValueError):

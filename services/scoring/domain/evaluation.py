@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -10,6 +12,7 @@ from typing import Any
 
 from services.scoring.domain.features import (
     ZERO,
+    DayBucket,
     Features,
     aum_at,
     average_daily_balance,
@@ -62,49 +65,97 @@ class Decision:
     clv: Decimal
 
 
+class FeatureVector(dict[str, Any]):
+    """Every feature a policy may name, as of `now`, each derived the first time it is read.
+
+    A decision reads only the features its policy names, and a rule stops at the first
+    condition that fails, so most of the ~30 are never computed for a given event.
+    """
+
+    def __init__(self, features: Features, now: datetime) -> None:
+        super().__init__()
+        self.features = features
+        self.now = now
+        self._windows: dict[int, DayBucket] | None = None
+
+    def __missing__(self, name: str) -> Any:
+        deriver = _DERIVERS.get(name)
+        if deriver is None:
+            if name in _DECIDED:
+                return None  # the score and the tier are set as the decision reaches them
+            raise KeyError(name)
+        value = deriver(self)
+        self[name] = value
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def window(self, days: int) -> DayBucket:
+        if self._windows is None:
+            self._windows = window_totals(self.features, day_of(self.now), (30, 90, 365))
+        return self._windows[days]
+
+    def days_since(self, moment: datetime | None) -> int | None:
+        return _days_since(moment, self.now)
+
+
+def _trend(v: FeatureVector) -> Decimal | None:
+    long_average: Decimal = v["aum_avg_90d"]
+    return (v["aum_avg_30d"] / long_average) if long_average > 0 else None
+
+
+def _nps_category(v: FeatureVector) -> str | None:
+    nps = v.features.nps_latest
+    return None if nps is None else nps_category(nps).value
+
+
+_DECIDED = frozenset({"score", "tier"})
+_DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
+    "txn_count": lambda v: v.features.txn_count,
+    "txn_amount": lambda v: v.features.txn_amount,
+    "txn_count_30d": lambda v: v.window(30).txn_count,
+    "txn_count_90d": lambda v: v.window(90).txn_count,
+    "txn_count_365d": lambda v: v.window(365).txn_count,
+    "txn_amount_30d": lambda v: v.window(30).txn_amount,
+    "txn_amount_90d": lambda v: v.window(90).txn_amount,
+    "txn_amount_365d": lambda v: v.window(365).txn_amount,
+    "interaction_count": lambda v: v.features.interaction_count,
+    "interactions_30d": lambda v: v.window(30).interactions,
+    "interactions_90d": lambda v: v.window(90).interactions,
+    "activity_count": lambda v: v.features.txn_count + v.features.interaction_count,
+    "days_since_last_txn": lambda v: v.days_since(v.features.last_txn_at),
+    "days_since_last_interaction": lambda v: v.days_since(v.features.last_interaction_at),
+    "days_since_last_activity": lambda v: v.days_since(
+        _latest(v.features.last_txn_at, v.features.last_interaction_at)
+    ),
+    "aum": lambda v: aum_at(v.features, v.now),
+    "aum_avg_30d": lambda v: average_daily_balance(v.features, v.now, 30),
+    "aum_avg_90d": lambda v: average_daily_balance(v.features, v.now, 90),
+    "aum_trend_30_90": _trend,
+    "products_held": lambda v: products_held(v.features, day_of(v.now)),
+    "tenure_days": lambda v: v.days_since(_tenure_start(v.features)),
+    "nps_latest": lambda v: v.features.nps_latest,
+    "nps_age_days": lambda v: v.days_since(v.features.nps_at),
+    "nps_category": _nps_category,
+    "csat_avg": lambda v: (
+        (Decimal(v.features.csat_sum) / v.features.csat_count) if v.features.csat_count else None
+    ),
+    "complaints_open": lambda v: sum(open_complaints(v.features).values()),
+    "complaints_open_high": lambda v: open_high_complaints(v.features),
+    "segment": lambda v: v.features.profile.get("segment"),
+    "region": lambda v: v.features.profile.get("region"),
+    "risk_profile": lambda v: v.features.profile.get("risk_profile"),
+}
+
+
 def derive(features: Features, now: datetime) -> dict[str, Any]:
-    """Every feature a policy may name, as of `now`."""
-    today = day_of(now)
-    windows = window_totals(features, today, (30, 90, 365))
-    aum_avg_30d = average_daily_balance(features, now, 30)
-    aum_avg_90d = average_daily_balance(features, now, 90)
-    last_activity = _latest(features.last_txn_at, features.last_interaction_at)
-    complaints = open_complaints(features)
-    opened = features.profile.get("opened_at")
-    tenure_start = datetime.fromisoformat(opened) if opened else features.first_seen_at
-    nps = features.nps_latest
-    return {
-        "txn_count": features.txn_count,
-        "txn_amount": features.txn_amount,
-        "txn_count_30d": windows[30].txn_count,
-        "txn_count_90d": windows[90].txn_count,
-        "txn_count_365d": windows[365].txn_count,
-        "txn_amount_30d": windows[30].txn_amount,
-        "txn_amount_90d": windows[90].txn_amount,
-        "txn_amount_365d": windows[365].txn_amount,
-        "interaction_count": features.interaction_count,
-        "interactions_30d": windows[30].interactions,
-        "interactions_90d": windows[90].interactions,
-        "activity_count": features.txn_count + features.interaction_count,
-        "days_since_last_txn": _days_since(features.last_txn_at, now),
-        "days_since_last_interaction": _days_since(features.last_interaction_at, now),
-        "days_since_last_activity": _days_since(last_activity, now),
-        "aum": aum_at(features, now),
-        "aum_avg_30d": aum_avg_30d,
-        "aum_avg_90d": aum_avg_90d,
-        "aum_trend_30_90": (aum_avg_30d / aum_avg_90d) if aum_avg_90d > 0 else None,
-        "products_held": products_held(features, today),
-        "tenure_days": _days_since(tenure_start, now),
-        "nps_latest": nps,
-        "nps_age_days": _days_since(features.nps_at, now),
-        "nps_category": None if nps is None else nps_category(nps).value,
-        "csat_avg": (Decimal(features.csat_sum) / features.csat_count) if features.csat_count else None,
-        "complaints_open": sum(complaints.values()),
-        "complaints_open_high": open_high_complaints(features),
-        "segment": features.profile.get("segment"),
-        "region": features.profile.get("region"),
-        "risk_profile": features.profile.get("risk_profile"),
-    }
+    """Every feature a policy may name, as of `now`, all computed (for views and explanations)."""
+    vector = FeatureVector(features, now)
+    return {name: vector[name] for name in _DERIVERS}
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -121,43 +172,78 @@ def _days_since(moment: datetime | None, now: datetime) -> int | None:
 
 def score(vector: dict[str, Any], terms: list[ScoreTerm]) -> float:
     """Weighted mean of normalised features, 0-100. Binary floats suffice: it is a ranking, not money."""
-    total_weight = sum(float(term.weight) for term in terms)
-    weighted = sum(float(term.weight) * _normalise(vector.get(term.feature), term) for term in terms)
-    return round(100 * weighted / total_weight, 1)
+    return _ScoreTerms.of(terms).score(vector)
 
 
-def _normalise(value: Any, term: ScoreTerm) -> float:
-    if value is None:
-        return float(term.missing)
-    x, low, high = float(value), float(term.low), float(term.high)
-    if term.transform == "log":
-        if x <= 0:
-            return 0.0 if low < high else 1.0
-        x, low, high = math.log(x), math.log(low), math.log(high)
-    return min(1.0, max(0.0, (x - low) / (high - low)))
+@dataclass(frozen=True)
+class _Term:
+    """A score term with its bounds as floats (and logarithms) computed once per policy."""
+
+    feature: str
+    weight: float
+    missing: float
+    log: bool
+    rising: bool
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, term: ScoreTerm) -> _Term:
+        low, high = float(term.low), float(term.high)
+        log = term.transform == "log"
+        if log:
+            low, high = math.log(low), math.log(high)
+        return cls(
+            term.feature, float(term.weight), float(term.missing), log, term.low < term.high, low, high
+        )
+
+    def normalise(self, value: Any) -> float:
+        if value is None:
+            return self.missing
+        x = float(value)
+        if self.log:
+            if x <= 0:
+                return 0.0 if self.rising else 1.0
+            x = math.log(x)
+        return min(1.0, max(0.0, (x - self.low) / (self.high - self.low)))
+
+
+@dataclass(frozen=True)
+class _ScoreTerms:
+    terms: tuple[_Term, ...]
+    total_weight: float
+
+    @classmethod
+    def of(cls, terms: list[ScoreTerm]) -> _ScoreTerms:
+        return cls(tuple(_Term.of(t) for t in terms), sum(float(term.weight) for term in terms))
+
+    def score(self, vector: dict[str, Any]) -> float:
+        # Every term names a known feature (the policy schema checks), so a plain lookup is safe.
+        weighted = sum(term.weight * term.normalise(vector[term.feature]) for term in self.terms)
+        return round(100 * weighted / self.total_weight, 1)
+
+
+_COMPARE: dict[Op, Callable[[Any, Any], Any]] = {
+    Op.GTE: operator.ge,
+    Op.GT: operator.gt,
+    Op.LTE: operator.le,
+    Op.LT: operator.lt,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+}
+_LOWER_BOUNDS = (Op.GTE, Op.GT)
 
 
 def holds(condition: Condition, vector: dict[str, Any], margin: Decimal = ZERO) -> bool:
     """Whether the condition holds; a margin relaxes lower bounds (gte/gt) by that fraction."""
-    actual = vector.get(condition.feature)
+    actual = vector[condition.feature]  # a known feature: the policy schema checks
     if actual is None:
         return False
     expected = condition.value
-    if isinstance(expected, Decimal) and condition.op in (Op.GTE, Op.GT):
+    op = condition.op
+    if margin and op in _LOWER_BOUNDS and isinstance(expected, Decimal):
         expected = expected * (1 - margin)
-    match condition.op:
-        case Op.GTE:
-            return bool(actual >= expected)
-        case Op.GT:
-            return bool(actual > expected)
-        case Op.LTE:
-            return bool(actual <= expected)
-        case Op.LT:
-            return bool(actual < expected)
-        case Op.EQ:
-            return bool(actual == expected)
-        case Op.NE:
-            return bool(actual != expected)
+    return bool(_COMPARE[op](actual, expected))
 
 
 def first_group(groups: Groups, vector: dict[str, Any], margin: Decimal = ZERO) -> list[Condition] | None:
@@ -196,8 +282,8 @@ def evaluate(
     previous: Decision | None,
     override: Override | None = None,
 ) -> Decision:
-    vector = derive(features, now)
-    vector["score"] = score(vector, policy.score)
+    vector = FeatureVector(features, now)
+    vector["score"] = _compiled(policy).score.score(vector)
     candidate, gate_reason = policy_tier(vector, policy)
     tier, below_since, tier_reasons = _apply_hysteresis(candidate, gate_reason, vector, policy, now, previous)
     reasons = list(tier_reasons)
@@ -360,6 +446,7 @@ _DAY_FEATURES = frozenset(
 class _CompiledPolicy:
     day_thresholds: tuple[tuple[str, int], ...]
     balance_thresholds: dict[int, frozenset[Decimal]]
+    score: _ScoreTerms
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -384,7 +471,9 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         if c.feature in _DAY_FEATURES and isinstance(c.value, Decimal)
     }
     compiled = _CompiledPolicy(
-        tuple(sorted(day_thresholds)), {w: frozenset(v) for w, v in thresholds.items()}
+        tuple(sorted(day_thresholds)),
+        {w: frozenset(v) for w, v in thresholds.items()},
+        _ScoreTerms.of(policy.score),
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()

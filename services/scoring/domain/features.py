@@ -12,7 +12,7 @@ Rules for late and out-of-order events:
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -102,10 +102,23 @@ class Features:
         return self.balances[-1][1] if self.balances else ZERO
 
 
+_FEATURE_FIELDS = frozenset(f.name for f in fields(Features))
+
+
+def _evolve(features: Features, **changes: Any) -> Features:
+    """`dataclasses.replace` without its per-call introspection: it runs several times per event."""
+    unknown = changes.keys() - _FEATURE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown feature fields {sorted(unknown)}")
+    evolved = object.__new__(Features)
+    vars(evolved).update(vars(features), **changes)
+    return evolved
+
+
 def apply_event(features: Features, event: ScoringEvent, amount_in_base: Decimal | None) -> Features:
     """The aggregates after `event`; `amount_in_base` is its money converted to the base currency."""
     first_seen = _earliest(features.first_seen_at, event.time)
-    seen = features if first_seen == features.first_seen_at else replace(features, first_seen_at=first_seen)
+    seen = features if first_seen == features.first_seen_at else _evolve(features, first_seen_at=first_seen)
     data = event.data
     if event.type == TRANSACTION and isinstance(data, TransactionData):
         return _transaction(seen, event.time, data, amount_in_base or ZERO)
@@ -134,11 +147,10 @@ def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: 
     if day <= horizon_day - LONGEST_WINDOW_DAYS:
         return days
     bucket = days.get(day, DayBucket())
-    updated = replace(
-        bucket,
-        txn_count=bucket.txn_count + add.get("txn_count", 0),
-        txn_amount=MONEY_CONTEXT.add(bucket.txn_amount, add.get("txn_amount", ZERO)),
-        interactions=bucket.interactions + add.get("interactions", 0),
+    updated = DayBucket(
+        bucket.txn_count + add.get("txn_count", 0),
+        MONEY_CONTEXT.add(bucket.txn_amount, add.get("txn_amount", ZERO)),
+        bucket.interactions + add.get("interactions", 0),
     )
     cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
     kept = {d: b for d, b in days.items() if d > cutoff}
@@ -156,7 +168,7 @@ def _transaction(features: Features, time: datetime, data: TransactionData, amou
     product = CATEGORY_PRODUCTS.get(data.category.value if data.category else "")
     if product:
         products[product] = max(products.get(product, 0), day)
-    return replace(
+    return _evolve(
         features,
         txn_count=features.txn_count + 1,
         txn_amount=MONEY_CONTEXT.add(features.txn_amount, amount),
@@ -169,7 +181,7 @@ def _transaction(features: Features, time: datetime, data: TransactionData, amou
 
 
 def _interaction(features: Features, time: datetime, data: InteractionData) -> Features:
-    return replace(
+    return _evolve(
         features,
         interaction_count=features.interaction_count + 1,
         last_interaction_at=_latest(features.last_interaction_at, time),
@@ -200,22 +212,22 @@ def _balance(features: Features, as_of: datetime, data: BalanceData, aum: Decima
     points = points[max(0, first_inside - 1) :]
     is_latest = points[-1][0] == at
     breakdown = dict(data.breakdown or {}) if is_latest else features.breakdown
-    return replace(features, balances=tuple(points), breakdown=breakdown)
+    return _evolve(features, balances=tuple(points), breakdown=breakdown)
 
 
 def _profile(features: Features, time: datetime, data: CustomerData) -> Features:
     if features.profile_at is not None and time < features.profile_at:
         return features
     fields = data.model_dump(mode="json", exclude_none=True, exclude={"customer_id"})
-    return replace(features, profile={**features.profile, **fields}, profile_at=time)
+    return _evolve(features, profile={**features.profile, **fields}, profile_at=time)
 
 
 def _survey(features: Features, time: datetime, data: SurveyData) -> Features:
     if data.kind.value == "csat":
-        return replace(features, csat_sum=features.csat_sum + data.score, csat_count=features.csat_count + 1)
+        return _evolve(features, csat_sum=features.csat_sum + data.score, csat_count=features.csat_count + 1)
     if features.nps_at is not None and time < features.nps_at:
         return features
-    return replace(features, nps_latest=data.score, nps_at=time)
+    return _evolve(features, nps_latest=data.score, nps_at=time)
 
 
 def _complaint(features: Features, time: datetime, data: ComplaintData) -> Features:
@@ -234,7 +246,7 @@ def _complaint(features: Features, time: datetime, data: ComplaintData) -> Featu
         )
         for _, cid in resolved[: len(complaints) - MAX_COMPLAINTS_KEPT]:
             del complaints[cid]
-    return replace(features, complaints=complaints)
+    return _evolve(features, complaints=complaints)
 
 
 def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
