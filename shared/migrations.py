@@ -73,6 +73,28 @@ def execute_script(script: str) -> None:
             op.execute(statement)
 
 
+def create_outbox_rejected(schema: str) -> None:
+    """The table where a service's relay sets aside outbox records the broker refuses for good."""
+    op.execute(
+        f"""
+        CREATE TABLE {schema}.outbox_rejected (
+            id           bigint PRIMARY KEY,
+            topic        text NOT NULL,
+            key          bytea NOT NULL,
+            value        bytea NOT NULL,
+            created_at   timestamptz NOT NULL,
+            rejected_at  timestamptz NOT NULL DEFAULT now(),
+            attempts     integer NOT NULL,
+            reason       text NOT NULL
+        )
+        """
+    )
+
+
+def drop_outbox_rejected(schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.outbox_rejected")
+
+
 def key_by_event_source(table: str, *, primary: bool) -> None:
     """Key `table` on (source, event_id) instead of event_id alone: CloudEvents identity.
 

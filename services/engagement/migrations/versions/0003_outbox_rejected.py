@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-from alembic import op
+from shared.migrations import create_outbox_rejected, drop_outbox_rejected
 
 revision: str = "engagement_0003"
 down_revision: str | None = "engagement_0002"
@@ -16,21 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.execute(
-        """
-        CREATE TABLE engagement.outbox_rejected (
-            id           bigint PRIMARY KEY,
-            topic        text NOT NULL,
-            key          bytea NOT NULL,
-            value        bytea NOT NULL,
-            created_at   timestamptz NOT NULL,
-            rejected_at  timestamptz NOT NULL DEFAULT now(),
-            attempts     integer NOT NULL,
-            reason       text NOT NULL
-        )
-        """
-    )
+    create_outbox_rejected("engagement")
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS engagement.outbox_rejected")
+    drop_outbox_rejected("engagement")

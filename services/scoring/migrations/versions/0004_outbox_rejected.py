@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-from alembic import op
+from shared.migrations import create_outbox_rejected, drop_outbox_rejected
 
 revision: str = "scoring_0004"
 down_revision: str | None = "scoring_0003"
@@ -16,21 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.execute(
-        """
-        CREATE TABLE scoring.outbox_rejected (
-            id           bigint PRIMARY KEY,
-            topic        text NOT NULL,
-            key          bytea NOT NULL,
-            value        bytea NOT NULL,
-            created_at   timestamptz NOT NULL,
-            rejected_at  timestamptz NOT NULL DEFAULT now(),
-            attempts     integer NOT NULL,
-            reason       text NOT NULL
-        )
-        """
-    )
+    create_outbox_rejected("scoring")
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS scoring.outbox_rejected")
+    drop_outbox_rejected("scoring")
