@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from shared.contracts.outbound import OutreachOutcome
+from shared.contracts.types import Identifier, NoteText, ReasonText
 
 
 class OutreachItemPublic(BaseModel):
@@ -56,20 +57,20 @@ class PlaybookSummary(BaseModel):
 
 class CompletionCreate(BaseModel):
     outcome: OutreachOutcome
-    note: Annotated[str, Field(max_length=1000)] | None = None
+    note: NoteText | None = None
     request_survey: bool = True
 
 
 class CancellationCreate(BaseModel):
-    reason: Annotated[str, Field(min_length=3, max_length=500)]
+    reason: ReasonText
 
 
 class ReassignmentCreate(BaseModel):
-    rm_id: Annotated[str, Field(min_length=1, max_length=128)]
+    rm_id: Identifier
 
 
 class RmUpdate(BaseModel):
-    branch_id: Annotated[str, Field(min_length=1, max_length=128)]
+    branch_id: Identifier
     capacity: Annotated[int, Field(ge=0, le=10_000)]
     active: bool = True
 

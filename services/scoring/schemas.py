@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from shared.contracts.types import Stage, Tier
+from shared.contracts.types import ReasonText, Stage, Tier
 
 
 class ReasonPublic(BaseModel):
@@ -129,7 +129,7 @@ class MigrationMatrix(BaseModel):
 
 class OverrideCreate(BaseModel):
     tier: Tier
-    reason: Annotated[str, Field(min_length=3, max_length=500)]
+    reason: ReasonText
     expires_at: AwareDatetime
 
 

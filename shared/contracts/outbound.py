@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 
 from shared.contracts.types import (
     CustomerId,
+    DetailText,
     EventId,
     EventSource,
     Identifier,
@@ -36,7 +37,7 @@ class _Outbound(BaseModel):
 
 class Reason(_Outbound):
     rule: ShortText
-    detail: Annotated[str, Field(max_length=500)]
+    detail: DetailText
 
 
 class ChangeDirection(StrEnum):
@@ -98,7 +99,7 @@ class OutreachData(_Outbound):
     due_at: PayloadTime | None = None
     trigger_event_id: Identifier | None = None
     assigned_to: Identifier | None = None
-    reason: Annotated[str, Field(max_length=500)] | None = None
+    reason: DetailText | None = None
 
 
 class SurveyKind(StrEnum):

@@ -48,6 +48,11 @@ _HIDDEN = r"\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b-\u200f\u2028-\u202e\u206
 _SPACE = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
 PRINTABLE_PATTERN = rf"^[^{_HIDDEN}{_SPACE}](?:[^{_HIDDEN}]*[^{_HIDDEN}{_SPACE}])?$"
 _PRINTABLE = re.compile(PRINTABLE_PATTERN)
+# Free text (a comment, a note, a reason) may break lines and indent with tabs, but holds none of
+# the other hidden characters: NUL, which PostgreSQL cannot store, least of all.
+_FREE_TEXT_HIDDEN = _HIDDEN.replace(r"\x00-\x1f", r"\x00-\x08\x0b\x0c\x0e-\x1f")
+FREE_TEXT_PATTERN = rf"^[^{_FREE_TEXT_HIDDEN}]*$"
+_FREE_TEXT = re.compile(FREE_TEXT_PATTERN)
 
 EVENT_ID_MAX_LENGTH = 128
 EVENT_SOURCE_MAX_LENGTH = 256
@@ -143,6 +148,17 @@ def _printable(value: str) -> str:
     return value
 
 
+NOT_FREE_TEXT = (
+    "must not hold NUL, control (other than tab and line breaks), bidirectional or invisible characters"
+)
+
+
+def _free_text(value: str) -> str:
+    if _FREE_TEXT.fullmatch(value) is None:
+        raise ValueError(NOT_FREE_TEXT)
+    return value
+
+
 def _known_timezone(value: str) -> str:
     if value not in _TIMEZONES:
         raise ValueError(f"unknown IANA time zone {value!r}")
@@ -153,12 +169,22 @@ _TIMEZONES = frozenset(available_timezones())
 
 _PRINTABLE_CHECK = AfterValidator(_printable)
 _PRINTABLE_SCHEMA = Field(json_schema_extra={"pattern": PRINTABLE_PATTERN})
+_FREE_TEXT_CHECK = AfterValidator(_free_text)
+_FREE_TEXT_SCHEMA = Field(json_schema_extra={"pattern": FREE_TEXT_PATTERN})
 
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")]
 VersionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-LongText = Annotated[str, StringConstraints(max_length=2000)]
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), _PRINTABLE_CHECK, _PRINTABLE_SCHEMA
+]
+LongText = Annotated[str, StringConstraints(max_length=2000), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA]
+# Why someone acted (an override, a cancellation) and what they noted: free text, bounded.
+ReasonText = Annotated[
+    str, StringConstraints(min_length=3, max_length=500), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA
+]
+NoteText = Annotated[str, StringConstraints(max_length=1000), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA]
+DetailText = Annotated[str, StringConstraints(max_length=500), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_timezone)]
 

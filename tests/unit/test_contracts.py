@@ -23,7 +23,7 @@ from shared.contracts.envelope import (
 )
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import ComplaintData, EventCause, SurveyData, TierChangedData
-from shared.contracts.types import CustomerIdPath
+from shared.contracts.types import NOT_PRINTABLE, CustomerIdPath
 from shared.settings import Settings
 from tests import factories
 
@@ -400,3 +400,29 @@ def test_every_event_ingest_accepts_can_be_named_as_the_cause_of_a_tier_change(
         }
     )  # fmt: skip
     assert change.caused_by == EventCause(source=source, id=event_id)
+
+
+def test_a_nul_in_a_profile_s_free_text_is_refused_at_intake_with_the_field_named() -> None:
+    # Accepted, it would be dead-lettered later: PostgreSQL cannot store a NUL.
+    errors = errors_of(factories.with_data(at(factories.customer(), NOW), region="north\x00"))
+    assert errors == {"data.region": NOT_PRINTABLE}
+
+
+@pytest.mark.parametrize(
+    ("model", "payload", "field"),
+    [
+        (SurveyData, {"survey_id": "S1", "kind": "nps", "score": 9, "comment": "fine\x00"}, "comment"),
+        (SurveyData, {"survey_id": "S1", "kind": "nps", "score": 9, "comment": "fine\u202e"}, "comment"),
+        (ComplaintData, {"complaint_id": "K1", "severity": "low", "category": "fees\x00"}, "category"),
+    ],
+)  # fmt: skip
+def test_free_text_refuses_hidden_characters(
+    model: type[SurveyData | ComplaintData], payload: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=field):
+        model.model_validate({"customer_id": "C1", **payload})
+
+
+def test_free_text_keeps_line_breaks_and_tabs() -> None:
+    survey = {"customer_id": "C1", "survey_id": "S1", "kind": "nps", "score": 9, "comment": "one\n\ttwo\r\n"}
+    assert SurveyData.model_validate(survey).comment == "one\n\ttwo\r\n"
