@@ -117,18 +117,16 @@ def decode_survey_requested(data: object) -> SurveyRequested:
 def decode_internal_event(
     value: bytes, models: Mapping[str, type[BaseModel]], bounds: TimeBounds | None = None
 ) -> ValidEvent | None:
-    """One record's envelope and typed data; None when its type is not among `models` (the
-    consumer does not read it); `InvalidEvent` when it is not a CloudEvent or its data is wrong.
-    With `bounds`, the envelope's time and the payload's obey the future-skew rule."""
+    """One record's envelope and typed data; None for a valid CloudEvent whose type is not among
+    `models` (the consumer does not read it); `InvalidEvent` when it is not a CloudEvent, of
+    whatever type, or its data is wrong. With `bounds`, the envelope's time and the payload's
+    obey the future-skew rule."""
     try:
         raw = decode_json(value)
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent([FieldError("(event)", f"not JSON: {exc}")]) from None
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError("(event)", "an event must be a JSON object")])
-    event_type = raw.get("type")
-    if isinstance(event_type, str) and event_type not in models:
-        return None
     errors: list[FieldError] = []
     envelope: CloudEvent | None = None
     data: BaseModel | None = None
@@ -136,6 +134,11 @@ def decode_internal_event(
         envelope = CloudEvent.model_validate(raw, context=None if bounds is None else bounds.context())
     except ValidationError as exc:
         errors.extend(field_errors(exc))
+    event_type = raw.get("type")
+    if isinstance(event_type, str) and event_type not in models:
+        if errors:
+            raise InvalidEvent(errors)
+        return None
     if isinstance(event_type, str):
         try:
             data = decode_data(models[event_type], raw.get("data"), bounds)

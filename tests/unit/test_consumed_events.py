@@ -101,6 +101,11 @@ def test_a_wrong_survey_request_is_a_dead_letter_naming_the_field(
         event_decoder(SETTINGS)(record(event, "engagement.outreach.v1"))
 
 
+def test_feedback_dead_letters_a_record_that_is_no_cloudevent_whatever_its_type() -> None:
+    with pytest.raises(PoisonMessage, match="specversion"):
+        event_decoder(SETTINGS)(record({"type": "customer.unknown.v1", "id": "x"}))
+
+
 def test_engagement_dead_letters_an_event_type_it_does_not_read() -> None:
     with pytest.raises(PoisonMessage, match=re.escape("not a customer.tier_changed.v1 event")):
         change_decoder(SETTINGS)(record(factories.survey_requested()))
