@@ -4,11 +4,15 @@ every consumer again on the topic (producers may write to it directly)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
-from shared.contracts.envelope import ValidationRules
+from shared.consumer import Decoder, PoisonMessage
+from shared.contracts.envelope import InvalidEvent, ValidationRules, ValidEvent
+from shared.contracts.internal import decode_internal_event
+from shared.contracts.types import TimeBounds
 from shared.settings import Settings
 
 
@@ -36,3 +40,20 @@ def _rules(
         accepts_currency=settings.accepts_currency,
         data_models=data_models,
     )
+
+
+def internal_event_decoder(
+    settings: Settings, data_models: Mapping[str, type[BaseModel]]
+) -> Decoder[ValidEvent | None]:
+    """The one validating decoder of a consumer of other services' events: the envelope and the
+    typed data of the types it reads, under the consumer's future-skew bound; None for a type it
+    does not read. Anything wrong is a `PoisonMessage` naming every field, for the dead letter."""
+
+    def decode(record: ConsumerRecord[bytes, bytes]) -> ValidEvent | None:
+        bounds = TimeBounds(datetime.now(UTC), settings.consumer_max_future_skew)
+        try:
+            return decode_internal_event(record.value or b"", data_models, bounds)
+        except InvalidEvent as exc:
+            raise PoisonMessage(f"invalid event: {exc}") from None
+
+    return decode

@@ -1,10 +1,20 @@
-"""Contract events as a core banking system would send them."""
+"""Contract events as a core banking system would send them, and the events TierFlow's services
+send each other, built by the code that publishes them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from services.engagement.outbound import survey_request
+from services.scoring.domain.customer import TierChange, Trigger
+from services.scoring.domain.evaluation import Reason
+from services.scoring.domain.features import Complaint, Features
+from services.scoring.outbound import tier_changed_event
+from shared.contracts.outbound import ChangeDirection, EventCause
+from shared.contracts.types import Stage, Tier
 
 
 def _envelope(event_type: str, data: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -109,3 +119,87 @@ def without_data_field(event: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 ALL_TYPES = (customer, transaction, balance, interaction)
+
+
+def survey(customer_id: str = "C0001", **data: Any) -> dict[str, Any]:
+    """A `feedback.survey.v1` as feedback publishes it."""
+    payload = {
+        "customer_id": customer_id,
+        "survey_id": f"S-{uuid.uuid4().hex[:12]}",
+        "kind": "nps",
+        "score": 9,
+        "answered_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        **data,
+    }
+    return _envelope("feedback.survey.v1", payload, source="tierflow/feedback")
+
+
+def complaint(customer_id: str = "C0001", **data: Any) -> dict[str, Any]:
+    """A `feedback.complaint.v1` as feedback publishes it."""
+    payload = {
+        "customer_id": customer_id,
+        "complaint_id": f"K-{uuid.uuid4().hex[:12]}",
+        "severity": "high",
+        "category": "fees",
+        "status": "open",
+        "opened_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        **data,
+    }
+    return _envelope("feedback.complaint.v1", payload, source="tierflow/feedback")
+
+
+PROFILE = {
+    "branch_id": "BR-SH-001",
+    "rm_id": "RM-017",
+    "segment": "individual",
+    "region": "urban",
+    "risk_profile": "C3",
+    "consents": {"phone": True, "sms": False},
+    "timezone": "Asia/Shanghai",
+    "opened_at": "2024-03-01T01:00:00Z",
+}
+
+
+def tier_changed(
+    customer_id: str = "C0001", trigger: Trigger = Trigger.EVENT, at: datetime | None = None
+) -> dict[str, Any]:
+    """A `customer.tier_changed.v1` as scoring publishes it, with the context it adds."""
+    features = Features(
+        profile=PROFILE,
+        nps_latest=9,
+        complaints={"K1": Complaint("high", "open", 0), "K2": Complaint("critical", "in_progress", 0)},
+    )
+    change = TierChange(
+        id=str(uuid.uuid4()),
+        customer_id=customer_id,
+        previous_tier=Tier.MASS,
+        tier=Tier.WEALTH,
+        previous_stage=Stage.NEW,
+        stage=Stage.CORE,
+        direction=ChangeDirection.UPGRADE,
+        score=71.5,
+        policy_version="default-1",
+        reasons=(Reason("tier.wealth", "aum_avg_30d 620000 >= 500000"),),
+        caused_by=EventCause(source="core-banking", id="evt 1"),
+        trigger=trigger,
+        at=at or datetime.now(UTC) - timedelta(minutes=1),
+        features=features,
+    )
+    event: dict[str, Any] = json.loads(tier_changed_event(change).value)
+    return event
+
+
+def survey_requested(customer_id: str = "C0001", at: datetime | None = None) -> dict[str, Any]:
+    """An `engagement.survey_requested.v1` as engagement publishes it."""
+    item = {
+        "id": uuid.uuid4(),
+        "customer_id": customer_id,
+        "kind": "welcome_call",
+        "outcome": "reached",
+        "context_tier": "wealth",
+        "channel": "phone",
+    }
+    event: dict[str, Any] = json.loads(
+        survey_request(item, at or datetime.now(UTC) - timedelta(minutes=1)).value
+    )
+    return event

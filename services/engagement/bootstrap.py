@@ -8,7 +8,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.engagement.api import build_router
-from services.engagement.handlers import Engagement, decode_change
+from services.engagement.handlers import Engagement, change_decoder
 from shared.settings import Settings
 from shared.tasks import every
 from shared.topics import OUTREACH, Topics
@@ -25,7 +25,7 @@ def build_app(settings: Settings) -> FastAPI:
     worker = resources.consumer(
         "engagement",
         settings.engagement_group,
-        decode_change,
+        change_decoder(settings),
         engagement.apply_batch,
         settings.engagement_batch_size,
     )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
@@ -28,11 +26,14 @@ from services.engagement.domain.lifecycle import (
 from services.engagement.domain.planning import Change, assign_planned, plan
 from services.engagement.domain.playbook import Playbook, default_playbook
 from services.engagement.store import EngagementStore, item_state
-from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.outbound import TIER_CHANGED, OutreachOutcome, TierChangedData
+from shared.consumer import Decoder, Delivered, PoisonMessage
+from shared.contracts.internal import TierChanged
+from shared.contracts.outbound import TIER_CHANGED, OutreachOutcome
 from shared.db import consumer_transaction
 from shared.errors import TierFlowError
+from shared.event_rules import internal_event_decoder
 from shared.logs import get_logger
+from shared.settings import Settings
 
 log = get_logger(__name__)
 SYSTEM = "tierflow"
@@ -43,28 +44,32 @@ class UnknownItem(TierFlowError):
     pass
 
 
-def decode_change(record: ConsumerRecord[bytes, bytes]) -> Change:
-    try:
-        event = json.loads(record.value or b"")
-        if event.get("type") != TIER_CHANGED:
-            raise PoisonMessage(f"unexpected event type {event.get('type')!r}")
-        data = TierChangedData.model_validate(event["data"])
-        extra = event["data"]
+def change_decoder(settings: Settings) -> Decoder[Change]:
+    """Engagement's one decoder: a `customer.tier_changed.v1` with every field and the context
+    scoring adds checked, or a dead letter naming what is wrong."""
+    decode_event = internal_event_decoder(settings, {TIER_CHANGED: TierChanged})
+
+    def decode(record: ConsumerRecord[bytes, bytes]) -> Change:
+        event = decode_event(record)
+        if event is None or not isinstance(event.data, TierChanged):
+            raise PoisonMessage(f"not a {TIER_CHANGED} event")
+        data = event.data
         return Change(
-            source=event["source"],
-            event_id=event["id"],
+            source=event.envelope.source,
+            event_id=event.envelope.id,
             customer_id=data.customer_id,
             previous_tier=data.previous_tier,
             tier=data.tier,
             previous_stage=data.previous_stage,
             stage=data.stage,
             direction=data.direction,
-            at=datetime.fromisoformat(event["time"]),
-            profile=extra.get("profile") or {},
-            complaints_open_high=int(extra.get("complaints_open_high") or 0),
+            at=event.envelope.time,
+            # Only what scoring sent: a field left out means "unknown", not a default.
+            profile=data.profile.model_dump(mode="json", exclude_unset=True),
+            complaints_open_high=data.complaints_open_high,
         )
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        raise PoisonMessage(f"not a tier-change CloudEvent: {exc}") from None
+
+    return decode
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.feedback.api import build_router
-from services.feedback.handlers import Feedback, decode_event
+from services.feedback.handlers import Feedback, event_decoder
 from shared.settings import Settings
 from shared.topics import FEEDBACK_EVENTS, Topics
 from shared.worker_app import Resources, worker_app
@@ -19,7 +19,11 @@ def build_app(settings: Settings) -> FastAPI:
     engine = resources.engine
     feedback = Feedback(engine, Topics.from_settings(settings).name(FEEDBACK_EVENTS))
     worker = resources.consumer(
-        "feedback", settings.feedback_group, decode_event, feedback.apply_batch, settings.feedback_batch_size
+        "feedback",
+        settings.feedback_group,
+        event_decoder(settings),
+        feedback.apply_batch,
+        settings.feedback_batch_size,
     )
     relay = resources.outbox_relay("feedback")
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,55 +13,60 @@ from services.feedback.domain.complaints import move, receive
 from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved
 from services.feedback.domain.surveys import answer, invitation_expires
 from services.feedback.store import FeedbackStore, complaint_of
-from shared.consumer import Delivered, PoisonMessage
+from shared.consumer import Decoder, Delivered, PoisonMessage
+from shared.contracts.internal import INTERNAL_DATA_MODELS, TierChanged
+from shared.contracts.internal import SurveyRequested as SurveyRequestData
 from shared.contracts.outbound import (
-    SURVEY_REQUESTED,
-    TIER_CHANGED,
     ComplaintData,
     ComplaintStatus,
     SurveyData,
 )
 from shared.db import consumer_transaction
 from shared.errors import TierFlowError
+from shared.event_rules import internal_event_decoder
+from shared.settings import Settings
 
 
 class UnknownComplaint(TierFlowError):
     pass
 
 
-def decode_event(record: ConsumerRecord[bytes, bytes]) -> FeedbackEvent | None:
-    """The events feedback acts on; any other valid CloudEvent on its topics is None, to skip."""
-    try:
-        event: dict[str, Any] = json.loads(record.value or b"")
-        if not isinstance(event.get("data"), dict) or not all(
-            isinstance(event.get(name), str) for name in ("source", "id")
-        ):
-            raise ValueError("no source, id or data")
-        at = datetime.fromisoformat(event["time"])
-        return _typed(event.get("type"), event["source"], event["id"], at, event["data"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PoisonMessage(f"not a CloudEvent: {exc}") from None
+def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
+    """Feedback's one decoder: tier changes and survey requests with every field checked, or a
+    dead letter naming what is wrong; None for the other events on its topics, to skip."""
+    # Feedback reads every internal event type; outreach lifecycle events are the others.
+    decode_event = internal_event_decoder(settings, INTERNAL_DATA_MODELS)
 
+    def decode(record: ConsumerRecord[bytes, bytes]) -> FeedbackEvent | None:
+        event = decode_event(record)
+        if event is None:
+            return None
+        envelope, data = event.envelope, event.data
+        if isinstance(data, TierChanged):
+            return TierObserved(
+                source=envelope.source,
+                event_id=envelope.id,
+                customer_id=data.customer_id,
+                at=envelope.time,
+                tier=data.tier.value,
+                stage=data.stage.value,
+                branch_id=data.profile.branch_id,
+            )
+        if isinstance(data, SurveyRequestData):
+            return SurveyRequested(
+                source=envelope.source,
+                event_id=envelope.id,
+                outreach_id=data.outreach_id,
+                customer_id=data.customer_id,
+                action=data.action or "unknown",
+                tier=None if data.tier is None else data.tier.value,
+                channel=data.channel,
+                outcome=data.outcome,
+                requested_at=envelope.time,
+            )
+        raise PoisonMessage(f"no reading of {envelope.type} events")
 
-def _typed(
-    event_type: object, source: str, event_id: str, at: datetime, data: dict[str, Any]
-) -> FeedbackEvent | None:
-    if event_type == TIER_CHANGED:
-        branch = (data.get("profile") or {}).get("branch_id")
-        return TierObserved(source, event_id, data["customer_id"], at, data["tier"], data["stage"], branch)
-    if event_type == SURVEY_REQUESTED:
-        return SurveyRequested(
-            source=source,
-            event_id=event_id,
-            outreach_id=data["outreach_id"],
-            customer_id=data["customer_id"],
-            action=data.get("action") or "unknown",
-            tier=data.get("tier"),
-            channel=data.get("channel"),
-            outcome=data.get("outcome"),
-            requested_at=at,
-        )
-    return None
+    return decode
 
 
 @dataclass

@@ -23,7 +23,7 @@ from shared.contracts.envelope import (
     field_errors,
 )
 from shared.contracts.inbound import Consents
-from shared.contracts.outbound import TIER_CHANGED, TierChangedData
+from shared.contracts.outbound import SURVEY_REQUESTED, TIER_CHANGED, TierChangedData
 from shared.contracts.types import (
     CustomerId,
     Identifier,
@@ -32,10 +32,10 @@ from shared.contracts.types import (
     Segment,
     ShortText,
     Tier,
+    TimeBounds,
     TimeZoneName,
 )
 
-SURVEY_REQUESTED = "engagement.survey_requested.v1"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -95,12 +95,13 @@ INTERNAL_DATA_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def decode_data(model: type[M], data: object) -> M:
-    """`data` as `model`, or `InvalidEvent` naming every wrong or missing field."""
+def decode_data(model: type[M], data: object, bounds: TimeBounds | None = None) -> M:
+    """`data` as `model`, or `InvalidEvent` naming every wrong or missing field. With `bounds`,
+    its times obey the future-skew rule against that clock."""
     if not isinstance(data, dict):
         raise InvalidEvent([FieldError("data", "must be a JSON object")])
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=None if bounds is None else bounds.context())
     except ValidationError as exc:
         raise InvalidEvent(field_errors(exc, prefix="data")) from None
 
@@ -113,28 +114,34 @@ def decode_survey_requested(data: object) -> SurveyRequested:
     return decode_data(SurveyRequested, data)
 
 
-def decode_internal_event(value: bytes, models: Mapping[str, type[BaseModel]]) -> ValidEvent | None:
-    """One record's envelope and typed data; None when its type is not among `models` (the
-    consumer does not read it); `InvalidEvent` when it is not a CloudEvent or its data is wrong."""
+def decode_internal_event(
+    value: bytes, models: Mapping[str, type[BaseModel]], bounds: TimeBounds | None = None
+) -> ValidEvent | None:
+    """One record's envelope and typed data; None for a valid CloudEvent whose type is not among
+    `models` (the consumer does not read it); `InvalidEvent` when it is not a CloudEvent, of
+    whatever type, or its data is wrong. With `bounds`, the envelope's time and the payload's
+    obey the future-skew rule."""
     try:
         raw = decode_json(value)
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent([FieldError("(event)", f"not JSON: {exc}")]) from None
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError("(event)", "an event must be a JSON object")])
-    event_type = raw.get("type")
-    if isinstance(event_type, str) and event_type not in models:
-        return None
     errors: list[FieldError] = []
     envelope: CloudEvent | None = None
     data: BaseModel | None = None
     try:
-        envelope = CloudEvent.model_validate(raw)
+        envelope = CloudEvent.model_validate(raw, context=None if bounds is None else bounds.context())
     except ValidationError as exc:
         errors.extend(field_errors(exc))
+    event_type = raw.get("type")
+    if isinstance(event_type, str) and event_type not in models:
+        if errors:
+            raise InvalidEvent(errors)
+        return None
     if isinstance(event_type, str):
         try:
-            data = decode_data(models[event_type], raw.get("data"))
+            data = decode_data(models[event_type], raw.get("data"), bounds)
         except InvalidEvent as invalid:
             named = {error.field for error in errors}
             errors.extend(error for error in invalid.errors if error.field not in named)

@@ -4,17 +4,12 @@ producers publish today and refuse wrong or missing data with every field named.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from services.engagement.outbound import survey_request
-from services.scoring.domain.customer import TierChange, Trigger
-from services.scoring.domain.evaluation import Reason
-from services.scoring.domain.features import Complaint, Features
-from services.scoring.outbound import tier_changed_event
+from services.scoring.domain.customer import Trigger
 from shared.contracts.envelope import InvalidEvent
 from shared.contracts.inbound import Consents
 from shared.contracts.internal import (
@@ -27,64 +22,24 @@ from shared.contracts.internal import (
     decode_survey_requested,
     decode_tier_changed,
 )
-from shared.contracts.outbound import TIER_CHANGED, ChangeDirection, EventCause
+from shared.contracts.outbound import TIER_CHANGED, EventCause
 from shared.contracts.types import RiskProfile, Stage, Tier
+from tests import factories
 
 CONTEXT_FIELDS = ("profile", "complaints_open_high", "nps_latest")
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-PROFILE = {
-    "branch_id": "BR-SH-001",
-    "rm_id": "RM-017",
-    "segment": "individual",
-    "region": "urban",
-    "risk_profile": "C3",
-    "consents": {"phone": True, "sms": False},
-    "timezone": "Asia/Shanghai",
-    "opened_at": "2024-03-01T01:00:00Z",
-}
 
 
 def published_tier_change(trigger: Trigger = Trigger.EVENT, with_context: bool = True) -> bytes:
-    features = Features(
-        profile=PROFILE,
-        nps_latest=9,
-        complaints={"K1": Complaint("high", "open", 0), "K2": Complaint("critical", "in_progress", 0)},
-    )
-    change = TierChange(
-        id=str(uuid.uuid4()),
-        customer_id="C0001",
-        previous_tier=Tier.MASS,
-        tier=Tier.WEALTH,
-        previous_stage=Stage.NEW,
-        stage=Stage.CORE,
-        direction=ChangeDirection.UPGRADE,
-        score=71.5,
-        policy_version="default-1",
-        reasons=(Reason("tier.wealth", "aum_avg_30d 620000 >= 500000"),),
-        caused_by=EventCause(source="core-banking", id="evt 1"),
-        trigger=trigger,
-        at=AT,
-        features=features,
-    )
-    value = tier_changed_event(change).value
-    if with_context:
-        return value
-    # Tier changes published before scoring added the context carry none of it.
-    event = json.loads(value)
-    event["data"] = {k: v for k, v in event["data"].items() if k not in CONTEXT_FIELDS}
+    event = factories.tier_changed(trigger=trigger, at=AT)
+    if not with_context:
+        # Tier changes published before scoring added the context carry none of it.
+        event["data"] = {k: v for k, v in event["data"].items() if k not in CONTEXT_FIELDS}
     return json.dumps(event).encode()
 
 
 def published_survey_request() -> bytes:
-    item = {
-        "id": uuid.uuid4(),
-        "customer_id": "C0001",
-        "kind": "welcome_call",
-        "outcome": "reached",
-        "context_tier": "wealth",
-        "channel": "phone",
-    }
-    return survey_request(item, AT).value
+    return json.dumps(factories.survey_requested(at=AT)).encode()
 
 
 def data_of(value: bytes) -> dict[str, Any]:
@@ -210,7 +165,7 @@ def test_a_record_that_is_no_valid_event_is_refused_with_the_field_named(value: 
 
 
 def test_fields_added_later_do_not_break_a_consumer() -> None:
-    later = {**TIER_CHANGE_DATA, "labels": ["saver"], "profile": {**PROFILE, "household_id": "H1"}}
+    later = {**TIER_CHANGE_DATA, "labels": ["saver"], "profile": {**factories.PROFILE, "household_id": "H1"}}
     assert decode_tier_changed(later).tier == Tier.WEALTH
     assert decode_survey_requested({**SURVEY_REQUEST_DATA, "template": "t1"}).outreach_id
     assert SURVEY_REQUESTED in INTERNAL_DATA_MODELS
