@@ -60,7 +60,8 @@ def refused_batch(exc: BatchRefused, outcome: str) -> ApiError:
     """The answer to a refused batch: 422 locating every problem by index and field, else 413."""
     if isinstance(exc, BatchRejected):
         errors = [{"index": e.index, "field": e.field, "message": e.message} for e in exc.errors]
-        return ApiError(422, f"{exc.total} problems found; nothing was {outcome}", errors=errors)
+        problems = "1 problem" if exc.total == 1 else f"{exc.total} problems"
+        return ApiError(422, f"{problems} found; nothing was {outcome}", errors=errors)
     return ApiError(413, str(exc))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -125,8 +126,21 @@ async def consumer_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnec
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
     except DBAPIError as exc:
         if is_transient(exc):
-            raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
-        raise DatabaseRefused(f"database refused the batch: {exc.orig}") from exc
+            raise DatabaseUnavailable(f"database unavailable: {refusal(exc)}") from exc
+        raise DatabaseRefused(f"database refused the batch: {refusal(exc)}") from exc
+
+
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'|\([^)]*\)=\([^)]*\)')
+
+
+def refusal(exc: DBAPIError) -> str:
+    """What the database said, fit for logs and dead-letter headers: its SQLSTATE, the constraint, and
+    the primary message with quoted values left out (they may be a customer's personal data)."""
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    message = str(getattr(cause, "message", None) or type(cause or exc).__name__)
+    constraint = getattr(cause, "constraint_name", None)
+    detail = f" (constraint {constraint})" if constraint else ""
+    return f"SQLSTATE {sqlstate(exc) or '?'}{detail}: {_QUOTED.sub('…', message)}"
 
 
 async def is_reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
@@ -74,12 +75,22 @@ class DeadLetter:
     @property
     def event_id(self) -> str:
         """The CloudEvent id, when the record is a JSON object that has one."""
+        return self._envelope_field("id")
+
+    @property
+    def event_key(self) -> tuple[str, ...]:
+        """What makes two dead letters the same record failing again: its CloudEvent source and id,
+        or, for a record that has none, its own place on the dead-letter topic."""
+        source, event_id = self._envelope_field("source"), self.event_id
+        return (source, event_id) if source and event_id else (self.id,)
+
+    def _envelope_field(self, name: str) -> str:
         try:
             event = json.loads(self.value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
-        identifier = event.get("id") if isinstance(event, dict) else None
-        return identifier if isinstance(identifier, str) else ""
+        value = event.get(name) if isinstance(event, dict) else None
+        return value if isinstance(value, str) else ""
 
     def reinjection(self) -> Record:
         """The record as it was first produced, marked with where it was brought back from."""
@@ -92,8 +103,8 @@ async def read_dead_letters(settings: Settings, topic: str, timeout_s: float = 3
     """Every dead letter of the consumed topic `topic` (its contract name), oldest first per partition."""
     dlq = Topics.from_settings(settings).dlq(topic)
     reader = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
-    await reader.start()
     try:
+        await reader.start()
         await reader.topics()
         partitions = [TopicPartition(dlq, p) for p in sorted(reader.partitions_for_topic(dlq) or ())]
         if not partitions:
@@ -120,10 +131,22 @@ async def _at_end(reader: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
     return True
 
 
+def newest_of_each_record(letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+    """One dead letter per record: a record re-injected that failed again is dead-lettered again,
+    and re-injecting every copy would double the topic with each `--all`."""
+    newest: dict[tuple[str, ...], DeadLetter] = {}
+    for letter in sorted(letters, key=lambda each: each.header(FAILED_AT_HEADER)):
+        newest[letter.event_key] = letter
+    return sorted(newest.values(), key=lambda letter: (letter.partition, letter.offset))
+
+
 async def reinject(settings: Settings, topic: str, ids: Collection[str] | None) -> list[DeadLetter]:
-    """Produces the chosen dead letters (all when `ids` is None) again onto the topic they came from."""
+    """Produces the chosen dead letters (when `ids` is None, the newest of each record) again onto the
+    topic they came from."""
     letters = await read_dead_letters(settings, topic)
-    if ids is not None:
+    if ids is None:
+        letters = newest_of_each_record(letters)
+    else:
         unknown = set(ids) - {letter.id for letter in letters}
         if unknown:
             raise UnknownDeadLetters(f"no dead letter {', '.join(sorted(unknown))} on {topic}{DLQ_SUFFIX}")
@@ -138,8 +161,8 @@ async def reinject(settings: Settings, topic: str, ids: Collection[str] | None) 
 
 def dead_letters_table(topic: str, letters: Sequence[DeadLetter]) -> Table:
     table = Table(title=f"Dead letters of {topic} ({len(letters)})")
-    for column in ("id", "event id", "error", "reason", "failed on", "failed at"):
-        table.add_column(column)
+    for column in ("id", "event id", "error", "reason", "failed on", "failed at", "re-injected from"):
+        table.add_column(column, overflow="fold")
     for letter in letters:
         failed_on = (
             f"{letter.origin}[{letter.header(SOURCE_PARTITION_HEADER)}]@{letter.header(SOURCE_OFFSET_HEADER)}"
@@ -151,6 +174,7 @@ def dead_letters_table(topic: str, letters: Sequence[DeadLetter]) -> Table:
             letter.header(ERROR_HEADER),
             failed_on,
             letter.header(FAILED_AT_HEADER),
+            letter.header(REINJECTED_FROM_HEADER),
         )
     return table
 
@@ -167,12 +191,28 @@ def add_dlq_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     again = actions.add_parser("reinject", help="produce dead letters again onto the topic they came from")
     again.add_argument("topic", choices=CONSUMED, help="the consumed topic whose dead letters to re-inject")
     again.add_argument("ids", nargs="*", metavar="ID", help="dead letter ids (partition:offset) from `list`")
-    again.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    again.add_argument(
+        "--all",
+        action="store_true",
+        help="every record dead-lettered on the topic, once each (the newest copy of one that failed again)",
+    )
     dlq.set_defaults(handler=run_dlq)
 
 
 def run_dlq(args: argparse.Namespace) -> int:
     settings = Settings()
+    try:
+        return _run_dlq(args, settings)
+    except (KafkaError, OSError) as exc:
+        print(
+            f"tierflow dlq: the broker at {settings.kafka_bootstrap_servers} did not answer ({exc});"
+            " set KAFKA_BOOTSTRAP_SERVERS to reach it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run_dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.dlq_action == "list":
         topics: list[str] = args.topic or list(CONSUMED)
         Console().print(*[dead_letters_table(t, asyncio.run(read_dead_letters(settings, t))) for t in topics])

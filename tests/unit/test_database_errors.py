@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db import is_data_error, is_transient, is_unreachable
+from shared.db import is_data_error, is_transient, is_unreachable, refusal
 
 
 class DriverError(Exception):
@@ -64,3 +65,21 @@ def test_a_database_out_of_reach_for_now_is_waited_for(error: BaseException) -> 
 )
 def test_anything_else_is_not_an_outage(error: BaseException) -> None:
     assert not is_unreachable(error)
+
+
+def test_a_refusal_names_the_code_and_constraint_but_not_the_values_of_the_row() -> None:
+    server = asyncpg.exceptions.CheckViolationError.new(
+        {
+            "M": 'new row for relation "surveys" violates check constraint "surveys_comment_check"',
+            "D": "Failing row contains (C1, jane@example.com, 13800138000).",
+            "n": "surveys_comment_check",
+            "C": "23514",
+        }
+    )
+    driver = DriverError("23514")
+    driver.__cause__ = server
+    said = refusal(DBAPIError("INSERT INTO feedback.surveys ...", None, driver))
+    expected = "new row for relation … violates check constraint …"
+    assert said == f"SQLSTATE 23514 (constraint surveys_comment_check): {expected}"
+    assert "jane" not in said
+    assert "13800138000" not in said

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.ingest.domain.intake import BatchRejected, BatchTooLarge, accept_batch
+from shared.batches import ItemError
+from shared.bodies import refused_batch
 from shared.contracts.envelope import ValidationRules, decode_json
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from tests import factories
@@ -78,3 +80,10 @@ def test_one_event_cannot_cost_more_than_one_problem_for_its_size() -> None:
     with pytest.raises(BatchRejected, match=r"^1 validation errors$") as caught:
         accept_batch(decoded(crowded), rules(), 5000)
     assert [(e.field, e.message) for e in caught.value.errors] == [("data", "holds more than 128 values")]
+
+
+def test_a_refusal_counts_its_problems_in_words() -> None:
+    one = refused_batch(BatchRejected([ItemError(0, "data.amount", "must be a plain decimal")]), "published")
+    assert (one.status, one.detail) == (422, "1 problem found; nothing was published")
+    many = [ItemError(0, "data.amount", "must be a plain decimal")] * 2
+    assert refused_batch(BatchRejected(many), "stored").detail == "2 problems found; nothing was stored"
