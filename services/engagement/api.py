@@ -154,8 +154,8 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     ) -> list[RmWorkload]:
         """RMs with their open and overdue items against capacity."""
         async with engine.connect() as db:
-            rows = await views.workloads(db, None, datetime.now(UTC))
-        return [RmWorkload.model_validate(row) for row in rows if branch_id in (None, row["branch_id"])]
+            rows = await views.workloads(db, None, datetime.now(UTC), branch_id)
+        return [RmWorkload.model_validate(row) for row in rows]
 
     @router.get("/playbooks")
     async def list_playbooks(_key: ReaderKey) -> list[PlaybookSummary]:

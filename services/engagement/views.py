@@ -89,8 +89,10 @@ async def queue(db: AsyncConnection, branch_id: str | None) -> list[tuple[str, s
     return [(kind, rm, status, int(count)) for kind, rm, status, count in rows]
 
 
-async def workloads(db: AsyncConnection, rm_id: str | None, now: datetime) -> list[dict[str, Any]]:
-    """Every RM (or one) with the items they hold and how many of those are past their SLA."""
+async def workloads(
+    db: AsyncConnection, rm_id: str | None, now: datetime, branch_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every RM (or one, or a branch's) with the items they hold and how many are past their SLA."""
     rows = await db.execute(
         text(
             """
@@ -99,10 +101,16 @@ async def workloads(db: AsyncConnection, rm_id: str | None, now: datetime) -> li
                 count(i.id) FILTER (WHERE i.status = ANY(:held) AND i.sla_due_at < :now) AS overdue_items
             FROM engagement.rms r LEFT JOIN engagement.items i ON i.assigned_to = r.rm_id
             WHERE (CAST(:rm AS text) IS NULL OR r.rm_id = :rm)
+                AND (CAST(:branch AS text) IS NULL OR r.branch_id = :branch)
             GROUP BY r.rm_id, r.branch_id, r.capacity, r.active ORDER BY r.rm_id
             """
         ),
-        {"rm": rm_id, "held": sorted(status.value for status in HELD_STATES), "now": now},
+        {
+            "rm": rm_id,
+            "branch": branch_id,
+            "held": sorted(status.value for status in HELD_STATES),
+            "now": now,
+        },
     )
     return [dict(row._mapping) for row in rows]
 

@@ -222,6 +222,10 @@ def test_without_a_customer_rm_the_least_loaded_rm_of_the_branch_with_room_gets_
     workload = {w["rm_id"]: w for w in httpx.get(f"{engagement.base_url}/v1/rms", headers=admin).json()}
     assert workload["RM-A"]["open_items"] <= 1
     assert workload["RM-A"]["open_items"] + workload["RM-B"]["open_items"] == 3
+    other = {"branch_id": "B10", "capacity": 3}
+    assert httpx.put(f"{engagement.base_url}/v1/rms/RM-C", json=other, headers=admin).status_code == 200
+    branch = httpx.get(f"{engagement.base_url}/v1/rms", params={"branch_id": "B9"}, headers=admin).json()
+    assert sorted(w["rm_id"] for w in branch) == ["RM-A", "RM-B"]
 
 
 def test_an_engagement_worker_killed_mid_stream_loses_and_duplicates_nothing(sandbox: ScoringSandbox) -> None:
