@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.db import is_unreachable
+from shared.db import is_unreachable, ran_too_long
 from shared.errors import TierFlowError
 from shared.kafka import BrokerUnavailable, LazyProducer, Record, client_options
 from shared.logs import get_logger
@@ -96,6 +96,7 @@ class ConsumerWorker(Generic[T]):
         producer: LazyProducer,
         max_records: int = 2_000,
         backoff: Backoff | None = None,
+        reachable: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
@@ -110,6 +111,8 @@ class ConsumerWorker(Generic[T]):
         self._outage = _Outage(self._backoff)
         # Processed but not yet committed: a failed commit is tried again after the next poll.
         self._processed: dict[TopicPartition, int] = {}
+        self._reachable = reachable
+        self._timeouts = _RepeatedTimeouts(settings.consumer_timeout_retries)
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -147,6 +150,8 @@ class ConsumerWorker(Generic[T]):
                 await self._process(records)
             except _Unreachable as exc:
                 _rewind(consumer, partition, exc.offset)
+                if await self._blames_the_records(partition, exc):
+                    continue
                 delay = self._outage.began()
                 log.warning(
                     "database or broker unreachable; partitions paused, will retry",
@@ -155,6 +160,7 @@ class ConsumerWorker(Generic[T]):
                 )  # fmt: skip
                 continue
             self._outage.ended()
+            self._timeouts.cleared(partition)
             self._processed[partition] = records[-1].offset + 1
         if self._outage.waiting:
             # Every poll tells the group this member is alive, paused or not; a rebalance during
@@ -210,6 +216,21 @@ class ConsumerWorker(Generic[T]):
                 await self._give_up_on(record, exc, retry_from=record.offset)
         await self._apply(run, by_offset)
 
+    async def _blames_the_records(self, partition: TopicPartition, failure: _Unreachable) -> bool:
+        """After repeated timeouts at one offset while the database answers, the records are at
+        fault, not the database: the partition's next attempt dead-letters what still times out."""
+        if not ran_too_long(failure.__cause__):
+            return False
+        if not self._timeouts.again(partition, failure.offset):
+            return False
+        if self._reachable is None or not await self._reachable():
+            return False
+        log.warning(
+            "statements keep timing out while the database answers; isolating the records",
+            topic=partition.topic, partition=partition.partition, offset=failure.offset,
+        )  # fmt: skip
+        return True
+
     async def _apply(
         self, batch: Sequence[Delivered[T]], records: Mapping[int, ConsumerRecord[bytes, bytes]]
     ) -> None:
@@ -223,7 +244,7 @@ class ConsumerWorker(Generic[T]):
             await self._handle(batch)
             return
         except Exception as exc:  # noqa: BLE001  an outage is waited out, anything else is a record's
-            if len(batch) == 1 or _waits_out(exc):
+            if len(batch) == 1 or self._waits_out(exc, batch[0]):
                 await self._give_up_on(records[batch[0].offset], exc, retry_from=batch[0].offset)
                 return
             log.debug("batch failed, applying it in halves", size=len(batch), **_position(batch[0]))
@@ -235,7 +256,7 @@ class ConsumerWorker(Generic[T]):
         self, record: ConsumerRecord[bytes, bytes], exc: Exception, retry_from: int
     ) -> None:
         """Dead-letters the record, unless the failure was an outage: then the partition waits."""
-        if _waits_out(exc):
+        if self._waits_out(exc, record):
             raise _Unreachable(retry_from, exc) from exc
         try:
             await self._dead_letter(record, exc)
@@ -261,12 +282,14 @@ class ConsumerWorker(Generic[T]):
             partition=record.partition, offset=record.offset, dead_letter_topic=target,
         )  # fmt: skip
 
-
-def _waits_out(exc: Exception) -> bool:
-    """Only a database or broker that cannot be reached now is waited for; anything else is final."""
-    if isinstance(exc, TierFlowError):
-        return exc.retriable
-    return is_unreachable(exc)
+    def _waits_out(self, exc: Exception, at: Delivered[T] | ConsumerRecord[bytes, bytes]) -> bool:
+        """Only a database or broker that cannot be reached now is waited for; anything else is
+        final, and so is a timeout at a partition whose records were found to be at fault."""
+        if ran_too_long(exc) and self._timeouts.blamed(TopicPartition(at.topic, at.partition)):
+            return False
+        if isinstance(exc, TierFlowError):
+            return exc.retriable
+        return is_unreachable(exc)
 
 
 def _reason(exc: Exception) -> str:
@@ -285,6 +308,32 @@ class _Unreachable(Exception):
     def __init__(self, offset: int, cause: Exception) -> None:
         super().__init__(_reason(cause))
         self.offset = offset
+
+
+class _RepeatedTimeouts:
+    """Consecutive timeouts at the same offset of a partition, and the partitions whose records are
+    blamed for them once there were `limit` of them while the database still answered."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._at: dict[TopicPartition, tuple[int, int]] = {}
+        self._blamed: set[TopicPartition] = set()
+
+    def again(self, partition: TopicPartition, offset: int) -> bool:
+        previous_offset, count = self._at.get(partition, (offset, 0))
+        count = count + 1 if previous_offset == offset else 1
+        self._at[partition] = (offset, count)
+        if count < self._limit:
+            return False
+        self._blamed.add(partition)
+        return True
+
+    def blamed(self, partition: TopicPartition) -> bool:
+        return partition in self._blamed
+
+    def cleared(self, partition: TopicPartition) -> None:
+        self._at.pop(partition, None)
+        self._blamed.discard(partition)
 
 
 class _Outage:

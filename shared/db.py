@@ -73,6 +73,21 @@ def is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and is_transient(exc)
 
 
+_CANCELLED_BY_TIMEOUT = "57014"
+
+
+def ran_too_long(exc: BaseException | None) -> bool:
+    """Whether a statement was cut off by a timeout (the driver's or the server's): an outage, or
+    the one record that always takes too long; the consumer tells which by asking the database."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError) and not isinstance(exc, PoolTimeout):
+            return True
+        if isinstance(exc, DBAPIError) and sqlstate(exc) == _CANCELLED_BY_TIMEOUT:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def is_data_error(exc: DBAPIError) -> bool:
     """SQLSTATE class 22: values the database cannot store (a NUL character, a bad byte sequence)."""
     state = sqlstate(exc)
@@ -125,6 +140,8 @@ async def consumer_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnec
     except (OSError, PoolTimeout, DisconnectionError) as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
     except DBAPIError as exc:
+        if ran_too_long(exc):
+            raise DatabaseUnavailable(f"statement timed out: {refusal(exc)}") from exc
         if is_transient(exc):
             raise DatabaseUnavailable(f"database unavailable: {refusal(exc)}") from exc
         raise DatabaseRefused(f"database refused the batch: {refusal(exc)}") from exc

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # How far a consuming host's clock may run behind ingest's: consumers re-check the future-skew
     # rule with max_future_skew_s plus this, so they never dead-letter an event ingest accepted.
     consumer_clock_tolerance_s: int = Field(default=300, ge=0, le=86_400)
+    # A statement timed out this many times in a row at the same offset while the database still
+    # answers: the records are at fault, and the ones that still time out are dead-lettered.
+    consumer_timeout_retries: int = Field(default=5, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _memory_budget_holds_a_largest_body(self) -> Self:

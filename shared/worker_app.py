@@ -50,6 +50,7 @@ class Resources:
             dead_letter_topic=topics.dead_letter_of,
             producer=self.producer,
             max_records=batch_size,
+            reachable=lambda: is_reachable(self.engine),
         )
 
     def outbox_relay(self, schema: str) -> OutboxRelay:

@@ -84,3 +84,22 @@ async def test_a_large_batch_with_a_few_bad_records_is_applied_in_halves_each_go
     # Halving finds the bad records in a few transactions, not one per record.
     assert ledger.calls < 100
     await ledger.engine.dispose()
+
+
+async def test_a_record_whose_statement_always_times_out_is_dead_lettered_after_bounded_retries(
+    infra: Infra,
+) -> None:
+    box = await WorkerBox.create(infra, TIERFLOW_CONSUMER_TIMEOUT_RETRIES="3")
+    ledger = await box.ledger()
+    await box.publish([{"id": "a", "tier": "gold"}, {"id": "s", "tier": "slow"}, {"id": "b", "tier": "gold"}])
+
+    async with box.running(ledger) as worker:
+        await eventually(lambda: ledger.holds(2), 60, "the records around the slow one applied", worker)
+        dead = await box.dead_letters(expected=1)
+        await box.publish([{"id": "c", "tier": "gold"}])
+        await eventually(lambda: ledger.holds(3), 30, "a later record applied", worker)
+
+    assert await ledger.applied() == ["a", "b", "c"]
+    assert [m.value for m in dead] == [b'{"id": "s", "tier": "slow"}']
+    assert dead[0].headers["tierflow-error"].decode().startswith("statement timed out: SQLSTATE 57014")
+    await ledger.engine.dispose()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from shared.consumer import Backoff, ConsumerWorker, Delivered, PoisonMessage
-from shared.db import consumer_transaction, create_engine
+from shared.db import consumer_transaction, create_engine, is_reachable
 from shared.kafka import LazyProducer, Record
 from shared.settings import Settings
 from shared.topics import BANK_EVENTS, Topics
@@ -64,6 +64,10 @@ class Ledger:
         insert = text(f"INSERT INTO {self.table} (id, tier) VALUES (:id, :tier)")  # noqa: S608
         async with consumer_transaction(self.engine) as db:
             for item in batch:
+                if item.value.get("tier") == "slow":
+                    # A statement that always outlasts the server's timeout (SQLSTATE 57014).
+                    await db.execute(text("SET LOCAL statement_timeout = '100ms'"))
+                    await db.execute(text("SELECT pg_sleep(1)"))
                 await db.execute(insert, {"id": item.value["id"], "tier": item.value["tier"]})
 
     async def holds(self, count: int) -> bool:
@@ -125,6 +129,7 @@ class WorkerBox:
             dead_letter_topic=lambda _topic: topics.dlq(BANK_EVENTS),
             producer=producer,
             backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+            reachable=lambda: is_reachable(ledger.engine),
         )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
