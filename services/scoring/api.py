@@ -14,7 +14,6 @@ from services.scoring.domain.customer import CustomerState, OverrideRefused
 from services.scoring.domain.evaluation import derive
 from services.scoring.domain.features import open_complaints
 from services.scoring.domain.policy import Policy, load_policy
-from services.scoring.domain.simulation import Simulation, simulate
 from services.scoring.handlers import Scoring, UnknownCustomer
 from services.scoring.schemas import (
     Activation,
@@ -261,16 +260,10 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         return Policy.model_validate(document)
 
     async def _simulate(candidate: Policy) -> SimulationPublic:
-        simulation = Simulation()
-        async with engine.connect() as db:
-            store = ScoringStore(db)
-            moment = await scoring.now(store)
-            active = await scoring.policy(store)
-            async for chunk in views.all_states(db):
-                simulate(simulation, chunk, candidate, moment)
+        simulation, active_version, moment = await scoring.simulate(candidate)
         return SimulationPublic(
             candidate_version=candidate.version,
-            active_version=active.version,
+            active_version=active_version,
             evaluated_at=moment,
             customers=simulation.customers,
             tiers=dict(simulation.tiers),

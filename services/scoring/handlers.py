@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring import metrics
+from services.scoring import metrics, views
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
@@ -24,6 +24,7 @@ from services.scoring.domain.evaluation import Override
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
+from services.scoring.domain.simulation import Simulation, simulate
 from services.scoring.store import ScoringStore, StateCache
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
@@ -156,6 +157,18 @@ class Scoring:
         if self.clock_mode is ClockMode.EVENT:
             return await store.watermark() or datetime.now(UTC)
         return datetime.now(UTC)
+
+    async def simulate(self, candidate: Policy) -> tuple[Simulation, str, datetime]:
+        """What `candidate` would decide for every customer now, changing nothing; with the active
+        policy's version and the moment it was evaluated at."""
+        simulation = Simulation()
+        async with self.engine.connect() as db:
+            store = ScoringStore(db)
+            moment = await self.now(store)
+            active = await self.policy(store)
+            async for chunk in views.all_states(db):
+                simulate(simulation, chunk, candidate, moment)
+        return simulation, active.version, moment
 
     async def policy(self, store: ScoringStore) -> Policy:
         policy = await store.active_policy()
