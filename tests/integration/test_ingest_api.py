@@ -268,9 +268,8 @@ SMALL_BODY = 64 * 1024
 SMALL_BUDGET = SMALL_BODY * Settings.DECODED_BYTES_PER_BODY_BYTE + 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def tight_ingest(infra: Infra) -> Iterator[Ingest]:
-    prefix = "ingest-budget."
+def budgeted_ingest(infra: Infra, prefix: str, **overrides: str) -> Iterator[Ingest]:
+    """An ingest on topics of its own with room for one body of SMALL_BODY bytes and a little more."""
     create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
     service = start_service(
         infra,
@@ -278,10 +277,15 @@ def tight_ingest(infra: Infra) -> Iterator[Ingest]:
         TIERFLOW_TOPIC_PREFIX=prefix,
         TIERFLOW_MAX_BODY_BYTES=str(SMALL_BODY),
         TIERFLOW_INGEST_MEMORY_BUDGET_BYTES=str(SMALL_BUDGET),
-        TIERFLOW_RETRY_AFTER_S="2",
+        **overrides,
     )
     yield Ingest(service, Topics(prefix).bank_events, infra.bootstrap_servers)
     service.stop()
+
+
+@pytest.fixture(scope="module")
+def tight_ingest(infra: Infra) -> Iterator[Ingest]:
+    yield from budgeted_ingest(infra, "ingest-budget.", TIERFLOW_RETRY_AFTER_S="2")
 
 
 class SlowUpload:
@@ -359,19 +363,8 @@ BODY_TIMEOUT_S = 3
 
 @pytest.fixture(scope="module")
 def impatient_ingest(infra: Infra) -> Iterator[Ingest]:
-    """An ingest with room for one of the largest bodies and a little more, waiting briefly for bodies."""
-    prefix = "ingest-impatient."
-    create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
-    service = start_service(
-        infra,
-        "ingest",
-        TIERFLOW_TOPIC_PREFIX=prefix,
-        TIERFLOW_MAX_BODY_BYTES=str(SMALL_BODY),
-        TIERFLOW_INGEST_MEMORY_BUDGET_BYTES=str(SMALL_BUDGET),
-        TIERFLOW_INGEST_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-    )
-    yield Ingest(service, Topics(prefix).bank_events, infra.bootstrap_servers)
-    service.stop()
+    """An ingest that waits briefly for bodies."""
+    yield from budgeted_ingest(infra, "ingest-impatient.", TIERFLOW_INGEST_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S))
 
 
 def test_a_stalled_upload_is_answered_408_at_the_deadline_and_blocks_no_one_meanwhile(
