@@ -74,17 +74,23 @@ class Settings(BaseSettings):
     # -- Ingest admission and clock tolerance ---------------------------------------------------
     # Requests ingest works on at once; more get 429 + Retry-After.
     ingest_max_in_flight: int = Field(default=32, ge=1, le=10_000)
-    # What ingest may hold in memory per byte of body it works on, at most. Decoding JSON into
-    # Python objects costs up to ~37 times the text (`[[0.1],[0.1],...]`: a list and a Decimal
-    # for every six bytes); validated events and the records published from them cost less
-    # (under 20 times), and one event's data is bounded, so its errors are too. 40 leaves room
-    # for the allocator.
-    DECODED_BYTES_PER_BODY_BYTE: ClassVar[int] = 40
-    # Bytes ingest may hold for the requests it works on. Each request is charged its body size
-    # (the declared Content-Length, else the body limit) times DECODED_BYTES_PER_BODY_BYTE before
-    # its body is read; one that would pass the budget gets 429 + Retry-After. The default holds
-    # one body of the default 10 MiB limit, or ten of 1 MiB, at once.
-    ingest_memory_budget_bytes: int = Field(default=400 * 1024 * 1024, ge=1024 * 1024)
+    # What ingest may hold in memory per byte of body it works on, at most. Measured with
+    # tracemalloc (tests/unit/test_bodies.py) within the nesting limit of 16
+    # (shared.bodies.MAX_JSON_DEPTH): decoding costs up to 45.8 times the text (arrays nested 15
+    # deep in a top-level array, `[[[...]]],...`, with one non-BMP character making the decoded
+    # text four bytes a character), objects nested alike 40.3, `[[1e1],...]` 37, `[1e1,...]` 29,
+    # `[{},...]` 33, `[[],...]` 23; the body itself is one more. Validated events and the records
+    # published from them cost less (under 20 times), and one event's data is bounded, so its
+    # errors are too. 56 leaves a fifth for the allocator.
+    DECODED_BYTES_PER_BODY_BYTE: ClassVar[int] = 56
+    # Bytes ingest may hold for the requests it works on. Each part of a body is charged its size
+    # times DECODED_BYTES_PER_BODY_BYTE as it arrives; a request whose next part would pass the
+    # budget gets 429 + Retry-After. The default holds one body of the default 10 MiB limit, or
+    # ten of 1 MiB, at once.
+    ingest_memory_budget_bytes: int = Field(default=560 * 1024 * 1024, ge=1024 * 1024)
+    # How long ingest waits for a request's whole body; a slower one gets 408. A client that
+    # stalls mid-body holds its place among the requests in flight no longer than this.
+    ingest_body_timeout_s: float = Field(default=30.0, gt=0, le=3_600)
     # How far a consuming host's clock may run behind ingest's: consumers re-check the future-skew
     # rule with max_future_skew_s plus this, so they never dead-letter an event ingest accepted.
     consumer_clock_tolerance_s: int = Field(default=300, ge=0, le=86_400)

@@ -2,22 +2,22 @@
 
 Ingest's memory is what it holds for the requests it works on: a body, its decoded JSON and
 the events validated and published from it. Counting requests does not bound that (one decoded
-body costs up to `Settings.DECODED_BYTES_PER_BODY_BYTE` times its size), so each request is
-charged, before its body is read, the most it can cost, and admitted only while the charges of
-the requests in flight fit the budget. The rest get 429 with Retry-After at the cost of a few
-bytes each, however many arrive.
+body costs up to `Settings.DECODED_BYTES_PER_BODY_BYTE` times its size), so each part of a body
+is charged, as it arrives and before it is kept, what it may cost decoded; a request is served
+only while the charges of the requests in flight fit the budget. The rest get 429 with
+Retry-After at the cost of a few bytes each, however many arrive.
+
+Charging what has arrived rather than what a request declares means a client that announces a
+large body and sends little of it holds little of the budget; the body-read deadline bounds how
+long it holds its place among the requests in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
-from fastapi import Request
+from collections.abc import AsyncIterator
 
 from services.ingest.metrics import MEMORY_RESERVED, REQUESTS_IN_FLIGHT, REQUESTS_SHED
 from shared.http import ApiError
-
-Admit = Callable[[Request], AsyncIterator[None]]
 
 
 class Admission:
@@ -37,34 +37,33 @@ class Admission:
     def reserved_bytes(self) -> int:
         return self._reserved
 
-    def charge(self, request: Request, body_limit: int) -> int:
-        """What the request may cost at most: its declared body size (else the limit) decoded."""
-        declared = request.headers.get("content-length", "")
-        size = min(int(declared), body_limit) if declared.isdigit() else body_limit
-        return size * self._bytes_per_body_byte
+    async def admit(self) -> AsyncIterator[BodyCharge]:
+        """A dependency admitting a request while fewer than the limit are in flight; what its
+        body costs is charged through the `BodyCharge` it yields, and released when it is answered."""
+        if self._in_flight >= self._max_in_flight:
+            raise self._shed(f"ingest is working on {self._max_in_flight} requests already")
+        self._in_flight += 1
+        REQUESTS_IN_FLIGHT.inc()
+        charge = BodyCharge(self)
+        try:
+            yield charge
+        finally:
+            self._in_flight -= 1
+            REQUESTS_IN_FLIGHT.dec()
+            self._release(charge.charged)
 
-    def for_bodies_up_to(self, body_limit: int) -> Admit:
-        """A dependency admitting requests whose bodies the route reads up to `body_limit` bytes."""
+    def reserve(self, body_bytes: int) -> int:
+        """Charge what `body_bytes` of body may cost decoded (the bytes charged), or refuse with 429."""
+        cost = body_bytes * self._bytes_per_body_byte
+        if self._reserved + cost > self._budget_bytes:
+            raise self._shed("ingest's memory budget is held by the requests it is working on")
+        self._reserved += cost
+        MEMORY_RESERVED.set(self._reserved)
+        return cost
 
-        async def admit(request: Request) -> AsyncIterator[None]:
-            charge = self.charge(request, body_limit)
-            if self._in_flight >= self._max_in_flight:
-                raise self._shed(f"ingest is working on {self._max_in_flight} requests already")
-            if self._reserved + charge > self._budget_bytes:
-                raise self._shed("ingest's memory budget is held by the requests it is working on")
-            self._in_flight += 1
-            self._reserved += charge
-            REQUESTS_IN_FLIGHT.inc()
-            MEMORY_RESERVED.set(self._reserved)
-            try:
-                yield
-            finally:
-                self._in_flight -= 1
-                self._reserved -= charge
-                REQUESTS_IN_FLIGHT.dec()
-                MEMORY_RESERVED.set(self._reserved)
-
-        return admit
+    def _release(self, charged: int) -> None:
+        self._reserved -= charged
+        MEMORY_RESERVED.set(self._reserved)
 
     def _shed(self, why: str) -> ApiError:
         REQUESTS_SHED.inc()
@@ -74,3 +73,15 @@ class Admission:
             f"{why}; retry after {self._retry_after_s} s",
             headers={"Retry-After": str(self._retry_after_s)},
         )
+
+
+class BodyCharge:
+    """What one admitted request has been charged for the body received so far."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self.charged = 0
+
+    def received(self, body_bytes: int) -> None:
+        """Charge another part of the body, or refuse the request with 429 if it does not fit."""
+        self.charged += self._admission.reserve(body_bytes)

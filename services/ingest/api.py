@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from services.ingest.admission import Admission
+from services.ingest.admission import Admission, BodyCharge
 from services.ingest.domain.intake import BatchRejected, ProfileRejected
 from services.ingest.handlers import Ingest
 from services.ingest.schemas import Accepted
@@ -32,9 +32,10 @@ _EVENTS_BODY = _json_body({"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _
 _PROFILE_BODY = _json_body(CustomerData.model_json_schema())
 
 _ERRORS: Responses = {
-    400: {"description": "The body is not JSON"},
+    400: {"description": "The body is not JSON, or nests more than 16 deep"},
     401: {"description": "No valid API key"},
     403: {"description": "The key lacks the ingest role"},
+    408: {"description": "The body did not arrive within TIERFLOW_INGEST_BODY_TIMEOUT_S"},
     413: {"description": "The body or batch is over the size limit"},
     415: {"description": "The content type is not JSON"},
     422: {"description": "At least one event is invalid; nothing was published"},
@@ -52,15 +53,17 @@ def build_router(ingest: Ingest) -> APIRouter:
         settings.DECODED_BYTES_PER_BODY_BYTE,
         settings.retry_after_s,
     )
+    # A local dependency: annotations are resolved in the module, so it is a default, not Annotated.
+    admitted = Depends(admission.admit)
+    body_timeout_s = settings.ingest_body_timeout_s
 
     @router.post(
         "/events",
         status_code=202,
         responses=_ERRORS,
         openapi_extra=_EVENTS_BODY,
-        dependencies=[Depends(admission.for_bodies_up_to(settings.max_body_bytes))],
     )
-    async def post_events(request: Request, _key: IngestKey) -> Accepted:
+    async def post_events(request: Request, _key: IngestKey, charge: BodyCharge = admitted) -> Accepted:
         """Publish one CloudEvent or a JSON array of up to 5,000, all or nothing.
 
         202 means the broker acknowledged every event (acks=all). On 503 some events may
@@ -69,7 +72,11 @@ def build_router(ingest: Ingest) -> APIRouter:
         """
         # The decoded body is handed on, not kept here: the service layer lets go of it early.
         try:
-            ids = await ingest.publish_events(await read_json(request, settings.max_body_bytes))
+            ids = await ingest.publish_events(
+                await read_json(
+                    request, settings.max_body_bytes, on_received=charge.received, timeout_s=body_timeout_s
+                )
+            )
         except BatchRefused as exc:
             raise refused_batch(exc, "published") from None
         return Accepted(accepted=len(ids), topic=ingest.topic, ids=ids)
@@ -79,11 +86,14 @@ def build_router(ingest: Ingest) -> APIRouter:
         status_code=202,
         responses=_ERRORS,
         openapi_extra=_PROFILE_BODY,
-        dependencies=[Depends(admission.for_bodies_up_to(PROFILE_BODY_BYTES))],
     )
-    async def put_profile(customer_id: CustomerIdPath, request: Request, _key: IngestKey) -> Accepted:
+    async def put_profile(
+        customer_id: CustomerIdPath, request: Request, _key: IngestKey, charge: BodyCharge = admitted
+    ) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""
-        body = await read_json(request, PROFILE_BODY_BYTES)
+        body = await read_json(
+            request, PROFILE_BODY_BYTES, on_received=charge.received, timeout_s=body_timeout_s
+        )
         try:
             ids = await ingest.publish_profile(customer_id, body)
         except ProfileRejected as exc:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.bodies import MAX_JSON_DEPTH
 from shared.settings import Settings
 from tests.faults.system import EndState, Stream, assert_same_end_state, running_system
 from tests.infra import INGEST_KEY, Infra, wait_until
@@ -49,6 +50,13 @@ VALID_BODY = padded(
 # The JSON that costs most once decoded (a list and a Decimal for every six bytes); refused
 # after decoding as a batch of far more than 5,000 items.
 DECODE_BOMB = padded(b"[" + b",".join([b"[0.1]"] * (MAX_BODY // 6 - 1)) + b"]")
+# The JSON that costs most per byte within the nesting limit: arrays nested as deep as allowed,
+# a list for every two bytes, and one character outside the BMP making the decoded text four
+# bytes a character.
+_NESTED = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)
+NESTED_BOMB = padded(
+    b"[" + b",".join([_NESTED] * (MAX_BODY // (len(_NESTED) + 1) - 1)) + ',"\U0001f600"]'.encode()
+)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -67,7 +75,7 @@ class Flood:
         self._url = url
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        bodies = [VALID_BODY, DECODE_BOMB] * (FLOODERS // 2)
+        bodies = [VALID_BODY, DECODE_BOMB, NESTED_BOMB] * (FLOODERS // 3)
         self._threads = [threading.Thread(target=self._run, args=(body,), daemon=True) for body in bodies]
 
     def __enter__(self) -> Flood:

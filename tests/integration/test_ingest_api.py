@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -267,9 +268,8 @@ SMALL_BODY = 64 * 1024
 SMALL_BUDGET = SMALL_BODY * Settings.DECODED_BYTES_PER_BODY_BYTE + 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def tight_ingest(infra: Infra) -> Iterator[Ingest]:
-    prefix = "ingest-budget."
+def budgeted_ingest(infra: Infra, prefix: str, **overrides: str) -> Iterator[Ingest]:
+    """An ingest on topics of its own with room for one body of SMALL_BODY bytes and a little more."""
     create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
     service = start_service(
         infra,
@@ -277,27 +277,40 @@ def tight_ingest(infra: Infra) -> Iterator[Ingest]:
         TIERFLOW_TOPIC_PREFIX=prefix,
         TIERFLOW_MAX_BODY_BYTES=str(SMALL_BODY),
         TIERFLOW_INGEST_MEMORY_BUDGET_BYTES=str(SMALL_BUDGET),
-        TIERFLOW_RETRY_AFTER_S="2",
+        **overrides,
     )
     yield Ingest(service, Topics(prefix).bank_events, infra.bootstrap_servers)
     service.stop()
 
 
-class SlowUpload:
-    """A client that declared a body and sends it only when told: ingest holds its charge meanwhile."""
+@pytest.fixture(scope="module")
+def tight_ingest(infra: Infra) -> Iterator[Ingest]:
+    yield from budgeted_ingest(infra, "ingest-budget.", TIERFLOW_RETRY_AFTER_S="2")
 
-    def __init__(self, base_url: str, body: bytes) -> None:
+
+class SlowUpload:
+    """A client that declared a body, sent its first `sent` bytes and sends the rest only when told."""
+
+    def __init__(self, base_url: str, body: bytes, sent: int = 10) -> None:
         host, port = base_url.removeprefix("http://").split(":")
         self._socket = socket.create_connection((host, int(port)), timeout=30)
         self._body = body
+        self._sent = sent
         head = (
             f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {INGEST_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         )
-        self._socket.sendall(head.encode() + body[:10])
+        self._socket.sendall(head.encode() + body[:sent])
 
     def finish(self) -> int:
-        self._socket.sendall(self._body[10:])
+        self._socket.sendall(self._body[self._sent :])
+        return self.status()
+
+    def hang_up(self) -> None:
+        self._socket.close()
+
+    def status(self) -> int:
+        """The status ingest answers, waiting for it without sending more."""
         answer = b""
         while chunk := self._socket.recv(65536):
             answer += chunk
@@ -319,24 +332,84 @@ def padded(event: dict[str, Any], size: int) -> bytes:
 def test_requests_are_admitted_by_what_their_bodies_may_cost_within_the_memory_budget(
     tight_ingest: Ingest,
 ) -> None:
-    slow = SlowUpload(tight_ingest.service.base_url, padded(factories.interaction("C-BUDGET-1"), SMALL_BODY))
-    wait_until(lambda: reserved_bytes(tight_ingest) > 0, 10, "the slow upload to be admitted")
+    body = padded(factories.interaction("C-BUDGET-1"), SMALL_BODY)
+    slow = SlowUpload(tight_ingest.service.base_url, body, sent=SMALL_BODY - 10)
+    # Each part of a body is charged as it arrives: all but ten bytes have.
+    held = (SMALL_BODY - 10) * Settings.DECODED_BYTES_PER_BODY_BYTE
+    wait_until(lambda: reserved_bytes(tight_ingest) >= held, 10, "the slow upload's body to be charged")
     before = tight_ingest.published()
 
     largest = tight_ingest.post(padded(factories.interaction("C-BUDGET-2"), SMALL_BODY))
     assert largest.status_code == 429
     assert largest.headers["retry-after"] == "2"
     assert "memory budget" in largest.json()["detail"]
-    # Without a declared length a body is charged as the largest it may be.
+    # Without a declared length a body is charged what arrives, like any other.
     unknown_length = httpx.post(
         f"{tight_ingest.service.base_url}/v1/events",
         content=iter([json.dumps(factories.interaction("C-BUDGET-3")).encode()]),
         headers={"authorization": f"Bearer {INGEST_KEY}", "content-type": "application/json"},
     )
-    assert unknown_length.status_code == 429
+    assert unknown_length.status_code == 202, "a small body fits"
     assert tight_ingest.post(factories.interaction("C-BUDGET-4")).status_code == 202, "a small body fits"
 
     assert slow.finish() == 202
     assert tight_ingest.post(padded(factories.interaction("C-BUDGET-2"), SMALL_BODY)).status_code == 202
-    assert tight_ingest.published() == before + 3
+    assert tight_ingest.published() == before + 4
     assert reserved_bytes(tight_ingest) == 0
+
+
+BODY_TIMEOUT_S = 3
+
+
+@pytest.fixture(scope="module")
+def impatient_ingest(infra: Infra) -> Iterator[Ingest]:
+    """An ingest that waits briefly for bodies."""
+    yield from budgeted_ingest(infra, "ingest-impatient.", TIERFLOW_INGEST_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S))
+
+
+def test_a_stalled_upload_is_answered_408_at_the_deadline_and_blocks_no_one_meanwhile(
+    impatient_ingest: Ingest,
+) -> None:
+    started = time.monotonic()
+    stalled = SlowUpload(
+        impatient_ingest.service.base_url, padded(factories.interaction("C-STALL-1"), SMALL_BODY)
+    )
+    wait_until(lambda: reserved_bytes(impatient_ingest) > 0, 10, "the stalled upload to be admitted")
+
+    # It declared the largest body but sent ten bytes: it holds what it sent, and the largest
+    # body of another client fits beside it.
+    others = [
+        impatient_ingest.post(padded(factories.interaction("C-STALL-2"), SMALL_BODY)),
+        impatient_ingest.post(factories.interaction("C-STALL-3")),
+    ]
+    assert [other.status_code for other in others] == [202, 202]
+    assert time.monotonic() - started < BODY_TIMEOUT_S, "the others were answered before the deadline"
+
+    assert stalled.status() == 408
+    assert BODY_TIMEOUT_S <= time.monotonic() - started < BODY_TIMEOUT_S + 5
+    assert reserved_bytes(impatient_ingest) == 0
+    assert "Traceback" not in impatient_ingest.service.logs()
+
+
+def test_a_client_hanging_up_mid_body_is_noted_without_a_traceback(impatient_ingest: Ingest) -> None:
+    gone = SlowUpload(impatient_ingest.service.base_url, padded(factories.interaction("C-GONE"), SMALL_BODY))
+    wait_until(lambda: reserved_bytes(impatient_ingest) > 0, 10, "the upload to be admitted")
+    gone.hang_up()
+    wait_until(lambda: reserved_bytes(impatient_ingest) == 0, 10, "its charge to be released")
+    wait_until(
+        lambda: "client disconnected before sending its whole body" in impatient_ingest.service.logs(),
+        10,
+        "the disconnection to be logged",
+    )
+    logs = impatient_ingest.service.logs()
+    assert "Traceback" not in logs
+    assert "unhandled error" not in logs
+
+
+def test_a_body_nested_deeper_than_the_limit_is_refused_before_decoding(ingest: Ingest) -> None:
+    too_deep = ingest.post(b"[" * 17 + b"0" + b"]" * 17)
+    assert too_deep.status_code == 400
+    assert too_deep.json()["detail"] == "the JSON nests arrays and objects more than 16 deep"
+    # At the limit the body is decoded, and refused for what it holds instead.
+    at_the_limit = ingest.post(b"[" * 16 + b"0" + b"]" * 16)
+    assert at_the_limit.status_code == 422
