@@ -17,7 +17,16 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tierflow.dlq import add_dlq_command
 from tierflow.simulate import COHORT, Bank
-from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
+from tierflow.stack import (
+    SERVICES,
+    Stack,
+    StackError,
+    Stopping,
+    data_dir_option,
+    describe,
+    hold,
+    operator_settings,
+)
 
 # What `add_subparsers` returns; argparse gives it no public name.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -46,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_up(commands: Commands) -> None:
     up = commands.add_parser("up", help="run everything on this machine, in the foreground")
-    _data_dir_option(up)
+    data_dir_option(up)
     up.set_defaults(handler=lambda args: run_up(args.data_dir.resolve()))
 
 
@@ -85,7 +94,7 @@ def _add_simulate(commands: Commands) -> None:
 
 def _add_demo(commands: Commands) -> None:
     demo = commands.add_parser("demo", help="bring TierFlow up, run a simulated bank's year through it")
-    _data_dir_option(demo)
+    data_dir_option(demo)
     _bank_options(demo, customers=2000, events_per_customer=40)
     demo.add_argument(
         "--duration",
@@ -98,27 +107,31 @@ def _add_demo(commands: Commands) -> None:
 
 
 def _add_migrate(commands: Commands) -> None:
-    commands.add_parser("migrate", help="apply every service's database migrations").set_defaults(
-        handler=_migrate
-    )
+    migrate = commands.add_parser("migrate", help="apply every service's database migrations")
+    data_dir_option(migrate)
+    migrate.set_defaults(handler=_migrate)
 
 
 def _add_topics(commands: Commands) -> None:
-    commands.add_parser("topics", help="create the contract's topics if missing").set_defaults(
-        handler=_topics
-    )
+    topics = commands.add_parser("topics", help="create the contract's topics if missing")
+    data_dir_option(topics)
+    topics.set_defaults(handler=_topics)
 
 
 def _add_replay(commands: Commands) -> None:
-    commands.add_parser(
+    replay = commands.add_parser(
         "replay", help="rebuild scoring state from the topics (stop the scoring workers first)"
-    ).set_defaults(handler=_replay)
+    )
+    data_dir_option(replay)
+    replay.set_defaults(handler=_replay)
 
 
 def _add_lag(commands: Commands) -> None:
-    commands.add_parser(
+    lag = commands.add_parser(
         "lag", help="records each worker's consumer group has yet to process, as the broker sees it"
-    ).set_defaults(handler=_lag)
+    )
+    data_dir_option(lag)
+    lag.set_defaults(handler=_lag)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -127,42 +140,34 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args, _bank(args, cohort=args.customers))
 
 
-def _migrate(_args: argparse.Namespace) -> int:
-    asyncio.run(upgrade_all(Settings()))
+def _migrate(args: argparse.Namespace) -> int:
+    asyncio.run(upgrade_all(operator_settings(args.data_dir.resolve())))
     print("migrations applied")
     return 0
 
 
-def _topics(_args: argparse.Namespace) -> int:
-    settings = Settings()
+def _topics(args: argparse.Namespace) -> int:
+    settings = operator_settings(args.data_dir.resolve())
     created = asyncio.run(ensure_topics(settings, Topics.from_settings(settings).all()))
     print(f"topics created: {', '.join(created) or 'none (all existed)'}")
     return 0
 
 
-def _replay(_args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace) -> int:
     from services.scoring.replay import replay
 
-    print(f"replay prepared: {asyncio.run(replay(Settings()))}; start scoring to rebuild")
+    prepared = asyncio.run(replay(operator_settings(args.data_dir.resolve())))
+    print(f"replay prepared: {prepared}; start scoring to rebuild")
     return 0
 
 
-def _lag(_args: argparse.Namespace) -> int:
+def _lag(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tierflow.lag import lag_report
 
-    Console().print(*asyncio.run(lag_report(Settings())))
+    Console().print(*asyncio.run(lag_report(operator_settings(args.data_dir.resolve()))))
     return 0
-
-
-def _data_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("TIERFLOW_DATA_DIR", ".tierflow")),
-        help="where the database, logs and API key live (default: ./.tierflow)",
-    )
 
 
 def _bank_options(parser: argparse.ArgumentParser, customers: int, events_per_customer: float) -> None:

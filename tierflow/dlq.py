@@ -32,6 +32,7 @@ from shared.consumer import (
 from shared.kafka import LazyProducer, Record, client_options
 from shared.settings import Settings
 from shared.topics import CONSUMED, DLQ_SUFFIX, Topics
+from tierflow.stack import data_dir_option, operator_settings
 
 REINJECTED_FROM_HEADER = "tierflow-reinjected-from"
 
@@ -196,11 +197,13 @@ def add_dlq_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         action="store_true",
         help="every record dead-lettered on the topic, once each (the newest copy of one that failed again)",
     )
+    for command in (listing, again):
+        data_dir_option(command)
     dlq.set_defaults(handler=run_dlq)
 
 
 def run_dlq(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = operator_settings(args.data_dir.resolve())
     try:
         return _run_dlq(args, settings)
     except (KafkaError, OSError) as exc:

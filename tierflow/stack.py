@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import secrets
@@ -33,6 +34,46 @@ class StackError(RuntimeError):
     pass
 
 
+def settings_from(env: dict[str, str]) -> Settings:
+    """Settings read from `env` as if it were the whole environment."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("TIERFLOW_DATA_DIR", ".tierflow")),
+        help="where the database, logs and API key live (default: ./.tierflow)",
+    )
+
+
+def operator_settings(data_dir: Path) -> Settings:
+    """Settings for an operator command run beside `tierflow up` with the same data directory.
+
+    `tierflow up` makes the embedded database's password and picks its ports from the
+    environment; a command run next to it must reach the same database and broker without the
+    operator copying the password. A database or broker named in the environment still wins.
+    """
+    env = dict(os.environ)
+    postgres_port = int(env.get("TIERFLOW_EMBEDDED_POSTGRES_PORT", DEFAULT_EMBEDDED_POSTGRES_PORT))
+    postgres = EmbeddedPostgres(data_dir, postgres_port, data_dir / "logs" / "postgres.log")
+    if not any(name in env for name in DATABASE_ENV) and postgres.password_file.exists():
+        env["DATABASE_URL"] = postgres.url()
+    if not any(name in env for name in KAFKA_ENV):
+        broker_port = int(env.get("TIERFLOW_EMBEDDED_BROKER_PORT", DEFAULT_BROKER_PORT))
+        broker = EmbeddedBroker(broker_port, data_dir / "logs" / "broker.log")
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+    return settings_from(env)
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -57,14 +98,7 @@ class Stack:
         return settings
 
     def settings(self) -> Settings:
-        saved = dict(os.environ)
-        try:
-            os.environ.clear()
-            os.environ.update(self.env)
-            return Settings()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return settings_from(self.env)
 
     def stop(self) -> None:
         for process in reversed(list(self.services.values())):

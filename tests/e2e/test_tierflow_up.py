@@ -124,8 +124,26 @@ def test_the_database_and_key_survive_a_restart_with_the_same_data_dir(
             text=True,
         )
         assert marker.stdout.strip() == "kept"
+        _operator_commands_reach_the_running_stack(data_dir, ports)
     finally:
         assert stop_up(again) == 0
+
+
+def _operator_commands_reach_the_running_stack(data_dir: Path, ports: dict[str, int]) -> None:
+    """Run beside `tierflow up`, with nothing but the same data dir and ports in the environment."""
+    for command in (["lag"], ["dlq", "list"], ["migrate"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "tierflow.cli", *command, "--data-dir", str(data_dir)],
+            cwd=REPO,
+            env=environment(ports),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        if command == ["lag"]:
+            assert "scoring" in done.stdout, done.stdout
+            assert "bank.events.v1" in done.stdout, done.stdout
 
 
 def _psql(data_dir: Path, port: int) -> list[str]:
