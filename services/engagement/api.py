@@ -32,6 +32,7 @@ from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import IdentifierPath, VersionPath
 from shared.http import ApiError, Responses, require
+from shared.whoami import whoami_router
 
 ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
 RmKey = Annotated[Principal, Depends(require(Role.RM))]
@@ -194,6 +195,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             stored = next(p for p in await views.playbooks(db) if p["version"] == version)
         return PlaybookSummary.model_validate(stored)
 
+    router.include_router(whoami_router())
     return router
 
 

@@ -20,6 +20,7 @@ from shared.contracts.outbound import ComplaintData, SurveyData
 from shared.contracts.types import IdentifierPath, TimeBounds
 from shared.http import ApiError, Responses, require
 from shared.settings import Settings
+from shared.whoami import whoami_router
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
@@ -125,4 +126,5 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         async with engine.connect() as db:
             return await views.effectiveness(db, start, end, days)
 
+    router.include_router(whoami_router())
     return router

@@ -38,6 +38,7 @@ from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import CustomerIdPath, Stage, Tier, VersionPath
 from shared.http import ApiError, Responses, require
+from shared.whoami import whoami_router
 
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
@@ -278,6 +279,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             ],
         )
 
+    router.include_router(whoami_router())
     return router
 
 
