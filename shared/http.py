@@ -132,6 +132,19 @@ def require_branch_reader(role: Role) -> Callable[..., Principal]:
     return check
 
 
+def require_whole_bank(role: Role, what: str) -> Callable[..., Principal]:
+    """A dependency admitting keys with `role` that see the whole bank: `what` compares across
+    branches, so it cannot be narrowed to some."""
+    allowed = Depends(require(role))
+
+    def check(principal: Principal = allowed) -> Principal:
+        if principal.branches is not None:
+            raise ApiError(403, f"{what} compares across the bank; this key sees some branches only")
+        return principal
+
+    return check
+
+
 def within_rate(limits: KeyRates, role: Role, retry_hint: str) -> Callable[..., Principal]:
     """A dependency admitting keys with `role` while they stay within their request rate;
     beyond it, 429 with the seconds until the key may send again."""

@@ -45,6 +45,17 @@ RmId = Annotated[
         description="The RM an admin key acts for; ignored for keys bound to an RM",
     ),
 ]
+
+
+def _acting_rm(key: RmKey, rm_id: RmId = None) -> Actor:
+    """Who a request to move an item acts as; an unbound rm key is refused before anything else."""
+    try:
+        return acting(key.key_id, admin=key.is_admin, bound_rm=key.rm_id, named_rm=rm_id)
+    except ActorUnknown as exc:
+        raise ApiError(403, str(exc)) from None
+
+
+ActingRm = Annotated[Actor, Depends(_acting_rm)]
 _ITEM_ERRORS: Responses = {
     404: {"description": "Unknown item"},
     409: {"description": "Transition not allowed"},
@@ -126,23 +137,20 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         return await load(item_id, key)
 
     @router.post("/outreach/{item_id}/claim", responses=_ITEM_ERRORS)
-    async def claim(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
+    async def claim(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
         """Take an unassigned item (or confirm one assigned to you)."""
-        actor = _actor(key, rm_id)
         return await moved(item_id, key, lambda: engagement.claim(str(item_id), actor))
 
     @router.post("/outreach/{item_id}/start", responses=_ITEM_ERRORS)
-    async def start(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
+    async def start(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
         """Begin working an item you hold; the first contact time is recorded."""
-        actor = _actor(key, rm_id)
         return await moved(item_id, key, lambda: engagement.start(str(item_id), actor))
 
     @router.post("/outreach/{item_id}/complete", responses=_ITEM_ERRORS)
     async def complete(
-        item_id: UUID, body: CompletionCreate, key: RmKey, rm_id: RmId = None
+        item_id: UUID, body: CompletionCreate, key: RmKey, actor: ActingRm
     ) -> OutreachItemPublic:
         """Close an item you are working with its outcome; optionally ask feedback for a survey."""
-        actor = _actor(key, rm_id)
 
         def completion() -> Awaitable[None]:
             return engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey)
@@ -151,16 +159,15 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
 
     @router.post("/outreach/{item_id}/cancel", responses=_ITEM_ERRORS)
     async def cancel(
-        item_id: UUID, body: CancellationCreate, key: RmKey, rm_id: RmId = None
+        item_id: UUID, body: CancellationCreate, key: RmKey, actor: ActingRm
     ) -> OutreachItemPublic:
         """Cancel an open item (yours or unassigned, or any as admin), with the reason."""
-        actor = _actor(key, rm_id)
         return await moved(item_id, key, lambda: engagement.cancel(str(item_id), actor, body.reason))
 
     @router.post("/outreach/{item_id}/reassign", responses=_ITEM_ERRORS)
     async def reassign(item_id: UUID, body: ReassignmentCreate, key: AdminKey) -> OutreachItemPublic:
         """Give an open item to another RM."""
-        actor = _actor(key, None)
+        actor = acting(key.key_id, admin=True, bound_rm=None, named_rm=None)
         return await moved(item_id, key, lambda: engagement.reassign(str(item_id), actor, body.rm_id))
 
     @router.put("/rms/{rm_id}")
@@ -219,13 +226,6 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
 
     router.include_router(whoami_router())
     return router
-
-
-def _actor(key: Principal, rm_id: str | None) -> Actor:
-    try:
-        return acting(key.key_id, admin=key.is_admin, bound_rm=key.rm_id, named_rm=rm_id)
-    except ActorUnknown as exc:
-        raise ApiError(403, str(exc)) from None
 
 
 def _outcome_stats(row: dict[str, Any]) -> OutcomeStats:

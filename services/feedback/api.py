@@ -18,7 +18,7 @@ from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
 from shared.contracts.types import IdentifierPath, TimeBounds
-from shared.http import ApiError, Responses, require, require_branch_reader
+from shared.http import ApiError, Responses, require, require_branch_reader, require_whole_bank
 from shared.settings import Settings
 from shared.whoami import whoami_router
 
@@ -26,6 +26,7 @@ IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
 # Ops keys, and RM keys bound to a branch: each reads the complaints of the branches it sees.
 CustomerReader = Annotated[Principal, Depends(require_branch_reader(Role.OPS))]
+BankWideOpsKey = Annotated[Principal, Depends(require_whole_bank(Role.OPS, "the effectiveness report"))]
 M = TypeVar("M", bound=BaseModel)
 _INTAKE_ERRORS: Responses = {
     413: {"description": "Over the size limit"},
@@ -119,7 +120,7 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
 
     @router.get("/reports/effectiveness")
     async def effectiveness(
-        key: OpsKey,
+        _key: BankWideOpsKey,
         start: Annotated[AwareDatetime, Query(alias="from")],
         end: Annotated[AwareDatetime, Query(alias="to")],
         days: Annotated[int, Query(ge=1, le=365)] = 30,
@@ -127,10 +128,6 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         """Per action and tier: reach, conversion, satisfaction after contact, and tier movement
         within `days` against comparable customers who were not contacted. It compares across the
         bank, so a key scoped to branches may not read it."""
-        if key.branches is not None:
-            raise ApiError(
-                403, "the effectiveness report compares across the bank; this key sees some branches only"
-            )
         async with engine.connect() as db:
             return await views.effectiveness(db, start, end, days)
 
