@@ -28,6 +28,8 @@ from shared.settings import Settings
 from shared.throttle import FailureWindows, KeyRates
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# A dependency that admits a key or refuses the request (401, 403, 429).
+KeyCheck = Callable[..., Awaitable[Principal]]
 # What a route may answer besides success, by status code, as `responses=` takes it.
 Responses = dict[int | str, dict[str, Any]]
 log = get_logger(__name__)
@@ -75,10 +77,11 @@ class HttpLimits:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def authenticated(request: Request, credentials: Credentials) -> Principal:
+async def authenticated(request: Request, credentials: Credentials) -> Principal:
     """A dependency admitting any valid key. Failed attempts are counted per client address; an
     address with too many in a window gets 429 before its key is even looked at, so guessing keys
-    costs a window per few attempts."""
+    costs a window per few attempts. (Async, like the checks built on it, so that the counts are
+    kept on the event loop rather than from worker threads at once.)"""
     failures: FailureWindows = request.app.state.auth_failures
     address = request.client.host if request.client else "unknown"
     now = time.monotonic()
@@ -104,10 +107,10 @@ def authenticated(request: Request, credentials: Credentials) -> Principal:
 Authenticated = Annotated[Principal, Depends(authenticated)]
 
 
-def require(role: Role, *alternatives: Role) -> Callable[..., Principal]:
+def require(role: Role, *alternatives: Role) -> KeyCheck:
     """A dependency admitting keys that hold `role` or an alternative (admin holds every role)."""
 
-    def check(principal: Authenticated) -> Principal:
+    async def check(principal: Authenticated) -> Principal:
         if not any(principal.may(r) for r in (role, *alternatives)):
             wanted = " or ".join(repr(r.value) for r in (role, *alternatives))
             raise ApiError(403, f"this key lacks the {wanted} role")
@@ -116,28 +119,28 @@ def require(role: Role, *alternatives: Role) -> Callable[..., Principal]:
     return check
 
 
-def require_branch_reader(role: Role) -> Callable[..., Principal]:
+def require_branch_reader(role: Role) -> KeyCheck:
     """A dependency admitting keys with `role` and RM keys bound to a branch, which read the
     records of their branch; the route narrows what it answers to `Principal.branches`."""
 
-    def check(principal: Authenticated) -> Principal:
+    async def check(principal: Authenticated) -> Principal:
         if principal.may(role) or principal.rm_id is not None:
             return principal
         if principal.may(Role.RM):
             raise ApiError(
                 403, "an rm key reads customers only when bound to an RM and branch (KEY=rm:RM_ID@BRANCH)"
             )
-        raise ApiError(403, f"this key lacks the {role.value!r} role or a bound rm key")
+        raise ApiError(403, f"this key lacks the {role.value!r} role, and is not an rm key bound to a branch")
 
     return check
 
 
-def require_whole_bank(role: Role, what: str) -> Callable[..., Principal]:
+def require_whole_bank(role: Role, what: str) -> KeyCheck:
     """A dependency admitting keys with `role` that see the whole bank: `what` compares across
     branches, so it cannot be narrowed to some."""
     allowed = Depends(require(role))
 
-    def check(principal: Principal = allowed) -> Principal:
+    async def check(principal: Principal = allowed) -> Principal:
         if principal.branches is not None:
             raise ApiError(403, f"{what} compares across the bank; this key sees some branches only")
         return principal
@@ -145,13 +148,13 @@ def require_whole_bank(role: Role, what: str) -> Callable[..., Principal]:
     return check
 
 
-def within_rate(limits: KeyRates, role: Role, retry_hint: str) -> Callable[..., Principal]:
+def within_rate(limits: KeyRates, role: Role, retry_hint: str) -> KeyCheck:
     """A dependency admitting keys with `role` while they stay within their request rate;
     beyond it, 429 with the seconds until the key may send again."""
     # A local dependency: annotations are resolved in the module, so it is a default, not Annotated.
     allowed = Depends(require(role))
 
-    def check(principal: Principal = allowed) -> Principal:
+    async def check(principal: Principal = allowed) -> Principal:
         wait = limits.take(principal.key_id, time.monotonic())
         if wait is not None:
             retry = {"Retry-After": str(max(1, math.ceil(wait)))}

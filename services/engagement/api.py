@@ -47,7 +47,7 @@ RmId = Annotated[
 ]
 
 
-def _acting_rm(key: RmKey, rm_id: RmId = None) -> Actor:
+async def _acting_rm(key: RmKey, rm_id: RmId = None) -> Actor:
     """Who a request to move an item acts as; an unbound rm key is refused before anything else."""
     try:
         return acting(key.key_id, admin=key.is_admin, bound_rm=key.rm_id, named_rm=rm_id)
