@@ -167,3 +167,14 @@ async def is_reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
     except (SQLAlchemyError, OSError, TimeoutError):
         return False
     return True
+
+
+def in_branches(column: str = "branch_id") -> str:
+    """A condition holding for rows of the branches bound as `:branches` (see `branch_list`);
+    a NULL list is the whole bank, an empty one nothing."""
+    return f"(CAST(:branches AS text[]) IS NULL OR {column} = ANY(:branches))"
+
+
+def branch_list(branches: frozenset[str] | None) -> list[str] | None:
+    """The `:branches` parameter of `in_branches` for a key's branch scope."""
+    return None if branches is None else sorted(branches)

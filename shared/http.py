@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -20,9 +23,13 @@ from shared.auth import ApiKeyring, Principal, Role
 from shared.db import is_data_error, is_transient
 from shared.errors import TierFlowError
 from shared.logs import get_logger
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import AUTH_FAILURES, HTTP_LATENCY, HTTP_REQUESTS
+from shared.settings import Settings
+from shared.throttle import FailureWindows, KeyRates
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# A dependency that admits a key or refuses the request (401, 403, 429).
+KeyCheck = Callable[..., Awaitable[Principal]]
 # What a route may answer besides success, by status code, as `responses=` takes it.
 Responses = dict[int | str, dict[str, Any]]
 log = get_logger(__name__)
@@ -53,23 +60,105 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def require(role: Role, *alternatives: Role) -> Callable[..., Principal]:
+@dataclass(frozen=True)
+class HttpLimits:
+    """How a service guards its door: failed authentications per client address and window, and
+    how long a readiness answer is reused."""
+
+    auth_failure_limit: int = 100
+    auth_failure_window_s: float = 60.0
+    readiness_cache_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(settings.auth_failure_limit, settings.auth_failure_window_s, settings.readiness_cache_s)
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def authenticated(request: Request, credentials: Credentials) -> Principal:
+    """A dependency admitting any valid key. Failed attempts are counted per client address; an
+    address with too many in a window gets 429 before its key is even looked at, so guessing keys
+    costs a window per few attempts. (Async, like the checks built on it, so that the counts are
+    kept on the event loop rather than from worker threads at once.)"""
+    failures: FailureWindows = request.app.state.auth_failures
+    address = request.client.host if request.client else "unknown"
+    now = time.monotonic()
+    wait = failures.refused_for(address, now)
+    if wait is not None:
+        AUTH_FAILURES.labels("throttled").inc()
+        retry = {"Retry-After": str(math.ceil(wait))}
+        raise ApiError(429, "too many failed authentications from this address; retry later", headers=retry)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        failures.failed(address, now)
+        AUTH_FAILURES.labels("missing").inc()
+        raise ApiError(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
+    keyring: ApiKeyring = request.app.state.keyring
+    principal = keyring.authenticate(credentials.credentials)
+    if principal is None:
+        failures.failed(address, now)
+        AUTH_FAILURES.labels("invalid").inc()
+        raise ApiError(401, "invalid API key", headers=_CHALLENGE)
+    request.state.principal = principal
+    return principal
+
+
+Authenticated = Annotated[Principal, Depends(authenticated)]
+
+
+def require(role: Role, *alternatives: Role) -> KeyCheck:
     """A dependency admitting keys that hold `role` or an alternative (admin holds every role)."""
 
-    def check(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        keyring: ApiKeyring = request.app.state.keyring
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
-        principal = keyring.authenticate(credentials.credentials)
-        if principal is None:
-            raise ApiError(401, "invalid API key", headers=_CHALLENGE)
+    async def check(principal: Authenticated) -> Principal:
         if not any(principal.may(r) for r in (role, *alternatives)):
             wanted = " or ".join(repr(r.value) for r in (role, *alternatives))
             raise ApiError(403, f"this key lacks the {wanted} role")
-        request.state.principal = principal
+        return principal
+
+    return check
+
+
+def require_branch_reader(role: Role) -> KeyCheck:
+    """A dependency admitting keys with `role` and RM keys bound to a branch, which read the
+    records of their branch; the route narrows what it answers to `Principal.branches`."""
+
+    async def check(principal: Authenticated) -> Principal:
+        if principal.may(role) or principal.rm_id is not None:
+            return principal
+        if principal.may(Role.RM):
+            raise ApiError(
+                403, "an rm key reads customers only when bound to an RM and branch (KEY=rm:RM_ID@BRANCH)"
+            )
+        raise ApiError(403, f"this key lacks the {role.value!r} role, and is not an rm key bound to a branch")
+
+    return check
+
+
+def require_whole_bank(role: Role, what: str) -> KeyCheck:
+    """A dependency admitting keys with `role` that see the whole bank: `what` compares across
+    branches, so it cannot be narrowed to some."""
+    allowed = Depends(require(role))
+
+    async def check(principal: Principal = allowed) -> Principal:
+        if principal.branches is not None:
+            raise ApiError(403, f"{what} compares across the bank; this key sees some branches only")
+        return principal
+
+    return check
+
+
+def within_rate(limits: KeyRates, role: Role, retry_hint: str) -> KeyCheck:
+    """A dependency admitting keys with `role` while they stay within their request rate;
+    beyond it, 429 with the seconds until the key may send again."""
+    # A local dependency: annotations are resolved in the module, so it is a default, not Annotated.
+    allowed = Depends(require(role))
+
+    async def check(principal: Principal = allowed) -> Principal:
+        wait = limits.take(principal.key_id, time.monotonic())
+        if wait is not None:
+            retry = {"Retry-After": str(max(1, math.ceil(wait)))}
+            raise ApiError(429, f"this key is over its request rate ({retry_hint})", headers=retry)
         return principal
 
     return check
@@ -87,6 +176,7 @@ def create_app(
     routers: list[APIRouter],
     description: str,
     retry_after_s: int = 5,
+    limits: HttpLimits | None = None,
 ) -> FastAPI:
     app = _TierFlowApi(
         title=f"TierFlow {service}",
@@ -94,8 +184,10 @@ def create_app(
         description=description,
         lifespan=lifespan,
     )
+    limits = limits or HttpLimits()
     app.state.keyring = keyring
-    app.include_router(_probes(service, readiness))
+    app.state.auth_failures = FailureWindows(limits.auth_failure_limit, limits.auth_failure_window_s)
+    app.include_router(_probes(service, readiness, limits.readiness_cache_s))
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app, retry_after_s)
@@ -158,8 +250,9 @@ def _hoist_definitions(node: Any, components: dict[str, Any]) -> None:
             _hoist_definitions(item, components)
 
 
-def _probes(service: str, readiness: Mapping[str, ReadinessCheck]) -> APIRouter:
+def _probes(service: str, readiness: Mapping[str, ReadinessCheck], cache_s: float) -> APIRouter:
     router = APIRouter(tags=["operations"])
+    answered = _CachedReadiness(readiness, cache_s)
 
     @router.get("/healthz", summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -171,7 +264,7 @@ def _probes(service: str, readiness: Mapping[str, ReadinessCheck]) -> APIRouter:
         responses={503: {"description": "A dependency is unreachable"}},
     )
     async def readyz() -> JSONResponse:
-        checks = {name: await check() for name, check in readiness.items()}
+        checks = await answered.checks()
         ready = all(checks.values())
         body = {"status": "ready" if ready else "not_ready", "service": service, "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -181,6 +274,27 @@ def _probes(service: str, readiness: Mapping[str, ReadinessCheck]) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+class _CachedReadiness:
+    """The checks run at most once per `cache_s`, together, however many probes ask: a probe
+    storm costs the database and the broker one round trip a second, not one per probe."""
+
+    def __init__(self, readiness: Mapping[str, ReadinessCheck], cache_s: float) -> None:
+        self._readiness = readiness
+        self._cache_s = cache_s
+        self._lock = asyncio.Lock()
+        self._answer: dict[str, bool] = {}
+        self._fresh_until = float("-inf")
+
+    async def checks(self) -> dict[str, bool]:
+        async with self._lock:
+            if time.monotonic() >= self._fresh_until:
+                names = list(self._readiness)
+                results = await asyncio.gather(*(self._readiness[name]() for name in names))
+                self._answer = dict(zip(names, results, strict=True))
+                self._fresh_until = time.monotonic() + self._cache_s
+            return self._answer
 
 
 def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:

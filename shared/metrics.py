@@ -27,3 +27,9 @@ OUTBOX_SET_ASIDE = Gauge(
     "Outbox records the broker refused for good, set aside in <schema>.outbox_rejected",
     ["schema"],
 )
+AUTH_FAILURES = Counter(
+    "tierflow_auth_failures_total",
+    "Requests refused at authentication: no key (missing), an unknown key (invalid), or an address"
+    " refused after too many failures (throttled)",
+    ["reason"],
+)

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # How long ingest waits for a request's whole body; a slower one gets 408. A client that
     # stalls mid-body holds its place among the requests in flight no longer than this.
     ingest_body_timeout_s: float = Field(default=30.0, gt=0, le=3_600)
+    # Requests each API key may send to ingest a second on average, and at once: a key over it gets
+    # 429 + Retry-After. The benchmark's four clients share one key and post batches of 500, about
+    # 3 a second at its 1,600 events a second (docs/benchmarks.md); the demo posts fewer.
+    ingest_key_rate_per_s: float = Field(default=200.0, gt=0, le=1_000_000)
+    ingest_key_burst: int = Field(default=400, ge=1, le=1_000_000)
     # How far a consuming host's clock may run behind ingest's: consumers re-check the future-skew
     # rule with max_future_skew_s plus this, so they never dead-letter an event ingest accepted.
     consumer_clock_tolerance_s: int = Field(default=300, ge=0, le=86_400)
@@ -151,6 +156,14 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     # Tries before the outbox relay sets aside a record the broker refuses for good (too large).
     outbox_max_attempts: int = Field(default=5, ge=1, le=1_000)
+
+    # -- Every HTTP service ------------------------------------------------------------------------
+    # A client address with this many failed authentications (no key or an unknown one) within
+    # auth_failure_window_s gets 429 + Retry-After until the window ends.
+    auth_failure_limit: int = Field(default=100, ge=1, le=1_000_000)
+    auth_failure_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    # How long /readyz reuses its last answer, so probes do not load the database and broker.
+    readiness_cache_s: float = Field(default=1.0, ge=0, le=60)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerWorker, Decoder, Handler
 from shared.db import create_engine, is_reachable
-from shared.http import create_app
+from shared.http import HttpLimits, create_app
 from shared.kafka import LazyProducer
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -106,4 +106,5 @@ def worker_app(
         routers=routers,
         description=description,
         retry_after_s=resources.settings.retry_after_s,
+        limits=HttpLimits.from_settings(resources.settings),
     )

@@ -32,7 +32,16 @@ ADMIN_KEY = "test-admin-key-0001"
 INGEST_KEY = "test-ingest-key-0002"
 OPS_KEY = "test-ops-key-0003"
 RM_KEY = "test-rm-key-0004"
-API_KEYS = f"{ADMIN_KEY}=admin;{INGEST_KEY}=ingest;{OPS_KEY}=ops;{RM_KEY}=rm"
+# RMs with keys bound to them, by the branch they work in; and an ops key that sees branch B2 only.
+RM_BRANCHES = {"RM-1": "B1", "RM-7": "B1", "RM-9": "B1", "RM-21": "B2"}
+BOUND_RM_KEYS = {rm_id: f"test-bound-key-{rm_id.lower()}" for rm_id in RM_BRANCHES}
+B2_OPS_KEY = "test-ops-b2-key-0005"
+API_KEYS = ";".join(
+    [
+        f"{ADMIN_KEY}=admin;{INGEST_KEY}=ingest;{OPS_KEY}=ops;{RM_KEY}=rm;{B2_OPS_KEY}=ops@B2",
+        *(f"{BOUND_RM_KEYS[rm_id]}=rm:{rm_id}@{branch}" for rm_id, branch in RM_BRANCHES.items()),
+    ]
+)
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -32,11 +32,30 @@ from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import IdentifierPath, VersionPath
 from shared.http import ApiError, Responses, require
+from shared.whoami import whoami_router
 
 ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
 RmKey = Annotated[Principal, Depends(require(Role.RM))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
-RmId = Annotated[str | None, Header(alias="X-RM-Id", max_length=128, description="The RM acting")]
+RmId = Annotated[
+    str | None,
+    Header(
+        alias="X-RM-Id",
+        max_length=128,
+        description="The RM an admin key acts for; ignored for keys bound to an RM",
+    ),
+]
+
+
+async def _acting_rm(key: RmKey, rm_id: RmId = None) -> Actor:
+    """Who a request to move an item acts as; an unbound rm key is refused before anything else."""
+    try:
+        return acting(key.key_id, admin=key.is_admin, bound_rm=key.rm_id, named_rm=rm_id)
+    except ActorUnknown as exc:
+        raise ApiError(403, str(exc)) from None
+
+
+ActingRm = Annotated[Actor, Depends(_acting_rm)]
 _ITEM_ERRORS: Responses = {
     404: {"description": "Unknown item"},
     409: {"description": "Transition not allowed"},
@@ -47,25 +66,30 @@ _UNKNOWN_VERSION: Responses = {404: {"description": "Unknown version"}}
 def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["engagement"])
 
-    async def load(item_id: UUID) -> OutreachItemPublic:
+    async def load(item_id: UUID, key: Principal) -> OutreachItemPublic:
+        """The item, if the key sees its branch: one of another branch is not there for it."""
         async with engine.connect() as db:
             row = await views.item(db, str(item_id))
-        if row is None:
+        if row is None or not key.sees(row["branch_id"]):
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}")
         return OutreachItemPublic.from_row(row)
 
-    async def moved(item_id: UUID, transition: Awaitable[None]) -> OutreachItemPublic:
+    async def moved(
+        item_id: UUID, key: Principal, transition: Callable[[], Awaitable[None]]
+    ) -> OutreachItemPublic:
+        # An item's branch never changes, so a key that sees it now sees it when it moves.
+        await load(item_id, key)
         try:
-            await transition
+            await transition()
         except UnknownItem:
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}") from None
         except TransitionRefused as exc:
             raise ApiError(409, str(exc)) from None
-        return await load(item_id)
+        return await load(item_id, key)
 
     @router.get("/outreach")
     async def list_outreach(
-        _key: ReaderKey,
+        key: ReaderKey,
         customer_id: Annotated[str | None, Query(max_length=64)] = None,
         status: Annotated[str | None, Query(max_length=32)] = None,
         branch_id: Annotated[str | None, Query(max_length=128)] = None,
@@ -75,70 +99,76 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         due_before: AwareDatetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[OutreachItemPublic]:
-        """Outreach items, soonest due first, filtered by customer, branch, RM, status, priority, action."""
+        """Outreach items, soonest due first, filtered by customer, branch, RM, status, priority, action.
+
+        A key scoped to branches sees their items only."""
         filters = {
-            "customer_id": customer_id, "status": status, "branch_id": branch_id,
-            "assigned_to": assigned_to, "priority": priority, "kind": action,
+            "customer_id": customer_id, "status": status, "assigned_to": assigned_to,
+            "priority": priority, "kind": action,
         }  # fmt: skip
         async with engine.connect() as db:
-            rows = await views.items(db, filters, due_before, limit)
+            rows = await views.items(db, filters, key.branch_scope(branch_id), due_before, limit)
         return [OutreachItemPublic.from_row(row) for row in rows]
 
     @router.get("/outreach/stats")
     async def outreach_stats(
-        _key: ReaderKey,
+        key: ReaderKey,
         start: Annotated[AwareDatetime, Query(alias="from")],
         end: Annotated[AwareDatetime, Query(alias="to")],
     ) -> list[OutcomeStats]:
-        """Reach, conversion and time to first contact against SLA, by tier, action and channel."""
+        """Reach, conversion and time to first contact against SLA, by tier, action and channel, of
+        the items of the branches the key sees."""
         async with engine.connect() as db:
-            rows = await views.outcome_stats(db, start, end)
+            rows = await views.outcome_stats(db, start, end, key.branch_scope(None))
         return [_outcome_stats(row) for row in rows]
 
     @router.get("/outreach/queue")
     async def outreach_queue(
-        _key: ReaderKey, branch_id: Annotated[str | None, Query(max_length=128)] = None
+        key: ReaderKey, branch_id: Annotated[str | None, Query(max_length=128)] = None
     ) -> list[QueueCell]:
         """Open items counted by action, RM (`null`: not yet assigned) and status."""
         async with engine.connect() as db:
-            cells = await views.queue(db, branch_id)
+            cells = await views.queue(db, key.branch_scope(branch_id))
         return [QueueCell(action=a, assigned_to=r, status=s, items=n) for a, r, s, n in cells]
 
     @router.get("/outreach/{item_id}", responses=_ITEM_ERRORS)
-    async def get_outreach(item_id: UUID, _key: ReaderKey) -> OutreachItemPublic:
-        """One outreach item."""
-        return await load(item_id)
+    async def get_outreach(item_id: UUID, key: ReaderKey) -> OutreachItemPublic:
+        """One outreach item (404 for a key that does not see its branch)."""
+        return await load(item_id, key)
 
     @router.post("/outreach/{item_id}/claim", responses=_ITEM_ERRORS)
-    async def claim(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
+    async def claim(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
         """Take an unassigned item (or confirm one assigned to you)."""
-        return await moved(item_id, engagement.claim(str(item_id), _actor(key, rm_id)))
+        return await moved(item_id, key, lambda: engagement.claim(str(item_id), actor))
 
     @router.post("/outreach/{item_id}/start", responses=_ITEM_ERRORS)
-    async def start(item_id: UUID, key: RmKey, rm_id: RmId = None) -> OutreachItemPublic:
+    async def start(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
         """Begin working an item you hold; the first contact time is recorded."""
-        return await moved(item_id, engagement.start(str(item_id), _actor(key, rm_id)))
+        return await moved(item_id, key, lambda: engagement.start(str(item_id), actor))
 
     @router.post("/outreach/{item_id}/complete", responses=_ITEM_ERRORS)
     async def complete(
-        item_id: UUID, body: CompletionCreate, key: RmKey, rm_id: RmId = None
+        item_id: UUID, body: CompletionCreate, key: RmKey, actor: ActingRm
     ) -> OutreachItemPublic:
         """Close an item you are working with its outcome; optionally ask feedback for a survey."""
-        actor = _actor(key, rm_id)
-        completion = engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey)
-        return await moved(item_id, completion)
+
+        def completion() -> Awaitable[None]:
+            return engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey)
+
+        return await moved(item_id, key, completion)
 
     @router.post("/outreach/{item_id}/cancel", responses=_ITEM_ERRORS)
     async def cancel(
-        item_id: UUID, body: CancellationCreate, key: RmKey, rm_id: RmId = None
+        item_id: UUID, body: CancellationCreate, key: RmKey, actor: ActingRm
     ) -> OutreachItemPublic:
-        """Cancel an open item (yours, or any as admin), with the reason."""
-        return await moved(item_id, engagement.cancel(str(item_id), _actor(key, rm_id), body.reason))
+        """Cancel an open item (yours or unassigned, or any as admin), with the reason."""
+        return await moved(item_id, key, lambda: engagement.cancel(str(item_id), actor, body.reason))
 
     @router.post("/outreach/{item_id}/reassign", responses=_ITEM_ERRORS)
     async def reassign(item_id: UUID, body: ReassignmentCreate, key: AdminKey) -> OutreachItemPublic:
         """Give an open item to another RM."""
-        return await moved(item_id, engagement.reassign(str(item_id), _actor(key, None), body.rm_id))
+        actor = acting(key.key_id, admin=True, bound_rm=None, named_rm=None)
+        return await moved(item_id, key, lambda: engagement.reassign(str(item_id), actor, body.rm_id))
 
     @router.put("/rms/{rm_id}")
     async def put_rm(rm_id: IdentifierPath, body: RmUpdate, _key: AdminKey) -> RmWorkload:
@@ -150,11 +180,11 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
 
     @router.get("/rms")
     async def list_rms(
-        _key: ReaderKey, branch_id: Annotated[str | None, Query(max_length=128)] = None
+        key: ReaderKey, branch_id: Annotated[str | None, Query(max_length=128)] = None
     ) -> list[RmWorkload]:
         """RMs with their open and overdue items against capacity."""
         async with engine.connect() as db:
-            rows = await views.workloads(db, None, datetime.now(UTC), branch_id)
+            rows = await views.workloads(db, None, datetime.now(UTC), key.branch_scope(branch_id))
         return [RmWorkload.model_validate(row) for row in rows]
 
     @router.get("/playbooks")
@@ -194,14 +224,8 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             stored = next(p for p in await views.playbooks(db) if p["version"] == version)
         return PlaybookSummary.model_validate(stored)
 
+    router.include_router(whoami_router())
     return router
-
-
-def _actor(key: Principal, rm_id: str | None) -> Actor:
-    try:
-        return acting(rm_id, key.key_id, admin=Role.ADMIN in key.roles)
-    except ActorUnknown as exc:
-        raise ApiError(400, str(exc)) from None
 
 
 def _outcome_stats(row: dict[str, Any]) -> OutcomeStats:

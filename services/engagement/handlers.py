@@ -127,13 +127,15 @@ class Engagement:
         metrics.CHANGES_APPLIED.inc()
 
     async def claim(self, item_id: str, actor: Actor) -> None:
-        await self._transition(item_id, lambda item, _now: claim(item, actor.name), actor.name, "claimed")
+        await self._transition(
+            item_id, lambda item, _now: claim(item, actor.name), actor.audit_name, "claimed"
+        )
 
     async def start(self, item_id: str, actor: Actor) -> None:
         def step(item: ItemState, now: datetime) -> ItemState:
             return start(item, actor.name, actor.admin, now)
 
-        await self._transition(item_id, step, actor.name, "started")
+        await self._transition(item_id, step, actor.audit_name, "started")
 
     async def complete(
         self, item_id: str, actor: Actor, outcome: OutreachOutcome, note: str | None, request_survey: bool
@@ -143,16 +145,18 @@ class Engagement:
         def step(item: ItemState, now: datetime) -> ItemState:
             return complete(item, actor.name, actor.admin, outcome, now)
 
-        await self._transition(item_id, step, actor.name, note, request_survey)
+        await self._transition(item_id, step, actor.audit_name, note, request_survey)
 
     async def cancel(self, item_id: str, actor: Actor, reason: str) -> None:
         def step(item: ItemState, now: datetime) -> ItemState:
             return cancel(item, actor.name, actor.admin, reason, now)
 
-        await self._transition(item_id, step, actor.name, reason)
+        await self._transition(item_id, step, actor.audit_name, reason)
 
     async def reassign(self, item_id: str, actor: Actor, rm_id: str) -> None:
-        await self._transition(item_id, lambda item, _now: assign(item, rm_id), actor.name, f"to {rm_id}")
+        await self._transition(
+            item_id, lambda item, _now: assign(item, rm_id), actor.audit_name, f"to {rm_id}"
+        )
 
     async def _transition(
         self, item_id: str, step: Step, actor: str, note: str | None, request_survey: bool = False

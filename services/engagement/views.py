@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.engagement.domain.lifecycle import HELD_STATES, OPEN_STATES, ItemStatus
 from services.engagement.store import ITEM_COLUMNS
 from shared.contracts.outbound import REACHED_OUTCOMES, OutreachOutcome
+from shared.db import branch_list, in_branches
 
-ITEM_FILTERS = ("customer_id", "status", "branch_id", "assigned_to", "priority", "kind")
+ITEM_FILTERS = ("customer_id", "status", "assigned_to", "priority", "kind")
 
 
 async def item(db: AsyncConnection, item_id: str) -> dict[str, Any] | None:
@@ -26,15 +27,20 @@ async def item(db: AsyncConnection, item_id: str) -> dict[str, Any] | None:
 
 
 async def items(
-    db: AsyncConnection, filters: dict[str, str | None], due_before: datetime | None, limit: int
+    db: AsyncConnection,
+    filters: dict[str, str | None],
+    branches: frozenset[str] | None,
+    due_before: datetime | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """Items soonest due first; `filters` holds values for the columns of ITEM_FILTERS."""
+    """Items of `branches` soonest due first; `filters` holds values for the columns of ITEM_FILTERS."""
     params: dict[str, Any] = {name: filters[name] for name in ITEM_FILTERS if filters.get(name) is not None}
-    clauses = [f"{name} = :{name}" for name in params]
+    clauses = [f"{name} = :{name}" for name in params] + [in_branches()]
+    params["branches"] = branch_list(branches)
     if due_before is not None:
         clauses.append("due_at <= :due_before")
         params["due_before"] = due_before
-    where = " AND ".join(clauses) or "true"
+    where = " AND ".join(clauses)
     rows = await db.execute(
         text(
             f"SELECT {ITEM_COLUMNS} FROM engagement.items WHERE {where} ORDER BY due_at, id LIMIT :limit"  # noqa: S608 - only fixed column names are interpolated
@@ -44,11 +50,13 @@ async def items(
     return [dict(row._mapping) for row in rows]
 
 
-async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Items created in [start, end) that were not cancelled, by tier, action and channel."""
+async def outcome_stats(
+    db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
+) -> list[dict[str, Any]]:
+    """Items of `branches` created in [start, end) that were not cancelled, by tier, action and channel."""
     rows = await db.execute(
         text(
-            """
+            f"""
             SELECT context_tier AS tier, kind AS action, channel, count(*) AS items,
                 count(*) FILTER (WHERE status = :completed) AS completed,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
@@ -58,10 +66,12 @@ async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> 
                          WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla
             FROM engagement.items
             WHERE created_at >= :start AND created_at < :end AND status <> :cancelled
+                AND {in_branches()}
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
         {
+            "branches": branch_list(branches),
             "start": start,
             "end": end,
             "completed": ItemStatus.COMPLETED.value,
@@ -73,41 +83,44 @@ async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> 
     return [dict(row._mapping) for row in rows]
 
 
-async def queue(db: AsyncConnection, branch_id: str | None) -> list[tuple[str, str | None, str, int]]:
-    """Open items counted by action, RM and status."""
+async def queue(
+    db: AsyncConnection, branches: frozenset[str] | None
+) -> list[tuple[str, str | None, str, int]]:
+    """Open items of `branches` counted by action, RM and status."""
     rows = await db.execute(
         text(
-            """
+            f"""
             SELECT kind, assigned_to, status, count(*) FROM engagement.items
             WHERE status = ANY(:open)
-                AND (CAST(:branch AS text) IS NULL OR branch_id = :branch)
+                AND {in_branches()}
             GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
-        {"branch": branch_id, "open": sorted(status.value for status in OPEN_STATES)},
+        {"branches": branch_list(branches), "open": sorted(status.value for status in OPEN_STATES)},
     )
     return [(kind, rm, status, int(count)) for kind, rm, status, count in rows]
 
 
 async def workloads(
-    db: AsyncConnection, rm_id: str | None, now: datetime, branch_id: str | None = None
+    db: AsyncConnection, rm_id: str | None, now: datetime, branches: frozenset[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Every RM (or one, or a branch's) with the items they hold and how many are past their SLA."""
+    """Every RM (or one, or those of `branches`) with the items they hold and how many are past
+    their SLA."""
     rows = await db.execute(
         text(
-            """
+            f"""
             SELECT r.rm_id, r.branch_id, r.capacity, r.active,
                 count(i.id) FILTER (WHERE i.status = ANY(:held)) AS open_items,
                 count(i.id) FILTER (WHERE i.status = ANY(:held) AND i.sla_due_at < :now) AS overdue_items
             FROM engagement.rms r LEFT JOIN engagement.items i ON i.assigned_to = r.rm_id
             WHERE (CAST(:rm AS text) IS NULL OR r.rm_id = :rm)
-                AND (CAST(:branch AS text) IS NULL OR r.branch_id = :branch)
+                AND {in_branches("r.branch_id")}
             GROUP BY r.rm_id, r.branch_id, r.capacity, r.active ORDER BY r.rm_id
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
         {
             "rm": rm_id,
-            "branch": branch_id,
+            "branches": branch_list(branches),
             "held": sorted(status.value for status in HELD_STATES),
             "now": now,
         },

@@ -18,11 +18,15 @@ from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
 from shared.contracts.types import IdentifierPath, TimeBounds
-from shared.http import ApiError, Responses, require
+from shared.http import ApiError, Responses, require, require_branch_reader, require_whole_bank
 from shared.settings import Settings
+from shared.whoami import whoami_router
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
+# Ops keys, and RM keys bound to a branch: each reads the complaints of the branches it sees.
+CustomerReader = Annotated[Principal, Depends(require_branch_reader(Role.OPS))]
+BankWideOpsKey = Annotated[Principal, Depends(require_whole_bank(Role.OPS, "the effectiveness report"))]
 M = TypeVar("M", bound=BaseModel)
 _INTAKE_ERRORS: Responses = {
     413: {"description": "Over the size limit"},
@@ -49,10 +53,11 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         except BatchRefused as exc:
             raise refused_batch(exc, "stored") from None
 
-    async def load_complaint(complaint_id: str) -> ComplaintPublic:
+    async def load_complaint(complaint_id: str, key: Principal) -> ComplaintPublic:
+        """The complaint, if the key sees its branch: one of another branch is not there for it."""
         async with engine.connect() as db:
             row = await views.complaint(db, complaint_id)
-        if row is None:
+        if row is None or not key.sees(row["branch_id"]):
             raise ApiError(404, f"unknown complaint {complaint_id!r}")
         return ComplaintPublic.from_row(row)
 
@@ -85,44 +90,46 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
             raise ApiError(404, f"unknown complaint {complaint_id!r}") from None
         except ComplaintRefused as exc:
             raise ApiError(409, str(exc)) from None
-        return await load_complaint(complaint_id)
+        return await load_complaint(complaint_id, key)
 
     @router.get("/complaints/{complaint_id}", responses={404: {}})
-    async def get_complaint(complaint_id: IdentifierPath, _key: OpsKey) -> ComplaintPublic:
-        """One complaint and its resolution time."""
-        return await load_complaint(complaint_id)
+    async def get_complaint(complaint_id: IdentifierPath, key: CustomerReader) -> ComplaintPublic:
+        """One complaint and its resolution time (404 for a key that does not see its branch)."""
+        return await load_complaint(complaint_id, key)
 
     @router.get("/reports/satisfaction")
     async def satisfaction(
-        _key: OpsKey,
+        key: OpsKey,
         start: Annotated[AwareDatetime, Query(alias="from")],
         end: Annotated[AwareDatetime, Query(alias="to")],
         by: Literal["tier", "stage", "branch", "channel"] = "tier",
     ) -> list[dict[str, Any]]:
         """NPS (promoters % - detractors %) and CSAT average by tier, stage, branch or channel."""
         async with engine.connect() as db:
-            return await views.satisfaction(db, start, end, by)
+            return await views.satisfaction(db, start, end, by, key.branch_scope(None))
 
     @router.get("/reports/complaints")
     async def complaint_report(
-        _key: OpsKey,
+        key: OpsKey,
         start: Annotated[AwareDatetime, Query(alias="from")],
         end: Annotated[AwareDatetime, Query(alias="to")],
     ) -> list[dict[str, Any]]:
         """Complaint volume, open count and average resolution time by tier and severity."""
         async with engine.connect() as db:
-            return await views.complaints(db, start, end)
+            return await views.complaints(db, start, end, key.branch_scope(None))
 
     @router.get("/reports/effectiveness")
     async def effectiveness(
-        _key: OpsKey,
+        _key: BankWideOpsKey,
         start: Annotated[AwareDatetime, Query(alias="from")],
         end: Annotated[AwareDatetime, Query(alias="to")],
         days: Annotated[int, Query(ge=1, le=365)] = 30,
     ) -> dict[str, Any]:
         """Per action and tier: reach, conversion, satisfaction after contact, and tier movement
-        within `days` against comparable customers who were not contacted."""
+        within `days` against comparable customers who were not contacted. It compares across the
+        bank, so a key scoped to branches may not read it."""
         async with engine.connect() as db:
             return await views.effectiveness(db, start, end, days)
 
+    router.include_router(whoami_router())
     return router

@@ -25,6 +25,7 @@ from shared.contracts.outbound import (
     OutreachOutcome,
     SurveyKind,
 )
+from shared.db import branch_list, in_branches
 
 GROUPS = {"tier": "tier", "stage": "stage", "branch": "branch_id", "channel": "channel"}
 # A tier's rank is its place in the contract's order; an unknown tier has none.
@@ -42,7 +43,10 @@ async def complaint(db: AsyncConnection, complaint_id: str) -> dict[str, Any] | 
     return None if row is None else dict(row._mapping)
 
 
-async def satisfaction(db: AsyncConnection, start: datetime, end: datetime, by: str) -> list[dict[str, Any]]:
+async def satisfaction(
+    db: AsyncConnection, start: datetime, end: datetime, by: str, branches: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Survey answers of `branches` (None: the bank) in [start, end) grouped by `by`."""
     column = GROUPS[by]
     rows = await db.execute(
         text(
@@ -53,11 +57,12 @@ async def satisfaction(db: AsyncConnection, start: datetime, end: datetime, by: 
                 count(*) FILTER (WHERE kind = :nps AND score < :passive_min) AS detractors,
                 count(*) FILTER (WHERE kind = :csat) AS csat_responses,
                 round(avg(score) FILTER (WHERE kind = :csat), 2) AS csat_avg
-            FROM feedback.surveys WHERE answered_at >= :start AND answered_at < :end
+            FROM feedback.surveys WHERE answered_at >= :start AND answered_at < :end AND {in_branches()}
             GROUP BY 1 ORDER BY 1
             """  # noqa: S608 - the column comes from a fixed mapping
         ),
         {
+            "branches": branch_list(branches),
             "start": start,
             "end": end,
             "nps": SurveyKind.NPS.value,
@@ -78,18 +83,26 @@ async def satisfaction(db: AsyncConnection, start: datetime, end: datetime, by: 
     ]
 
 
-async def complaints(db: AsyncConnection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+async def complaints(
+    db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Complaints of `branches` (None: the bank) opened in [start, end), by tier and severity."""
     rows = await db.execute(
         text(
-            """
+            f"""
             SELECT coalesce(tier, 'unknown') AS tier, severity, count(*) AS complaints,
                 count(*) FILTER (WHERE status <> :resolved) AS open,
                 avg(resolved_at - opened_at) AS resolution_time
-            FROM feedback.complaints WHERE opened_at >= :start AND opened_at < :end
+            FROM feedback.complaints WHERE opened_at >= :start AND opened_at < :end AND {in_branches()}
             GROUP BY 1, 2 ORDER BY 1, 2
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
-        {"start": start, "end": end, "resolved": ComplaintStatus.RESOLVED.value},
+        {
+            "start": start,
+            "end": end,
+            "resolved": ComplaintStatus.RESOLVED.value,
+            "branches": branch_list(branches),
+        },
     )
     return [
         {

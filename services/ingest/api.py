@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Request
 
 from services.ingest.admission import Admission, BodyCharge
@@ -16,9 +14,10 @@ from shared.bodies import read_json, refused_batch
 from shared.contracts.envelope import CloudEvent
 from shared.contracts.inbound import CustomerData
 from shared.contracts.types import CustomerIdPath
-from shared.http import ApiError, Responses, require
+from shared.http import ApiError, Responses, within_rate
+from shared.throttle import KeyRates
+from shared.whoami import whoami_router
 
-IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
 PROFILE_BODY_BYTES = 64 * 1024
 
 
@@ -39,7 +38,10 @@ _ERRORS: Responses = {
     413: {"description": "The body or batch is over the size limit"},
     415: {"description": "The content type is not JSON"},
     422: {"description": "At least one event is invalid; nothing was published"},
-    429: {"description": "Ingest is at its limit of requests or memory in flight; retry after Retry-After"},
+    429: {
+        "description": "Ingest is at its limit of requests or memory in flight, or the key over its"
+        " request rate; retry after Retry-After"
+    },
     503: {"description": "The broker cannot take the events now; retry after Retry-After"},
 }
 
@@ -55,6 +57,9 @@ def build_router(ingest: Ingest) -> APIRouter:
     )
     # A local dependency: annotations are resolved in the module, so it is a default, not Annotated.
     admitted = Depends(admission.admit)
+    key_rates = KeyRates(settings.ingest_key_rate_per_s, settings.ingest_key_burst)
+    rate = f"{settings.ingest_key_rate_per_s:g} requests a second, {settings.ingest_key_burst} at once"
+    within_key_rate = Depends(within_rate(key_rates, Role.INGEST, rate))
     body_timeout_s = settings.ingest_body_timeout_s
 
     @router.post(
@@ -63,7 +68,9 @@ def build_router(ingest: Ingest) -> APIRouter:
         responses=_ERRORS,
         openapi_extra=_EVENTS_BODY,
     )
-    async def post_events(request: Request, _key: IngestKey, charge: BodyCharge = admitted) -> Accepted:
+    async def post_events(
+        request: Request, _key: Principal = within_key_rate, charge: BodyCharge = admitted
+    ) -> Accepted:
         """Publish one CloudEvent or a JSON array of up to 5,000, all or nothing.
 
         202 means the broker acknowledged every event (acks=all). On 503 some events may
@@ -88,7 +95,10 @@ def build_router(ingest: Ingest) -> APIRouter:
         openapi_extra=_PROFILE_BODY,
     )
     async def put_profile(
-        customer_id: CustomerIdPath, request: Request, _key: IngestKey, charge: BodyCharge = admitted
+        customer_id: CustomerIdPath,
+        request: Request,
+        _key: Principal = within_key_rate,
+        charge: BodyCharge = admitted,
     ) -> Accepted:
         """Upsert a customer profile without writing a CloudEvent: it is published as `bank.customer.v1`."""
         body = await read_json(
@@ -103,4 +113,5 @@ def build_router(ingest: Ingest) -> APIRouter:
             raise ApiError(422, "the profile is invalid; nothing was published", errors=errors) from None
         return Accepted(accepted=len(ids), topic=ingest.topic, ids=ids)
 
+    router.include_router(whoami_router())
     return router

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.ingest.api import build_router
 from services.ingest.handlers import Ingest
-from shared.http import create_app
+from shared.http import HttpLimits, create_app
 from shared.kafka import LazyProducer
 from shared.settings import Settings
 from shared.topics import Topics
@@ -37,4 +37,5 @@ def build_app(settings: Settings) -> FastAPI:
         routers=[build_router(ingest)],
         description=DESCRIPTION,
         retry_after_s=settings.retry_after_s,
+        limits=HttpLimits.from_settings(settings),
     )

@@ -37,12 +37,15 @@ from services.scoring.store import ScoringStore
 from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import CustomerIdPath, Stage, Tier, VersionPath
-from shared.http import ApiError, Responses, require
+from shared.http import ApiError, Responses, require, require_branch_reader
+from shared.whoami import whoami_router
 
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
+# Ops keys, and RM keys bound to a branch: each reads the customers of the branches it sees.
+CustomerReader = Annotated[Principal, Depends(require_branch_reader(Role.OPS))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 PathId = CustomerIdPath
-_NOT_FOUND: Responses = {404: {"description": "Unknown customer"}}
+_NOT_FOUND: Responses = {404: {"description": "Unknown customer, or one of a branch the key does not see"}}
 _POLICY_BODY = {
     "requestBody": {
         "required": True,
@@ -112,33 +115,33 @@ def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> 
 def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["scoring"])
 
-    async def load_view(customer_id: str) -> CustomerPublic:
+    async def load_view(customer_id: str, branches: frozenset[str] | None = None) -> CustomerPublic:
         async with engine.connect() as db:
-            found = await views.customer(db, customer_id)
+            found = await views.customer(db, customer_id, branches)
             moment = await scoring.now(ScoringStore(db))
         if found is None:
             raise ApiError(404, f"unknown customer {customer_id!r}")
         return customer_view(found[0], found[1], moment)
 
     @router.get("/customers/{customer_id}", responses=_NOT_FOUND)
-    async def get_customer(customer_id: PathId, _key: OpsKey) -> CustomerPublic:
+    async def get_customer(customer_id: PathId, key: CustomerReader) -> CustomerPublic:
         """The customer's tier, stage, score, features and the reasons for the decision."""
-        return await load_view(customer_id)
+        return await load_view(customer_id, key.branches)
 
     @router.get("/customers/{customer_id}/tier-history", responses=_NOT_FOUND)
     async def get_history(
-        customer_id: PathId, _key: OpsKey, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+        customer_id: PathId, key: CustomerReader, limit: Annotated[int, Query(ge=1, le=1000)] = 200
     ) -> list[TierChangePublic]:
         """Every tier or stage change of the customer, newest first."""
         async with engine.connect() as db:
-            if not await ScoringStore(db).exists(customer_id):
+            if not await views.visible(db, customer_id, key.branches):
                 raise ApiError(404, f"unknown customer {customer_id!r}")
             rows = await views.tier_history(db, customer_id, limit)
         return [TierChangePublic.model_validate(row) for row in rows]
 
     @router.get("/customers")
     async def list_customers(
-        _key: OpsKey,
+        key: CustomerReader,
         tier: Tier | None = None,
         stage: Stage | None = None,
         branch_id: Annotated[str | None, Query(max_length=128)] = None,
@@ -149,28 +152,30 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> CustomerPage:
-        """Customers by tier, stage, branch, segment or region, in customer-id order."""
-        filters = _filters(tier, stage, branch_id, segment, region)
+        """Customers by tier, stage, branch, segment or region, in customer-id order; a key scoped to
+        branches sees their customers only."""
+        filters = _filters(tier, stage, segment, region)
         async with engine.connect() as db:
-            rows = await views.customers(db, filters, after, limit)
+            rows = await views.customers(db, filters, key.branch_scope(branch_id), after, limit)
         next_after = rows[-1]["customer_id"] if len(rows) == limit else None
         return CustomerPage(items=[_summary(row) for row in rows], next_after=next_after)
 
     @router.get("/tiers/distribution")
     async def get_distribution(
-        _key: OpsKey,
+        key: CustomerReader,
         branch_id: Annotated[str | None, Query(max_length=128)] = None,
         segment: Annotated[str | None, Query(max_length=64)] = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Distribution:
-        """How many customers sit in each tier and stage."""
+        """How many customers (of the branches the key sees) sit in each tier and stage."""
+        filters = _filters(None, None, segment, region)
         async with engine.connect() as db:
-            cells = await views.distribution(db, _filters(None, None, branch_id, segment, region))
+            cells = await views.distribution(db, filters, key.branch_scope(branch_id))
         return _distribution(cells)
 
     @router.get("/tiers/migrations")
     async def get_migrations(
-        _key: OpsKey,
+        key: OpsKey,
         start: Annotated[datetime, Query(alias="from")],
         end: Annotated[datetime, Query(alias="to")],
     ) -> MigrationMatrix:
@@ -180,7 +185,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         if end < start:
             raise ApiError(422, "to must not be before from", errors=[])
         async with engine.connect() as db:
-            cells = await views.migrations(db, start, end)
+            cells = await views.migrations(db, start, end, key.branch_scope(None))
         moves = [MigrationCell(from_tier=a, to_tier=b, count=n) for a, b, n in sorted(cells)]
         return MigrationMatrix(start=start, end=end, moves=moves)
 
@@ -278,6 +283,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             ],
         )
 
+    router.include_router(whoami_router())
     return router
 
 
@@ -286,12 +292,11 @@ async def _read_policy(request: Request) -> Policy:
 
 
 def _filters(
-    tier: Tier | None, stage: Stage | None, branch_id: str | None, segment: str | None, region: str | None
+    tier: Tier | None, stage: Stage | None, segment: str | None, region: str | None
 ) -> dict[str, str | None]:
     return {
         "tier": tier.value if tier else None,
         "stage": stage.value if stage else None,
-        "branch_id": branch_id,
         "segment": segment,
         "region": region,
     }

@@ -11,13 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.domain.codec import decode
 from services.scoring.domain.customer import CustomerState
+from shared.db import branch_list, in_branches
 
-_FILTERS = ("tier", "stage", "branch_id", "segment", "region")
+_FILTERS = ("tier", "stage", "segment", "region")
+_ONE_VISIBLE = f"WHERE customer_id = :id AND tier IS NOT NULL AND {in_branches()}"
 
 
-def _where(filters: dict[str, str | None]) -> tuple[str, dict[str, Any]]:
-    clauses = ["tier IS NOT NULL"]
-    params: dict[str, Any] = {}
+def _where(filters: dict[str, str | None], branches: frozenset[str] | None) -> tuple[str, dict[str, Any]]:
+    """Decided customers of `branches` (None: the bank) matching the `_FILTERS` values given."""
+    clauses = ["tier IS NOT NULL", in_branches()]
+    params: dict[str, Any] = {"branches": branch_list(branches)}
     for name in _FILTERS:
         value = filters.get(name)
         if value is not None:
@@ -26,16 +29,26 @@ def _where(filters: dict[str, str | None]) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-async def customer(db: AsyncConnection, customer_id: str) -> tuple[CustomerState, datetime] | None:
+async def customer(
+    db: AsyncConnection, customer_id: str, branches: frozenset[str] | None
+) -> tuple[CustomerState, datetime] | None:
+    """The decided customer, if they belong to `branches` (None: any)."""
     row = (
         await db.execute(
-            text(
-                "SELECT state, updated_at FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL"
-            ),
-            {"id": customer_id},
+            text(f"SELECT state, updated_at FROM scoring.customers {_ONE_VISIBLE}"),  # noqa: S608
+            {"id": customer_id, "branches": branch_list(branches)},
         )
     ).first()
     return None if row is None else (decode(customer_id, row[0]), row[1])
+
+
+async def visible(db: AsyncConnection, customer_id: str, branches: frozenset[str] | None) -> bool:
+    """Whether the customer is decided and belongs to `branches` (None: any)."""
+    found = await db.scalar(
+        text(f"SELECT 1 FROM scoring.customers {_ONE_VISIBLE}"),  # noqa: S608
+        {"id": customer_id, "branches": branch_list(branches)},
+    )
+    return found is not None
 
 
 async def tier_history(db: AsyncConnection, customer_id: str, limit: int) -> list[dict[str, Any]]:
@@ -54,9 +67,13 @@ async def tier_history(db: AsyncConnection, customer_id: str, limit: int) -> lis
 
 
 async def customers(
-    db: AsyncConnection, filters: dict[str, str | None], after: str | None, limit: int
+    db: AsyncConnection,
+    filters: dict[str, str | None],
+    branches: frozenset[str] | None,
+    after: str | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    where, params = _where(filters)
+    where, params = _where(filters, branches)
     if after is not None:
         where += " AND customer_id > :after"
         params["after"] = after
@@ -73,8 +90,10 @@ async def customers(
     return [dict(row._mapping) for row in rows]
 
 
-async def distribution(db: AsyncConnection, filters: dict[str, str | None]) -> list[tuple[str, str, int]]:
-    where, params = _where(filters)
+async def distribution(
+    db: AsyncConnection, filters: dict[str, str | None], branches: frozenset[str] | None
+) -> list[tuple[str, str, int]]:
+    where, params = _where(filters, branches)
     rows = await db.execute(
         text(f"SELECT tier, stage, count(*) FROM scoring.customers WHERE {where} GROUP BY tier, stage"),  # noqa: S608
         params,
@@ -82,10 +101,13 @@ async def distribution(db: AsyncConnection, filters: dict[str, str | None]) -> l
     return [(row[0], row[1], int(row[2])) for row in rows]
 
 
-async def migrations(db: AsyncConnection, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+async def migrations(
+    db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
+) -> list[tuple[str, str, int]]:
+    """Tier at `start` against tier at `end` of the customers now in `branches` (None: the bank)."""
     rows = await db.execute(
         text(
-            """
+            f"""
             WITH at_start AS (
                 SELECT DISTINCT ON (customer_id) customer_id, tier FROM scoring.tier_history
                 WHERE at <= :start ORDER BY customer_id, at DESC, id DESC
@@ -95,10 +117,13 @@ async def migrations(db: AsyncConnection, start: datetime, end: datetime) -> lis
             )
             SELECT coalesce(s.tier, 'none'), e.tier, count(*)
             FROM at_end e LEFT JOIN at_start s USING (customer_id)
+            WHERE CAST(:branches AS text[]) IS NULL OR e.customer_id IN (
+                SELECT customer_id FROM scoring.customers WHERE {in_branches()}
+            )
             GROUP BY 1, 2
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
-        {"start": start, "end": end},
+        {"start": start, "end": end, "branches": branch_list(branches)},
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 

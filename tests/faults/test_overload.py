@@ -134,6 +134,10 @@ def test_an_ingest_flooded_with_the_largest_bodies_stays_within_its_memory_budge
         TIERFLOW_INGEST_MEMORY_BUDGET_BYTES=str(BUDGET),
         # Not the bound: this many decoded bodies at once would not fit in the budget.
         TIERFLOW_INGEST_MAX_IN_FLIGHT="1000",
+        # Nor the key's request rate: the flood and the stream share one key, and what is under
+        # test is the memory budget.
+        TIERFLOW_INGEST_KEY_RATE_PER_S="1000000",
+        TIERFLOW_INGEST_KEY_BURST="1000000",
     ) as system:
         ingest = system.running["ingest"][0].process
         assert ingest is not None

@@ -13,7 +13,7 @@ import pytest
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
-from tests.infra import ADMIN_KEY, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
+from tests.infra import ADMIN_KEY, BOUND_RM_KEYS, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
 from tests.integration.scoring_support import ScoringSandbox
 from tests.kafka_reader import read_messages
 
@@ -160,16 +160,21 @@ def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox
     item = items(engagement, "C-WORK")[0]
     base = f"{engagement.base_url}/v1/outreach/{item['id']}"
 
-    def post(step: str, rm: str, key: str = RM_KEY, **body: Any) -> httpx.Response:
-        return httpx.post(
-            f"{base}/{step}", json=body or None, headers={"authorization": f"Bearer {key}", "X-RM-Id": rm}
-        )
+    def post(step: str, key: str, **body: Any) -> httpx.Response:
+        # Every request names the holder, RM-7: only an admin key may act for an RM it names.
+        headers = {"authorization": f"Bearer {key}", "X-RM-Id": "RM-7"}
+        return httpx.post(f"{base}/{step}", json=body or None, headers=headers)
 
-    assert post("start", "RM-9").status_code == 409  # someone else's item
-    assert post("complete", "RM-7", outcome="reached").status_code == 409  # not started yet
-    assert post("start", "RM-7", key=OPS_KEY).status_code == 403
-    assert post("start", "RM-7").json()["status"] == "in_progress"
-    done = post("complete", "RM-7", outcome="converted", note="moved savings into a fund")
+    rm7, rm9 = BOUND_RM_KEYS["RM-7"], BOUND_RM_KEYS["RM-9"]
+    assert post("start", rm9).status_code == 409  # someone else's item, whoever the request names
+    assert post("cancel", rm9, reason="not mine").status_code == 409
+    assert post("complete", rm7, outcome="reached").status_code == 409  # not started yet
+    assert post("start", OPS_KEY).status_code == 403
+    unbound = post("start", RM_KEY)  # a key any RM could hold, naming whom it likes
+    assert unbound.status_code == 403
+    assert "not bound to an RM" in unbound.json()["detail"]
+    assert post("start", rm7).json()["status"] == "in_progress"
+    done = post("complete", rm7, outcome="converted", note="moved savings into a fund")
     assert done.status_code == 200
     assert (done.json()["status"], done.json()["outcome"]) == ("completed", "converted")
 

@@ -12,7 +12,7 @@ import pytest
 
 from shared.topics import TIER_CHANGES
 from tests import factories
-from tests.infra import INGEST_KEY, OPS_KEY, RM_KEY, Infra, wait_until
+from tests.infra import BOUND_RM_KEYS, INGEST_KEY, OPS_KEY, Infra, wait_until
 from tests.integration.scoring_support import ScoringSandbox, view
 from tests.kafka_reader import read_messages
 
@@ -102,7 +102,7 @@ def test_a_detractor_in_private_banking_gets_service_recovery_and_the_answer_clo
     ]
     assert "13812345678" not in feedback.logs()
 
-    rm = {"authorization": f"Bearer {RM_KEY}", "X-RM-Id": "RM-1"}
+    rm = {"authorization": f"Bearer {BOUND_RM_KEYS['RM-1']}"}
     base = f"{engagement.base_url}/v1/outreach/{item['id']}"
     assert httpx.post(f"{base}/start", headers=rm).status_code == 200
     assert httpx.post(f"{base}/complete", json={"outcome": "reached"}, headers=rm).status_code == 200

@@ -1,13 +1,16 @@
 """Security over real HTTP against all four services: the authorisation matrix (every endpoint
-with no key, a bad key and each role: only the contract's roles get through), injection in
-every filter, oversized and deeply nested bodies, and no personal data in any log."""
+with no key, a bad key and each kind of key: only the contract's get through), keys bound to an
+RM or scoped to branches (who acts, what each sees), rate limits and throttled guessing,
+injection in every filter, oversized and deeply nested bodies, and no personal data in any log."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,45 +18,64 @@ import pytest
 
 from tests.infra import (
     ADMIN_KEY,
+    B2_OPS_KEY,
+    BOUND_RM_KEYS,
     INGEST_KEY,
     OPS_KEY,
     RM_KEY,
     Infra,
     ServiceProcess,
     all_services,
+    fetch_rows,
+    start_service,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-KEYS = {"ingest": INGEST_KEY, "ops": OPS_KEY, "rm": RM_KEY, "admin": ADMIN_KEY}
+# `rm` is a plain rm key; `bound_rm` one bound to RM-7 of branch B1; `branch_ops` ops of branch B2.
+KEYS = {
+    "ingest": INGEST_KEY,
+    "ops": OPS_KEY,
+    "branch_ops": B2_OPS_KEY,
+    "rm": RM_KEY,
+    "bound_rm": BOUND_RM_KEYS["RM-7"],
+    "admin": ADMIN_KEY,
+}
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-READ = frozenset({"ops", "rm"})
+OPS = frozenset({"ops", "branch_ops"})
+READ = OPS | {"rm", "bound_rm"}
+CUSTOMERS = OPS | {"bound_rm"}  # customer data: ops and RMs bound to a branch
+ACT = frozenset({"bound_rm"})  # moving items: an RM the key is bound to
+EVERYONE = frozenset(KEYS)
 
 # Who may call what, besides admin (who may call everything).
 ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("ingest", "POST", "/v1/events"): frozenset({"ingest"}),
     ("ingest", "PUT", "/v1/customers/{customer_id}/profile"): frozenset({"ingest"}),
-    ("scoring", "GET", "/v1/customers/{customer_id}"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/customers/{customer_id}/tier-history"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/customers"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/tiers/distribution"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/tiers/migrations"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/policies"): frozenset({"ops"}),
-    ("scoring", "GET", "/v1/policies/{version}"): frozenset({"ops"}),
+    ("ingest", "GET", "/v1/me"): EVERYONE,
+    ("scoring", "GET", "/v1/me"): EVERYONE,
+    ("scoring", "GET", "/v1/customers/{customer_id}"): CUSTOMERS,
+    ("scoring", "GET", "/v1/customers/{customer_id}/tier-history"): CUSTOMERS,
+    ("scoring", "GET", "/v1/customers"): CUSTOMERS,
+    ("scoring", "GET", "/v1/tiers/distribution"): CUSTOMERS,
+    ("scoring", "GET", "/v1/tiers/migrations"): OPS,
+    ("scoring", "GET", "/v1/policies"): OPS,
+    ("scoring", "GET", "/v1/policies/{version}"): OPS,
     ("scoring", "POST", "/v1/policies"): frozenset(),
     ("scoring", "POST", "/v1/policies/simulate"): frozenset(),
     ("scoring", "POST", "/v1/policies/{version}/simulate"): frozenset(),
     ("scoring", "POST", "/v1/policies/{version}/activate"): frozenset(),
     ("scoring", "PUT", "/v1/customers/{customer_id}/override"): frozenset(),
     ("scoring", "DELETE", "/v1/customers/{customer_id}/override"): frozenset(),
+    ("engagement", "GET", "/v1/me"): EVERYONE,
     ("engagement", "GET", "/v1/outreach"): READ,
     ("engagement", "GET", "/v1/outreach/stats"): READ,
     ("engagement", "GET", "/v1/outreach/queue"): READ,
     ("engagement", "GET", "/v1/outreach/{item_id}"): READ,
-    ("engagement", "POST", "/v1/outreach/{item_id}/claim"): frozenset({"rm"}),
-    ("engagement", "POST", "/v1/outreach/{item_id}/start"): frozenset({"rm"}),
-    ("engagement", "POST", "/v1/outreach/{item_id}/complete"): frozenset({"rm"}),
-    ("engagement", "POST", "/v1/outreach/{item_id}/cancel"): frozenset({"rm"}),
+    ("engagement", "POST", "/v1/outreach/{item_id}/claim"): ACT,
+    ("engagement", "POST", "/v1/outreach/{item_id}/start"): ACT,
+    ("engagement", "POST", "/v1/outreach/{item_id}/complete"): ACT,
+    ("engagement", "POST", "/v1/outreach/{item_id}/cancel"): ACT,
     ("engagement", "POST", "/v1/outreach/{item_id}/reassign"): frozenset(),
     ("engagement", "PUT", "/v1/rms/{rm_id}"): frozenset(),
     ("engagement", "GET", "/v1/rms"): READ,
@@ -61,13 +83,14 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("engagement", "GET", "/v1/playbooks/{version}"): READ,
     ("engagement", "POST", "/v1/playbooks"): frozenset(),
     ("engagement", "POST", "/v1/playbooks/{version}/activate"): frozenset(),
+    ("feedback", "GET", "/v1/me"): EVERYONE,
     ("feedback", "POST", "/v1/surveys"): frozenset({"ingest"}),
     ("feedback", "POST", "/v1/complaints"): frozenset({"ingest"}),
     ("feedback", "PATCH", "/v1/complaints/{complaint_id}"): frozenset({"ingest"}),
-    ("feedback", "GET", "/v1/complaints/{complaint_id}"): frozenset({"ops"}),
-    ("feedback", "GET", "/v1/reports/satisfaction"): frozenset({"ops"}),
-    ("feedback", "GET", "/v1/reports/complaints"): frozenset({"ops"}),
-    ("feedback", "GET", "/v1/reports/effectiveness"): frozenset({"ops"}),
+    ("feedback", "GET", "/v1/complaints/{complaint_id}"): CUSTOMERS,
+    ("feedback", "GET", "/v1/reports/satisfaction"): OPS,
+    ("feedback", "GET", "/v1/reports/complaints"): OPS,
+    ("feedback", "GET", "/v1/reports/effectiveness"): frozenset({"ops"}),  # it compares across the bank
 }
 
 
@@ -243,3 +266,212 @@ def test_personal_data_never_reaches_the_logs(services: dict[str, ServiceProcess
         for line in text.splitlines():
             if line.startswith("{"):
                 json.loads(line)  # every line is structured, so masking saw it whole
+
+
+def _as(key: str, **headers: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}", **headers}
+
+
+def _seed_two_branches(services: dict[str, ServiceProcess]) -> dict[str, dict[str, Any]]:
+    """A wealthy customer in branch B1 (RM-7) and one in B2 (RM-21), each with the welcome call
+    engagement plans for them and a complaint feedback recorded against their branch."""
+    from tests import factories
+
+    ninety_days_ago = (datetime.now(UTC) - timedelta(days=100)).isoformat()
+    events = [
+        event
+        for customer_id, rm_id, branch in (("C-AZ-B1", "RM-7", "B1"), ("C-AZ-B2", "RM-21", "B2"))
+        for event in (
+            factories.customer(customer_id, rm_id=rm_id, branch_id=branch),
+            factories.balance(customer_id, aum="620000.00", as_of=ninety_days_ago),
+        )
+    ]
+    posted = httpx.post(f"{services['ingest'].base_url}/v1/events", json=events, headers=_as(INGEST_KEY))
+    assert posted.status_code == 202, posted.text
+
+    def items() -> dict[str, dict[str, Any]]:
+        found = httpx.get(f"{services['engagement'].base_url}/v1/outreach", headers=_as(ADMIN_KEY)).json()
+        return {
+            i["customer_id"]: i
+            for i in found
+            if i["customer_id"].startswith("C-AZ-") and i["action"] == "rm_call"
+        }
+
+    wait_until(lambda: len(items()) == 2, 90, "a welcome call in each branch")
+    database = services["feedback"].env["DATABASE_URL"]
+    wait_until(
+        lambda: (
+            len(fetch_rows(database, "SELECT 1 FROM feedback.customers WHERE customer_id LIKE 'C-AZ-%'")) == 2
+        ),
+        60,
+        "feedback to know both customers' branches",
+    )
+    complaints = [
+        {
+            "customer_id": f"C-AZ-{b}",
+            "complaint_id": f"CMP-AZ-{b}",
+            "severity": "low",
+            "category": "fees",
+            "status": "open",
+        }
+        for b in ("B1", "B2")
+    ]
+    posted = httpx.post(
+        f"{services['feedback'].base_url}/v1/complaints", json=complaints, headers=_as(INGEST_KEY)
+    )
+    assert posted.status_code == 202, posted.text
+    return items()
+
+
+def test_keys_bound_to_people_act_as_them_and_see_their_branches_only(
+    services: dict[str, ServiceProcess],
+) -> None:
+    seeded = _seed_two_branches(services)
+    b1_item, b2_item = seeded["C-AZ-B1"], seeded["C-AZ-B2"]
+    assert (b1_item["assigned_to"], b1_item["branch_id"]) == ("RM-7", "B1")
+    rm7, rm9, rm21 = (BOUND_RM_KEYS[rm] for rm in ("RM-7", "RM-9", "RM-21"))
+    scoring, engagement, feedback = (services[n].base_url for n in ("scoring", "engagement", "feedback"))
+
+    # Scoring: a bound RM and a branch-scoped ops key read their branch; another branch is not found.
+    def customer_status(key: str, customer_id: str, tail: str = "") -> int:
+        return httpx.get(f"{scoring}/v1/customers/{customer_id}{tail}", headers=_as(key)).status_code
+
+    assert [customer_status(rm7, c) for c in ("C-AZ-B1", "C-AZ-B2")] == [200, 404]
+    assert [customer_status(rm7, c, "/tier-history") for c in ("C-AZ-B1", "C-AZ-B2")] == [200, 404]
+    assert [customer_status(B2_OPS_KEY, c) for c in ("C-AZ-B1", "C-AZ-B2")] == [404, 200]
+    unbound = httpx.get(f"{scoring}/v1/customers/C-AZ-B1", headers=_as(RM_KEY))
+    assert unbound.status_code == 403
+    assert "bound" in unbound.json()["detail"]
+
+    def listed(key: str, **params: str) -> set[str]:
+        page = httpx.get(f"{scoring}/v1/customers", params=params, headers=_as(key)).json()
+        return {row["branch_id"] for row in page["items"]}
+
+    assert listed(rm7) == {"B1"}
+    assert listed(rm7, branch_id="B2") == set()
+    assert listed(B2_OPS_KEY) == {"B2"}
+    assert {"B1", "B2"} <= listed(ADMIN_KEY)
+
+    def total(key: str, **params: str) -> int:
+        body = httpx.get(f"{scoring}/v1/tiers/distribution", params=params, headers=_as(key)).json()
+        return int(body["total"])
+
+    assert total(rm7) == total(ADMIN_KEY, branch_id="B1") >= 1
+    assert total(rm7, branch_id="B2") == 0
+
+    # Engagement: each key sees its branch's queue; other branches' items are not there for it.
+    def outreach(key: str) -> set[str]:
+        return {i["branch_id"] for i in httpx.get(f"{engagement}/v1/outreach", headers=_as(key)).json()}
+
+    assert outreach(rm7) == {"B1"}
+    assert outreach(B2_OPS_KEY) == {"B2"}
+    queue = httpx.get(f"{engagement}/v1/outreach/queue", headers=_as(rm7)).json()
+    assert (
+        queue
+        == httpx.get(
+            f"{engagement}/v1/outreach/queue", params={"branch_id": "B1"}, headers=_as(ADMIN_KEY)
+        ).json()
+    )
+    rms = httpx.get(f"{engagement}/v1/rms", headers=_as(B2_OPS_KEY)).json()
+    assert {r["branch_id"] for r in rms} <= {"B2"}
+
+    def step(
+        item: dict[str, Any], name: str, key: str, body: dict[str, str] | None = None, naming: str = ""
+    ) -> httpx.Response:
+        url = f"{engagement}/v1/outreach/{item['id']}/{name}"
+        named = {"X-RM-Id": naming} if naming else {}
+        return httpx.post(url, json=body, headers=_as(key, **named))
+
+    assert httpx.get(f"{engagement}/v1/outreach/{b2_item['id']}", headers=_as(rm7)).status_code == 404
+    assert step(b2_item, "claim", rm7).status_code == 404
+    assert step(b1_item, "cancel", rm21, {"reason": "not my branch"}).status_code == 404
+    # RM-9 works in B1 too, but cannot take, start or cancel RM-7's item, whoever the request names.
+    assert step(b1_item, "cancel", rm9, {"reason": "tidy up"}, naming="RM-7").status_code == 409
+    assert step(b1_item, "start", rm9, naming="RM-7").status_code == 409
+    refused = step(b1_item, "start", RM_KEY, naming="RM-7")
+    assert refused.status_code == 403
+    assert "not bound to an RM" in refused.json()["detail"]
+    # Admin acts for RM-7, audited as itself for RM-7; RM-7 acts as RM-7 whatever it names.
+    assert step(b1_item, "start", ADMIN_KEY, naming="RM-7").json()["status"] == "in_progress"
+    done = step(b1_item, "complete", rm7, {"outcome": "reached"}, naming="RM-9")
+    assert (done.status_code, done.json()["status"]) == (200, "completed")
+    audit = fetch_rows(
+        services["engagement"].env["DATABASE_URL"],
+        "SELECT to_status, actor FROM engagement.item_audit WHERE item_id = $1::uuid ORDER BY id",
+        b1_item["id"],
+    )
+    admin_id = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()[:8]
+    assert [(row["to_status"], row["actor"]) for row in audit][-2:] == [
+        ("in_progress", f"{admin_id} for RM-7"),
+        ("completed", "RM-7"),
+    ]
+
+    # Feedback: complaints by branch, reports narrowed to a scoped key's branches.
+    def complaint_status(key: str, complaint_id: str) -> int:
+        return httpx.get(f"{feedback}/v1/complaints/{complaint_id}", headers=_as(key)).status_code
+
+    assert [complaint_status(rm7, c) for c in ("CMP-AZ-B1", "CMP-AZ-B2")] == [200, 404]
+    assert [complaint_status(B2_OPS_KEY, c) for c in ("CMP-AZ-B1", "CMP-AZ-B2")] == [404, 200]
+    period = {"from": "2020-01-01T00:00:00+00:00", "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+
+    def complaints_counted(key: str) -> int:
+        rows = httpx.get(f"{feedback}/v1/reports/complaints", params=period, headers=_as(key)).json()
+        return sum(int(row["complaints"]) for row in rows)
+
+    assert complaints_counted(B2_OPS_KEY) == 1
+    assert complaints_counted(ADMIN_KEY) >= 2
+    effectiveness = httpx.get(f"{feedback}/v1/reports/effectiveness", params=period, headers=_as(B2_OPS_KEY))
+    assert effectiveness.status_code == 403
+
+
+def test_every_service_says_who_a_key_is(services: dict[str, ServiceProcess]) -> None:
+    def me(service: str, key: str) -> Any:
+        response = httpx.get(f"{services[service].base_url}/v1/me", headers=_as(key))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    rm7 = BOUND_RM_KEYS["RM-7"]
+    expected = {
+        "key_id": hashlib.sha256(rm7.encode()).hexdigest()[:8],
+        "roles": ["rm"],
+        "rm_id": "RM-7",
+        "branches": ["B1"],
+    }
+    assert [me(name, rm7) for name in services] == [expected] * len(services)
+    assert me("scoring", B2_OPS_KEY) | {"key_id": None} == {
+        "key_id": None, "roles": ["ops"], "rm_id": None, "branches": ["B2"],
+    }  # fmt: skip
+    assert me("ingest", ADMIN_KEY)["branches"] is None
+    assert httpx.get(f"{services['ingest'].base_url}/v1/me").status_code == 401
+
+
+def test_intake_is_limited_per_key_and_guessing_keys_is_throttled_per_address(infra: Infra) -> None:
+    ingest = start_service(
+        infra,
+        "ingest",
+        TIERFLOW_TOPIC_PREFIX="authz.",
+        TIERFLOW_INGEST_KEY_RATE_PER_S="0.2",
+        TIERFLOW_INGEST_KEY_BURST="2",
+        TIERFLOW_AUTH_FAILURE_LIMIT="3",
+    )
+    try:
+        events = f"{ingest.base_url}/v1/events"
+        # Empty batches are refused, but each still spends a request of the key's allowance.
+        answers = [httpx.post(events, json=[], headers=_as(INGEST_KEY)) for _ in range(3)]
+        assert [a.status_code for a in answers[:2]] != [429, 429]
+        assert answers[2].status_code == 429
+        assert 1 <= int(answers[2].headers["retry-after"]) <= 5
+        assert "request rate" in answers[2].json()["detail"]
+        assert httpx.post(events, json=[], headers=_as(ADMIN_KEY)).status_code != 429  # its own allowance
+
+        guesses = [httpx.get(f"{ingest.base_url}/v1/me", headers=_as(f"guess-{n}")) for n in range(3)]
+        assert [g.status_code for g in guesses] == [401, 401, 401]
+        throttled = httpx.get(f"{ingest.base_url}/v1/me", headers=_as(ADMIN_KEY))
+        assert throttled.status_code == 429, "the address is refused before any key is looked at"
+        assert 50 <= int(throttled.headers["retry-after"]) <= 60
+        metrics = httpx.get(f"{ingest.base_url}/metrics").text
+        assert 'tierflow_auth_failures_total{reason="invalid"} 3.0' in metrics
+        assert 'tierflow_auth_failures_total{reason="throttled"} 1.0' in metrics
+        assert httpx.get(f"{ingest.base_url}/readyz").status_code in (200, 503)  # probes stay open
+    finally:
+        ingest.stop()

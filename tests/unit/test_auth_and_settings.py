@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -118,3 +119,69 @@ def test_loops_are_a_comma_separated_choice_and_unknown_names_are_refused() -> N
         )
     assert isinstance(worker_app("feedback", Resources.create(settings), loops={"consumer": idle},
                                  routers=[], description=""), FastAPI)  # fmt: skip
+
+
+def test_a_key_bound_to_an_rm_acts_as_that_rm_and_sees_its_branch() -> None:
+    bound = parse_api_keys("k4=rm:BR014-RM1@BR014").authenticate("k4")
+    assert bound is not None
+    assert (bound.roles, bound.rm_id, bound.branches) == (
+        frozenset({Role.RM}),
+        "BR014-RM1",
+        frozenset({"BR014"}),
+    )
+    assert [bound.sees(branch) for branch in ("BR014", "BR015", None)] == [True, False, False]
+    assert bound.branch_scope(None) == frozenset({"BR014"})
+    assert bound.branch_scope("BR015") == frozenset()
+
+
+def test_an_ops_key_scoped_to_branches_sees_those_and_a_plain_one_the_bank() -> None:
+    keyring = parse_api_keys("k5=ops@BR014+BR015; k6=ops")
+    scoped, bank = keyring.authenticate("k5"), keyring.authenticate("k6")
+    assert scoped is not None
+    assert bank is not None
+    assert (scoped.roles, scoped.rm_id, scoped.branches) == (
+        frozenset({Role.OPS}),
+        None,
+        frozenset({"BR014", "BR015"}),
+    )
+    assert scoped.branch_scope("BR015") == frozenset({"BR015"})
+    assert (bank.branches, bank.branch_scope(None), bank.branch_scope("B9")) == (
+        None,
+        None,
+        frozenset({"B9"}),
+    )
+    assert [bank.sees(branch) for branch in ("anything", None)] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("k1=rm:BR014-RM1", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
+        ("k1=rm:@BR014", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
+        ("k1=rm:RM1@", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
+        ("k1=admin;k2=rm:RM 1@B1", "entry 2: RM id 'RM 1' must be"),
+        ("k1=ops@", "entry 1: branch id '' must be"),
+        ("k1=ops@BR014+", "entry 1: branch id '' must be"),
+        ("k1=ops@BR014+-x", "entry 1: branch id '-x' must be"),
+        ("k1=ingest@BR014", "entry 1: only an ops key takes branches"),
+        ("k1=ops,rm@BR014", "entry 1: only an ops key takes branches"),
+        ("k1=root", "entry 1: unknown role 'root'"),
+        ("k1=ops;k1=admin", "entry 2 repeats a key"),
+    ],
+)
+def test_malformed_bound_keys_are_refused_naming_the_entry_and_the_fault(raw: str, message: str) -> None:
+    with pytest.raises(ApiKeyError, match=re.escape(message)):
+        parse_api_keys(raw)
+
+
+def test_the_guarding_settings_have_typed_defaults_and_bounds() -> None:
+    with patched_environ({}):
+        settings = Settings()
+    assert (settings.ingest_key_rate_per_s, settings.ingest_key_burst) == (200.0, 400)
+    assert (settings.auth_failure_limit, settings.auth_failure_window_s, settings.readiness_cache_s) == (
+        100,
+        60.0,
+        1.0,
+    )
+    with patched_environ({"TIERFLOW_INGEST_KEY_RATE_PER_S": "0"}), pytest.raises(ValidationError):
+        Settings()

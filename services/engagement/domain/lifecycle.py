@@ -39,19 +39,33 @@ class ActorUnknown(ValueError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who moves an item: an RM, or an admin, who may move items held by anyone."""
+    """Who moves an item: an RM, or an admin, who may move items held by anyone.
+
+    `name` is the RM the step is taken as (an item claimed goes to them); `recorded_as` is how the
+    audit trail names who took it, when that is not the RM themself."""
 
     name: str
     admin: bool
+    recorded_as: str | None = None
+
+    @property
+    def audit_name(self) -> str:
+        return self.recorded_as or self.name
 
 
-def acting(rm_id: str | None, key_id: str, admin: bool) -> Actor:
-    """The RM named in the request acts; without one, an admin acts in their own name."""
-    if rm_id:
-        return Actor(rm_id, admin)
+def acting(key_id: str, *, admin: bool, bound_rm: str | None, named_rm: str | None) -> Actor:
+    """Who acts for a key: the RM it is bound to, whatever RM the request names; an admin for the
+    RM named (audited as `<key id> for <RM>`) or in their own name. An unbound RM key has no one
+    to act as: the RM it would name is only the caller's word."""
+    if bound_rm is not None:
+        return Actor(bound_rm, admin=False)
     if admin:
-        return Actor(f"admin:{key_id}", True)
-    raise ActorUnknown("say which RM is acting: send the X-RM-Id header")
+        if named_rm:
+            return Actor(named_rm, admin=True, recorded_as=f"{key_id} for {named_rm}")
+        return Actor(f"admin:{key_id}", admin=True)
+    raise ActorUnknown(
+        "this rm key is not bound to an RM, so it may read but not act: bind it as KEY=rm:RM_ID@BRANCH"
+    )
 
 
 @dataclass(frozen=True)
