@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
 from services.scoring import metrics
@@ -15,13 +16,30 @@ from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
 from services.scoring.store import StateCache
 from shared.consumer import Delivered
+from shared.kafka import group_lag
+from shared.logs import get_logger
 from shared.settings import Settings
 from shared.tasks import every
 from shared.topics import TIER_CHANGES, Topics
 from shared.worker_app import Resources, worker_app
 
+log = get_logger(__name__)
 DESCRIPTION = """Recomputes each customer's value tier and lifecycle stage on every event,
 explains every decision, and publishes tier changes to `customer.tier-changes.v1`."""
+
+
+async def lagging_partitions(settings: Settings, group: str, topic: str) -> frozenset[int] | None:
+    """The partitions of `topic` more than `TIERFLOW_REVIEW_MAX_LAG` records behind for `group`,
+    or None when the brokers cannot tell (then every review waits: a lag not seen is not no lag)."""
+    try:
+        lags = await group_lag(settings, group, [topic])
+    except (KafkaError, TimeoutError, OSError) as exc:
+        log.warning("consumer lag unknown; reviews wait", group=group, error=str(exc))
+        return None
+    lagging = frozenset(p.partition for p, lag in lags.items() if lag > settings.review_max_lag)
+    if lagging:
+        log.info("reviews wait for lagging partitions", topic=topic, partitions=sorted(lagging))
+    return lagging
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -54,7 +72,14 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def review(stop: asyncio.Event) -> None:
         async def review_all_due() -> None:
-            while await scoring.review_due(settings.review_batch_size) == settings.review_batch_size:
+            lagging: frozenset[int] = frozenset()
+            if scoring.clock_mode is ClockMode.WALL:
+                group = group_id(settings.scoring_group, await current_generation(engine))
+                measured = await lagging_partitions(settings, group, scoring.events_topic)
+                if measured is None:
+                    return
+                lagging = measured
+            while await scoring.review_due(settings.review_batch_size, lagging) == settings.review_batch_size:
                 if stop.is_set():
                     return
 
