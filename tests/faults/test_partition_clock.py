@@ -17,16 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
 
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.handlers import ClockMode, Scoring
 from services.scoring.store import StateCache
 from shared.consumer import Delivered
 from shared.db import create_engine
-from shared.topics import BANK_EVENTS
 from tests import factories
 from tests.infra import Infra, fetch_rows, fresh_database
+from tests.integration.scoring_support import as_delivered
 
 pytestmark = pytest.mark.faults
 PARTITIONS = 3
@@ -59,19 +58,7 @@ def partition_events(partition: int) -> list[dict[str, Any]]:
 
 
 def delivered(infra: Infra) -> list[list[Delivered[ScoringEvent]]]:
-    decode = event_decoder(infra.settings())
-    partitions = []
-    for partition in range(PARTITIONS):
-        items = []
-        for offset, event in enumerate(partition_events(partition)):
-            key = event["data"]["customer_id"].encode()
-            value = json.dumps(event).encode()
-            record = ConsumerRecord(
-                BANK_EVENTS, partition, offset, 0, 0, key, value, None, len(key), len(value), ()
-            )
-            items.append(Delivered(decode(record), BANK_EVENTS, partition, offset))
-        partitions.append(items)
-    return partitions
+    return [as_delivered(infra.settings(), partition_events(p), p) for p in range(PARTITIONS)]
 
 
 def until(items: list[Delivered[ScoringEvent]], moment: datetime) -> list[Delivered[ScoringEvent]]:
