@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import ConsumerRecord
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Producer
 
 from services.scoring.domain.events import ScoringEvent
@@ -150,3 +151,15 @@ def as_delivered(
         record = ConsumerRecord(topic, partition, offset, 0, 0, key, value, None, len(key), len(value), ())
         items.append(Delivered(decode(record), topic, partition, offset))
     return items
+
+
+def partition_neighbour(customer_id: str, partitions: int = 4) -> str:
+    """Another customer whose events land in `customer_id`'s partition of a topic of `partitions`
+    (murmur2 of the key, as producers place them; `create_topics` makes 4): its events move
+    the event clock that judges `customer_id`."""
+
+    def partition(key: str) -> int:
+        return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+    candidates = (f"{customer_id}-N{n}" for n in range(1_000))
+    return next(other for other in candidates if partition(other) == partition(customer_id))
