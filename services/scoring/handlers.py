@@ -192,7 +192,9 @@ class Scoring:
         """
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
-            policy = await self.policy(store)
+            policy = await store.policy_for_decisions()
+            if policy is None:  # nothing was decided yet: the consumer installs the first policy
+                return 0
             if self.clock_mode is ClockMode.EVENT:
                 due = await store.due_by_partition_clock(self.events_topic, limit)
             else:
