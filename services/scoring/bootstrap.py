@@ -24,6 +24,7 @@ from shared.topics import TIER_CHANGES, Topics
 from shared.worker_app import Resources, worker_app
 
 log = get_logger(__name__)
+LAG_READ_EVERY_S = 5.0
 DESCRIPTION = """Recomputes each customer's value tier and lifecycle stage on every event,
 explains every decision, and publishes tier changes to `customer.tier-changes.v1`."""
 
@@ -71,11 +72,21 @@ def build_app(settings: Settings) -> FastAPI:
         await worker.run(stop)
 
     async def review(stop: asyncio.Event) -> None:
+        last_lag_reading: list[tuple[float, frozenset[int]]] = []
+
+        async def lagging_now() -> frozenset[int] | None:
+            """Read from the brokers at most every LAG_READ_EVERY_S: a reading is a client round trip."""
+            if last_lag_reading and time.monotonic() - last_lag_reading[0][0] < LAG_READ_EVERY_S:
+                return last_lag_reading[0][1]
+            group = group_id(settings.scoring_group, await current_generation(engine))
+            reading = await lagging_partitions(settings, group, scoring.events_topic)
+            last_lag_reading[:] = [] if reading is None else [(time.monotonic(), reading)]
+            return reading
+
         async def review_all_due() -> None:
             lagging: frozenset[int] = frozenset()
             if scoring.clock_mode is ClockMode.WALL:
-                group = group_id(settings.scoring_group, await current_generation(engine))
-                measured = await lagging_partitions(settings, group, scoring.events_topic)
+                measured = await lagging_now()
                 if measured is None:
                     return
                 lagging = measured
