@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     scoring_state_cache_size: int = Field(default=100_000, ge=0, le=10_000_000)
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)
     review_batch_size: int = Field(default=500, ge=1, le=50_000)
+    # With the wall clock, customers of an events partition more records than this behind wait
+    # for their review: time alone must not judge them before their events are applied.
+    review_max_lag: int = Field(default=10_000, ge=0, le=100_000_000)
     engagement_group: str = Field(default="tierflow-engagement", max_length=200)
     # Tier changes engagement plans in one transaction.
     engagement_batch_size: int = Field(default=500, ge=1, le=50_000)

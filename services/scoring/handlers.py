@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics, views
+from services.scoring.domain.clock import PartitionClocks, not_before_last_decision
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
@@ -36,6 +37,7 @@ from shared.errors import TierFlowError
 from shared.event_rules import consumed_event_rules
 from shared.logs import get_logger
 from shared.settings import Settings
+from shared.topics import Topics
 
 log = get_logger(__name__)
 SCORED_MODELS: dict[str, type[BaseModel]] = {
@@ -88,41 +90,49 @@ class Scoring:
     as_of: datetime | None = None
     cache: StateCache = field(default_factory=lambda: StateCache(0))
 
+    @property
+    def events_topic(self) -> str:
+        """The topic whose partitions keep the event clock and hold the customers (their key)."""
+        return Topics.from_settings(self.settings).bank_events
+
     async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
-        events = [item.value for item in batch]
         async with consumer_transaction(self.engine) as connection:
-            applied, changes, written, states = await self._apply(ScoringStore(connection), events)
+            applied, changes, written, states = await self._apply(ScoringStore(connection), batch)
         # Only now is it committed: what the cache remembers is what the database holds.
         self.cache.remember(written, states)
         metrics.STATES_WRITTEN.inc(len(written))
         metrics.EVENTS_APPLIED.inc(applied)
-        metrics.DUPLICATES.inc(len(events) - applied)
+        metrics.DUPLICATES.inc(len(batch) - applied)
         _count_changes(changes)
 
     async def _apply(
-        self, store: ScoringStore, events: list[ScoringEvent]
+        self, store: ScoringStore, batch: Sequence[Delivered[ScoringEvent]]
     ) -> tuple[int, list[TierChange], dict[str, int], dict[str, CustomerState]]:
+        events = [item.value for item in batch]
         fresh_keys = await store.claim_events([(e.source, e.id, e.customer_id) for e in events])
-        fresh: list[ScoringEvent] = []
-        for event in events:
-            if (event.source, event.id) in fresh_keys:
-                fresh.append(event)
-                fresh_keys.discard((event.source, event.id))  # a repeat inside the batch is a duplicate too
+        fresh: list[Delivered[ScoringEvent]] = []
+        for item in batch:
+            key = (item.value.source, item.value.id)
+            if key in fresh_keys:
+                fresh.append(item)
+                fresh_keys.discard(key)  # a repeat inside the batch is a duplicate too
         if not fresh:
             return 0, [], {}, {}
         policy = await self.policy(store)
-        states = await store.lock_customers((e.customer_id for e in fresh), self.cache)
+        states = await store.lock_customers((item.value.customer_id for item in fresh), self.cache)
         clock = await self._start_clock(store)
         changes: list[TierChange] = []
-        for event in fresh:
-            now = clock(event)
-            states[event.customer_id], new_changes = self._apply_one(
-                states[event.customer_id], event, policy, now
-            )
+        partitions: dict[str, int] = {}
+        for item in fresh:
+            event = item.value
+            state = states[event.customer_id]
+            if item.topic == self.events_topic:
+                partitions[event.customer_id] = item.partition
+            states[event.customer_id], new_changes = self._apply_one(state, event, policy, clock(item, state))
             changes += new_changes
-        if self.clock_mode is ClockMode.EVENT:
-            await store.advance_watermark(max(e.time for e in fresh))
-        written = await store.save_customers(list(states.values()), datetime.now(UTC))
+        if clock.partitions is not None:
+            await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
+        written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)
         await store.record_changes(changes, self.tier_changes_topic)
         return len(fresh), changes, written, states
 
@@ -138,24 +148,19 @@ class Scoring:
             log.exception("event could not be applied", event_id=event.id, customer_id=event.customer_id)
             raise ProcessingFailed(f"event {event.id} could not be applied: {exc}") from exc
 
-    async def _start_clock(self, store: ScoringStore) -> Callable[[ScoringEvent], datetime]:
+    async def _start_clock(self, store: ScoringStore) -> BatchClock:
         if self.clock_mode is not ClockMode.EVENT:
-            now = await self.now(store)
-            return lambda _event: now
-        watermark = await store.watermark()
+            return BatchClock(self.events_topic, await self.now(store), None)
+        watermarks = await store.partition_watermarks(self.events_topic)
+        return BatchClock(self.events_topic, None, PartitionClocks(watermarks))
 
-        def advance(event: ScoringEvent) -> datetime:
-            nonlocal watermark
-            watermark = event.time if watermark is None else max(watermark, event.time)
-            return watermark
-
-        return advance
-
-    async def now(self, store: ScoringStore) -> datetime:
+    async def now(self, store: ScoringStore, customer_id: str | None = None) -> datetime:
+        """The moment to decide at; with the event clock, the clock of the customer's partition
+        (without a customer, or before its first event, the latest partition clock)."""
         if self.clock_mode is ClockMode.FIXED and self.as_of is not None:
             return self.as_of
         if self.clock_mode is ClockMode.EVENT:
-            return await store.watermark() or datetime.now(UTC)
+            return await store.clock_of(self.events_topic, customer_id) or datetime.now(UTC)
         return datetime.now(UTC)
 
     async def simulate(self, candidate: Policy) -> tuple[Simulation, str, datetime]:
@@ -165,30 +170,43 @@ class Scoring:
         async with self.engine.connect() as db:
             store = ScoringStore(db)
             moment = await self.now(store)
-            active = await self.policy(store)
+            active = await self.policy(store, deciding=False)
             async for chunk in views.all_states(db):
                 simulate(simulation, chunk, candidate, moment)
         return simulation, active.version, moment
 
-    async def policy(self, store: ScoringStore) -> Policy:
-        policy = await store.active_policy()
+    async def policy(self, store: ScoringStore, deciding: bool = True) -> Policy:
+        """The active policy; `deciding` holds it until the transaction ends (before any customer
+        is locked), so an activation cannot slip between reading it and committing decisions."""
+        policy = await (store.policy_for_decisions() if deciding else store.active_policy())
         if policy is None:
             raise DatabaseUnavailable("no active policy yet")
         return policy
 
-    async def review_due(self, limit: int) -> int:
-        """Re-evaluate customers whose decision could have changed with time alone (or policy)."""
+    async def review_due(self, limit: int, lagging: Collection[int] = ()) -> int:
+        """Re-evaluate customers whose decision could have changed with time alone (or policy).
+
+        With the event clock each customer is judged by the clock of its partition; otherwise
+        customers of the `lagging` partitions wait: their events are not all applied yet, so
+        time alone would judge them on an incomplete history (false downgrades, false at-risk).
+        """
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
-            now = await self.now(store)
-            due = await store.due_for_review(now, limit)
+            policy = await store.policy_for_decisions()
+            if policy is None:  # nothing was decided yet: the consumer installs the first policy
+                return 0
+            if self.clock_mode is ClockMode.EVENT:
+                due = await store.due_by_partition_clock(self.events_topic, limit)
+            else:
+                now = await self.now(store)
+                due = dict.fromkeys(await store.due_for_review(now, limit, lagging), now)
             if not due:
                 return 0
-            policy = await self.policy(store)
             states = await store.lock_customers(due)
             changes: list[TierChange] = []
             for customer_id, state in states.items():
-                states[customer_id], new = review(state, policy, now)
+                moment = not_before_last_decision(due[customer_id], state)
+                states[customer_id], new = review(state, policy, moment)
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
             await store.record_changes(changes, self.tier_changes_topic)
@@ -209,7 +227,7 @@ class Scoring:
         """Set a tier by hand until `expires_at`: state, history, outbox and audit row in one transaction."""
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
-            now = await self.now(store)
+            now = await self.now(store, customer_id)
             override = new_override(tier, reason, expires_at, actor, datetime.now(UTC), now)
             changes = await self._change_override(store, customer_id, override, actor, reason, now)
         _count_changes(changes)
@@ -219,7 +237,7 @@ class Scoring:
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
             changes = await self._change_override(
-                store, customer_id, None, actor, "cleared", await self.now(store)
+                store, customer_id, None, actor, "cleared", await self.now(store, customer_id)
             )
         _count_changes(changes)
 
@@ -242,6 +260,26 @@ class Scoring:
         await store.record_changes(changes, self.tier_changes_topic)
         await store.audit_override(customer_id, override, actor, note)
         return changes
+
+
+@dataclass(frozen=True)
+class BatchClock:
+    """When each event of a micro-batch is decided: one moment for the batch, or (event clock)
+    the clock of the event's partition, never before the customer's last decision."""
+
+    events_topic: str
+    fixed: datetime | None
+    partitions: PartitionClocks | None
+
+    def __call__(self, item: Delivered[ScoringEvent], state: CustomerState) -> datetime:
+        if self.fixed is not None:
+            return self.fixed
+        if self.partitions is not None and item.topic == self.events_topic:
+            moment = self.partitions.advance(item.partition, item.value.time)
+        else:
+            # Feedback is sparse and its partitions say nothing about the customer's partition.
+            moment = item.value.time
+        return not_before_last_decision(moment, state)
 
 
 def _count_changes(changes: Sequence[TierChange]) -> None:

@@ -22,7 +22,7 @@ from shared.logs import get_logger
 from shared.settings import Settings
 
 log = get_logger(__name__)
-DERIVED_TABLES = ("customers", "applied_events", "tier_history", "outbox", "clock")
+DERIVED_TABLES = ("customers", "applied_events", "tier_history", "outbox", "partition_clock")
 
 
 async def replay(settings: Settings) -> dict[str, int]:

@@ -7,14 +7,14 @@ markers, the history and the outbox rows of a batch commit together or not at al
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import BigInteger, DateTime, Text
+from sqlalchemy.types import BigInteger, DateTime, Integer, Text
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
@@ -70,11 +70,12 @@ _SAVE = """
         state = CAST(u.state AS jsonb), tier = u.tier, stage = u.stage, score = u.score,
         policy_version = u.policy_version, tier_since = u.tier_since,
         next_review_at = u.next_review_at, branch_id = u.branch_id, segment = u.segment,
-        region = u.region, updated_at = $12::timestamptz
+        region = u.region, clock_partition = coalesce(u.clock_partition, c.clock_partition),
+        updated_at = $12::timestamptz
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
-                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $13::int[])
         AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
-             branch_id, segment, region)
+             branch_id, segment, region, clock_partition)
     WHERE c.customer_id = u.customer_id
     RETURNING c.customer_id, c.xmin::text::bigint AS version
 """
@@ -92,6 +93,44 @@ _HISTORY = """
     ON CONFLICT (change_id) DO NOTHING
     RETURNING change_id::text AS change_id
 """
+
+_ADVANCE = text(
+    """
+    INSERT INTO scoring.partition_clock (topic, partition, watermark)
+    SELECT :topic, u.partition, u.at FROM unnest(:partitions, :times) AS u(partition, at)
+    ON CONFLICT (topic, partition) DO UPDATE
+    SET watermark = GREATEST(scoring.partition_clock.watermark, EXCLUDED.watermark)
+    """
+).bindparams(bindparam("partitions", type_=ARRAY(Integer)), bindparam("times", type_=_TIMES))
+
+_DUE = text(
+    """
+    SELECT customer_id FROM scoring.customers
+    WHERE next_review_at <= :now
+        AND NOT coalesce(clock_partition = ANY(:lagging), cardinality(:lagging) > 0)
+    ORDER BY next_review_at
+    LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+).bindparams(bindparam("lagging", type_=ARRAY(Integer)))
+
+_DUE_BY_PARTITION = text(
+    """
+    WITH low AS (SELECT min(watermark) AS watermark FROM scoring.partition_clock WHERE topic = :topic)
+    SELECT c.customer_id, coalesce(w.watermark, low.watermark) AS clock
+    FROM scoring.customers AS c
+    CROSS JOIN low
+    LEFT JOIN scoring.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
+    WHERE c.next_review_at <= coalesce(w.watermark, low.watermark)
+    ORDER BY c.next_review_at
+    LIMIT :limit FOR UPDATE OF c SKIP LOCKED
+    """
+)
+
+# Activation takes this lock exclusively, every decision shared before it locks customers, so
+# no decision can read the old policy and commit after the activation marked everyone due.
+_POLICY_LOCK_KEY = "scoring.policy"
+_POLICY_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext(:key))").bindparams(key=_POLICY_LOCK_KEY)
+_POLICY_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(hashtext(:key))").bindparams(key=_POLICY_LOCK_KEY)
 
 
 class StateCache:
@@ -188,8 +227,11 @@ class ScoringStore:
                 states[cid] = decode(cid, state) if state is not None else CustomerState.new(cid)
         return states
 
-    async def save_customers(self, states: Sequence[CustomerState], now: datetime) -> dict[str, int]:
-        """Write the decided states; returns each written row's new version."""
+    async def save_customers(
+        self, states: Sequence[CustomerState], now: datetime, partitions: Mapping[str, int] | None = None
+    ) -> dict[str, int]:
+        """Write the decided states, and for customers in `partitions` the partition of the events
+        topic their events came from; returns each written row's new version."""
         decided = [(s, s.decision) for s in states if s.decision is not None]
         if not decided:
             return {}
@@ -207,6 +249,7 @@ class ScoringStore:
             [p.get("segment") for p in profiles],
             [p.get("region") for p in profiles],
             now,
+            [partitions.get(s.customer_id) if partitions else None for s, _ in decided],
         )
         written = await self._db.exec_driver_sql(_SAVE, params)
         return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
@@ -265,34 +308,61 @@ class ScoringStore:
             },
         )
 
-    async def watermark(self) -> datetime | None:
-        value: datetime | None = await self._db.scalar(text("SELECT watermark FROM scoring.clock"))
+    async def partition_watermarks(self, topic: str) -> dict[int, datetime]:
+        """The latest event time applied from each partition of `topic` that has had one."""
+        rows = await self._db.execute(
+            text("SELECT partition, watermark FROM scoring.partition_clock WHERE topic = :topic"),
+            {"topic": topic},
+        )
+        return {int(row[0]): row[1] for row in rows}
+
+    async def advance_watermarks(self, topic: str, watermarks: Mapping[int, datetime]) -> None:
+        """Move these partitions' clocks forward; a clock never goes back."""
+        if not watermarks:
+            return
+        ordered = sorted(watermarks.items())
+        await self._db.execute(
+            _ADVANCE,
+            {"topic": topic, "partitions": [p for p, _ in ordered], "times": [t for _, t in ordered]},
+        )
+
+    async def clock_of(self, topic: str, customer_id: str | None) -> datetime | None:
+        """The watermark of the partition that holds the customer, or without one the latest of all."""
+        value: datetime | None = await self._db.scalar(
+            text(
+                """
+                SELECT coalesce(
+                    (SELECT w.watermark FROM scoring.customers AS c
+                     JOIN scoring.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
+                     WHERE c.customer_id = :customer),
+                    (SELECT max(watermark) FROM scoring.partition_clock WHERE topic = :topic))
+                """
+            ),
+            {"topic": topic, "customer": customer_id},
+        )
         return value
 
-    async def advance_watermark(self, moment: datetime) -> None:
-        await self._db.execute(
-            text(
-                """
-                INSERT INTO scoring.clock (id, watermark) VALUES (1, :at)
-                ON CONFLICT (id) DO UPDATE
-                SET watermark = GREATEST(scoring.clock.watermark, EXCLUDED.watermark)
-                """
-            ),
-            {"at": moment},
-        )
-
-    async def due_for_review(self, now: datetime, limit: int) -> list[str]:
-        rows = await self._db.execute(
-            text(
-                """
-                SELECT customer_id FROM scoring.customers
-                WHERE next_review_at <= :now ORDER BY next_review_at
-                LIMIT :limit FOR UPDATE SKIP LOCKED
-                """
-            ),
-            {"now": now, "limit": limit},
-        )
+    async def due_for_review(self, now: datetime, limit: int, lagging: Collection[int] = ()) -> list[str]:
+        """Customers due by `now`, except those of the `lagging` partitions of the events topic, and,
+        while any partition lags, those whose partition is not known yet."""
+        rows = await self._db.execute(_DUE, {"now": now, "limit": limit, "lagging": sorted(lagging)})
         return [row[0] for row in rows]
+
+    async def due_by_partition_clock(self, topic: str, limit: int) -> dict[str, datetime]:
+        """Customers due by the clock of the partition of `topic` that holds them, with that clock.
+
+        A customer whose partition is not known yet (no event from `topic` so far) goes by the
+        earliest of the partitions' clocks: it cannot be judged later than any of them.
+        """
+        rows = await self._db.execute(_DUE_BY_PARTITION, {"topic": topic, "limit": limit})
+        return {row[0]: row[1] for row in rows}
+
+    async def policy_for_decisions(self) -> Policy | None:
+        """The active policy, held until this transaction ends: an activation waits for it to commit
+        (and marks its customers for review after), and a decision started after an activation
+        committed reads the new policy. Take it before locking any customer, as activation does."""
+        await self._db.execute(_POLICY_SHARED)
+        return await self.active_policy()
 
     async def active_policy(self) -> Policy | None:
         document = await self._db.scalar(text("SELECT document FROM scoring.policies WHERE active"))
@@ -312,6 +382,7 @@ class ScoringStore:
             await self.activate_policy(policy.version)
 
     async def activate_policy(self, version: str) -> None:
+        await self._db.execute(_POLICY_EXCLUSIVE)
         await self._db.execute(text("UPDATE scoring.policies SET active = false WHERE active"))
         await self._db.execute(
             text("UPDATE scoring.policies SET active = true, activated_at = now() WHERE version = :v"),

@@ -9,8 +9,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka import ConsumerRecord
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Producer
 
+from services.scoring.domain.events import ScoringEvent
+from services.scoring.handlers import event_decoder
+from shared.consumer import Delivered
+from shared.settings import Settings
 from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
 from tests.infra import (
     OPS_KEY,
@@ -131,3 +137,29 @@ def metric(service: ServiceProcess, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def as_delivered(
+    settings: Settings, events: list[dict[str, Any]], partition: int = 0, topic: str = BANK_EVENTS
+) -> list[Delivered[ScoringEvent]]:
+    """CloudEvents as scoring's consumer hands them over from one partition, decoded the same way."""
+    decode = event_decoder(settings)
+    items = []
+    for offset, event in enumerate(events):
+        key = event["data"]["customer_id"].encode()
+        value = json.dumps(event).encode()
+        record = ConsumerRecord(topic, partition, offset, 0, 0, key, value, None, len(key), len(value), ())
+        items.append(Delivered(decode(record), topic, partition, offset))
+    return items
+
+
+def partition_neighbour(customer_id: str, partitions: int = 4) -> str:
+    """Another customer whose events land in `customer_id`'s partition of a topic of `partitions`
+    (murmur2 of the key, as producers place them; `create_topics` makes 4): its events move
+    the event clock that judges `customer_id`."""
+
+    def partition(key: str) -> int:
+        return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+    candidates = (f"{customer_id}-N{n}" for n in range(1_000))
+    return next(other for other in candidates if partition(other) == partition(customer_id))

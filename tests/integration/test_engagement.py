@@ -14,7 +14,7 @@ from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
 from tests.infra import ADMIN_KEY, BOUND_RM_KEYS, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
-from tests.integration.scoring_support import ScoringSandbox
+from tests.integration.scoring_support import ScoringSandbox, partition_neighbour
 from tests.kafka_reader import read_messages
 
 pytestmark = pytest.mark.integration
@@ -269,9 +269,10 @@ def test_a_customer_going_silent_into_churned_gets_a_return_visit_call(sandbox: 
             factories.with_envelope(factories.transaction("C-GONE", amount="300.00"), time=start.isoformat()),
         ]
     )
-    # The bank's clock moves on with other customers' events; C-GONE stays silent.
+    # C-GONE's partition's clock moves on with another customer's events; C-GONE stays silent.
     later = (start + timedelta(days=200)).isoformat()
-    sandbox.produce([factories.with_envelope(factories.interaction("C-BUSY"), time=later)])
+    neighbour = factories.interaction(partition_neighbour("C-GONE"))
+    sandbox.produce([factories.with_envelope(neighbour, time=later)])
 
     def return_visit() -> list[dict[str, Any]]:
         return [i for i in items(engagement, "C-GONE") if i["action"] == "return_visit_call"]

@@ -16,20 +16,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
 
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.handlers import ClockMode, Scoring
 from services.scoring.store import StateCache
 from shared.consumer import Delivered
 from shared.contracts.types import Tier
 from shared.db import create_engine
 from tests import factories
 from tests.infra import Infra, fetch_rows, fresh_database
+from tests.integration.scoring_support import as_delivered
 
 pytestmark = pytest.mark.integration
 AS_OF = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
-TOPIC = "bank.events.v1"
 # Around every gate of the default policy (50,000 / 500,000 / 6,000,000 on the 30-day average).
 AUM_LEVELS = ["0.00", "30000.00", "90000.00", "450000.00", "900000.00", "5000000.00", "9000000.00"]
 SEGMENTS = ["individual", "corporate", "institution"]
@@ -74,14 +73,7 @@ def crossing_stream(customers: int = 30, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def delivered(stream: list[dict[str, Any]], infra: Infra) -> list[Delivered[ScoringEvent]]:
-    decode = event_decoder(infra.settings())
-    items = []
-    for offset, event in enumerate(stream):
-        key = event["data"]["customer_id"].encode()
-        value = json.dumps(event).encode()
-        record = ConsumerRecord(TOPIC, 0, offset, 0, 0, key, value, None, len(key), len(value), ())
-        items.append(Delivered(decode(record), TOPIC, 0, offset))
-    return items
+    return as_delivered(infra.settings(), stream)
 
 
 def outcome(database_url: str) -> dict[str, Any]:

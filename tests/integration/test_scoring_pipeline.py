@@ -13,7 +13,7 @@ import pytest
 
 from tests import factories
 from tests.infra import INGEST_KEY, OPS_KEY, Infra, start_service, wait_until
-from tests.integration.scoring_support import ScoringSandbox, metric, view
+from tests.integration.scoring_support import ScoringSandbox, metric, partition_neighbour, view
 from tests.kafka_reader import read_messages
 
 pytestmark = pytest.mark.integration
@@ -179,9 +179,10 @@ def test_a_silent_customer_is_moved_to_churned_by_review_alone(sandbox: ScoringS
         ]
     )
     wait_until(lambda: sandbox.applied() == 2, 60, "the customer's events")
-    # Time passes for the bank (other customers' events move the event-time clock), not for C-SILENT.
+    # Time passes for C-SILENT's partition (another customer's events on it move its clock).
     later = (start + timedelta(days=200)).isoformat()
-    sandbox.produce([factories.with_envelope(factories.interaction("C-OTHER"), time=later)])
+    neighbour = factories.interaction(partition_neighbour("C-SILENT"))
+    sandbox.produce([factories.with_envelope(neighbour, time=later)])
 
     def churned() -> bool:
         stage: str = view(scoring, "C-SILENT").json()["stage"]
