@@ -27,3 +27,6 @@ OUTBOX_SET_ASIDE = Gauge(
     "Outbox records the broker refused for good, set aside in <schema>.outbox_rejected",
     ["schema"],
 )
+ERASURES = Counter(
+    "tierflow_erasures_total", "Customers whose personal data this service erased", ["service"]
+)
