@@ -34,6 +34,7 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("ingest", "POST", "/v1/events"): frozenset({"ingest"}),
     ("ingest", "PUT", "/v1/customers/{customer_id}/profile"): frozenset({"ingest"}),
     ("scoring", "GET", "/v1/customers/{customer_id}"): frozenset({"ops"}),
+    ("scoring", "DELETE", "/v1/customers/{customer_id}"): frozenset(),
     ("scoring", "GET", "/v1/customers/{customer_id}/tier-history"): frozenset({"ops"}),
     ("scoring", "GET", "/v1/customers"): frozenset({"ops"}),
     ("scoring", "GET", "/v1/tiers/distribution"): frozenset({"ops"}),
