@@ -101,6 +101,7 @@ __all__ = [
     "forget_unsent_events",
     "guard_against_erasure",
     "record_erasure",
+    "record_erasure_by_event",
 ]
 
 
@@ -128,6 +129,22 @@ async def record_erasure(
         },
     )
     return recorded is not None
+
+
+async def record_erasure_by_event(
+    connection: AsyncConnection, schema: str, notice: ErasureNotice, removed: Mapping[str, int]
+) -> bool:
+    """The tombstone and erasure record of a service that erased on consuming `customer.erased.v1`."""
+    return await record_erasure(
+        connection,
+        schema,
+        notice.customer_id,
+        at=notice.erased_at,
+        actor=notice.source,
+        reason=ERASED_BY_EVENT,
+        event_id=notice.event_id,
+        removed=removed,
+    )
 
 
 async def forget_unsent_events(connection: AsyncConnection, schema: str, customer_id: str) -> int:

@@ -16,7 +16,7 @@ from services.engagement.domain.playbook import Category, ContactChannel, Playbo
 from services.engagement.outbound import OutreachEvent, outreach_event, survey_request
 from shared.contracts.outbound import OutreachOutcome
 from shared.contracts.types import Stage, Tier
-from shared.erasure import ERASED_BY_EVENT, ErasureNotice, erased_among, forget_unsent_events, record_erasure
+from shared.erasure import ErasureNotice, erased_among, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import enqueue
 
@@ -46,32 +46,23 @@ class EngagementStore:
         """Remove the customer's items, their audit rows, profile and unsent events; record the
         erasure with the counts removed. False if it was recorded before."""
         customer = {"c": notice.customer_id}
-        removed: dict[str, int] = {}
-        audit = await self._db.execute(
-            text(
-                "DELETE FROM engagement.item_audit WHERE item_id IN "
-                "(SELECT id FROM engagement.items WHERE customer_id = :c)"
-            ),
-            customer,
-        )
-        removed["item_audit"] = audit.rowcount
-        for table in ("items", "customers"):
-            result = await self._db.execute(
-                text(f"DELETE FROM engagement.{table} WHERE customer_id = :c"),  # noqa: S608 - fixed names
-                customer,
+        # Items first: deleting them waits for any transition holding one, so the audit rows
+        # such a transition adds are committed, and found, when the audit is deleted next.
+        items = [
+            row[0]
+            for row in await self._db.execute(
+                text("DELETE FROM engagement.items WHERE customer_id = :c RETURNING id"), customer
             )
-            removed[table] = result.rowcount
-        removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
-        return await record_erasure(
-            self._db,
-            SCHEMA,
-            notice.customer_id,
-            at=notice.erased_at,
-            actor=notice.source,
-            reason=ERASED_BY_EVENT,
-            event_id=notice.event_id,
-            removed=removed,
+        ]
+        audit = await self._db.execute(
+            text("DELETE FROM engagement.item_audit WHERE item_id = ANY(:ids)"), {"ids": items}
         )
+        profile = await self._db.execute(
+            text("DELETE FROM engagement.customers WHERE customer_id = :c"), customer
+        )
+        removed = {"items": len(items), "item_audit": audit.rowcount, "customers": profile.rowcount}
+        removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
+        return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
     async def remember_customer(self, change: Change) -> None:
         profile = change.profile

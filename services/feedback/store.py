@@ -15,19 +15,13 @@ from services.feedback.domain.surveys import Answer, Invitation
 from services.feedback.outbound import complaint_event, survey_event
 from shared.contracts.internal import ErasureNotice
 from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
-from shared.erasure import (
-    ERASED_BY_EVENT,
-    erased_among,
-    exclude_writers,
-    forget_unsent_events,
-    record_erasure,
-)
+from shared.erasure import erased_among, exclude_writers, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import OutboxMessage, enqueue
 
 SCHEMA = "feedback"
 # The tables holding a customer's rows by customer id; an erasure empties them of the customer.
-_CUSTOMER_TABLES = ("surveys", "complaints", "invitations", "tier_history", "customers")
+_CUSTOMER_TABLES = ("surveys", "invitations", "tier_history", "customers")
 
 
 class FeedbackStore:
@@ -51,15 +45,19 @@ class FeedbackStore:
         removed. False if it was recorded before."""
         await exclude_writers(self._db, notice.customer_id)
         customer = {"c": notice.customer_id}
-        removed: dict[str, int] = {}
+        # Complaints first: deleting them waits for an update holding one, so the audit row it
+        # adds is committed, and found, when the audit is deleted next.
+        complaints = [
+            row[0]
+            for row in await self._db.execute(
+                text("DELETE FROM feedback.complaints WHERE customer_id = :c RETURNING complaint_id"),
+                customer,
+            )
+        ]
         audit = await self._db.execute(
-            text(
-                "DELETE FROM feedback.complaint_audit WHERE complaint_id IN "
-                "(SELECT complaint_id FROM feedback.complaints WHERE customer_id = :c)"
-            ),
-            customer,
+            text("DELETE FROM feedback.complaint_audit WHERE complaint_id = ANY(:ids)"), {"ids": complaints}
         )
-        removed["complaint_audit"] = audit.rowcount
+        removed: dict[str, int] = {"complaints": len(complaints), "complaint_audit": audit.rowcount}
         for table in _CUSTOMER_TABLES:
             result = await self._db.execute(
                 text(f"DELETE FROM feedback.{table} WHERE customer_id = :c"),  # noqa: S608 - fixed names
@@ -67,16 +65,7 @@ class FeedbackStore:
             )
             removed[table] = result.rowcount
         removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
-        return await record_erasure(
-            self._db,
-            SCHEMA,
-            notice.customer_id,
-            at=notice.erased_at,
-            actor=notice.source,
-            reason=ERASED_BY_EVENT,
-            event_id=notice.event_id,
-            removed=removed,
-        )
+        return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
     async def remember_tier(self, observed: TierObserved) -> None:
         tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}
