@@ -263,6 +263,8 @@ class Scoring:
             raise UnknownCustomer(customer_id)
         policy = await self.policy(store)
         state = (await store.lock_customers([customer_id]))[customer_id]
+        if await store.erased_among([customer_id]):  # erased while this waited for the row
+            raise UnknownCustomer(customer_id)
         state, change = set_override(state, override, policy, now)
         changes = [change] if change else []
         await store.save_customers([state], datetime.now(UTC))
