@@ -33,3 +33,6 @@ AUTH_FAILURES = Counter(
     " refused after too many failures (throttled)",
     ["reason"],
 )
+ERASURES = Counter(
+    "tierflow_erasures_total", "Customers whose personal data this service erased", ["service"]
+)

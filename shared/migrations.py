@@ -95,6 +95,35 @@ def drop_outbox_rejected(schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.outbox_rejected")
 
 
+def create_erasures(schema: str) -> None:
+    """A service's tombstone list and erasure records (see `shared.erasure`), and the salt of the
+    customer references, drawn once here from PostgreSQL's strong random source."""
+    execute_script(
+        f"""
+        CREATE TABLE {schema}.erasure_salt (
+            id    smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+            salt  bytea NOT NULL CHECK (length(salt) = 32)
+        );
+        INSERT INTO {schema}.erasure_salt (salt)
+            VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+        CREATE TABLE {schema}.erasures (
+            customer_ref  bytea PRIMARY KEY,
+            erased_at     timestamptz NOT NULL,
+            recorded_at   timestamptz NOT NULL DEFAULT now(),
+            actor         text NOT NULL,
+            reason        text NOT NULL,
+            event_id      text NOT NULL,
+            removed       jsonb NOT NULL
+        )
+        """  # noqa: S608 - a service's own schema name
+    )
+
+
+def drop_erasures(schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.erasures")
+    op.execute(f"DROP TABLE IF EXISTS {schema}.erasure_salt")
+
+
 def key_by_event_source(table: str, *, primary: bool) -> None:
     """Key `table` on (source, event_id) instead of event_id alone: CloudEvents identity.
 

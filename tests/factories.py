@@ -12,7 +12,7 @@ from services.engagement.outbound import survey_request
 from services.scoring.domain.customer import TierChange, Trigger
 from services.scoring.domain.evaluation import Reason
 from services.scoring.domain.features import Complaint, Features
-from services.scoring.outbound import tier_changed_event
+from services.scoring.outbound import customer_erased_event, tier_changed_event
 from shared.contracts.outbound import ChangeDirection, EventCause
 from shared.contracts.types import Stage, Tier
 
@@ -186,6 +186,13 @@ def tier_changed(
         features=features,
     )
     event: dict[str, Any] = json.loads(tier_changed_event(change).value)
+    return event
+
+
+def customer_erased(customer_id: str = "C0001", at: datetime | None = None) -> dict[str, Any]:
+    """A `customer.erased.v1` as scoring publishes it."""
+    message = customer_erased_event(customer_id, str(uuid.uuid4()), at or datetime.now(UTC))
+    event: dict[str, Any] = json.loads(message.value)
     return event
 
 

@@ -28,11 +28,13 @@ from services.engagement.domain.playbook import Playbook, default_playbook
 from services.engagement.store import EngagementStore, item_state
 from shared.consumer import Decoder, Delivered, PoisonMessage
 from shared.contracts.internal import TierChanged
-from shared.contracts.outbound import TIER_CHANGED, OutreachOutcome
+from shared.contracts.outbound import CUSTOMER_ERASED, TIER_CHANGED, CustomerErasedData, OutreachOutcome
 from shared.db import consumer_transaction
+from shared.erasure import CustomerErased, ErasureNotice
 from shared.errors import TierFlowError
 from shared.event_rules import internal_event_decoder
 from shared.logs import get_logger
+from shared.metrics import ERASURES
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -44,15 +46,21 @@ class UnknownItem(TierFlowError):
     pass
 
 
-def change_decoder(settings: Settings) -> Decoder[Change]:
+def change_decoder(settings: Settings) -> Decoder[Change | ErasureNotice]:
     """Engagement's one decoder: a `customer.tier_changed.v1` with every field and the context
-    scoring adds checked, or a dead letter naming what is wrong."""
-    decode_event = internal_event_decoder(settings, {TIER_CHANGED: TierChanged})
+    scoring adds checked, or a `customer.erased.v1`, or a dead letter naming what is wrong."""
+    decode_event = internal_event_decoder(
+        settings, {TIER_CHANGED: TierChanged, CUSTOMER_ERASED: CustomerErasedData}
+    )
 
-    def decode(record: ConsumerRecord[bytes, bytes]) -> Change:
+    def decode(record: ConsumerRecord[bytes, bytes]) -> Change | ErasureNotice:
         event = decode_event(record)
+        if event is not None and isinstance(event.data, CustomerErasedData):
+            return ErasureNotice(
+                event.envelope.source, event.envelope.id, event.data.customer_id, event.data.erased_at
+            )
         if event is None or not isinstance(event.data, TierChanged):
-            raise PoisonMessage(f"not a {TIER_CHANGED} event")
+            raise PoisonMessage(f"not a {TIER_CHANGED} or {CUSTOMER_ERASED} event")
         data = event.data
         return Change(
             source=event.envelope.source,
@@ -99,14 +107,27 @@ class Engagement:
         async with self.engine.begin() as db:
             await self.store(db).put_rm(rm_id, branch_id, capacity, active)
 
-    async def apply_batch(self, batch: Sequence[Delivered[Change]]) -> None:
+    async def apply_batch(self, batch: Sequence[Delivered[Change | ErasureNotice]]) -> None:
+        erased = 0
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             playbook = await store.active_playbook() or default_playbook()
             for delivered in batch:
-                await self._apply(store, delivered.value, playbook)
+                if isinstance(delivered.value, ErasureNotice):
+                    erased += await self._erase(store, delivered.value)
+                else:
+                    await self._apply(store, delivered.value, playbook)
+        ERASURES.labels(service="engagement").inc(erased)
+
+    async def _erase(self, store: EngagementStore, notice: ErasureNotice) -> int:
+        """The customer's items, their audit notes and profile go; the erasure record stays."""
+        if not await store.claim_event(notice.source, notice.event_id):
+            return 0
+        return int(await store.erase(notice))
 
     async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
+        if await store.erased_among([change.customer_id]):
+            raise CustomerErased
         if not await store.claim_event(change.source, change.event_id):
             metrics.DUPLICATES.inc()
             return

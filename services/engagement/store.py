@@ -16,6 +16,7 @@ from services.engagement.domain.playbook import Category, ContactChannel, Playbo
 from services.engagement.outbound import OutreachEvent, outreach_event, survey_request
 from shared.contracts.outbound import OutreachOutcome
 from shared.contracts.types import Stage, Tier
+from shared.erasure import ErasureNotice, erased_among, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import enqueue
 
@@ -37,6 +38,31 @@ class EngagementStore:
 
     async def claim_event(self, source: str, event_id: str) -> bool:
         return await claim_event(self._db, SCHEMA, source, event_id)
+
+    async def erased_among(self, customer_ids: list[str]) -> set[str]:
+        return await erased_among(self._db, SCHEMA, customer_ids)
+
+    async def erase(self, notice: ErasureNotice) -> bool:
+        """Remove the customer's items, their audit rows, profile and unsent events; record the
+        erasure with the counts removed. False if it was recorded before."""
+        customer = {"c": notice.customer_id}
+        # Items first: deleting them waits for any transition holding one, so the audit rows
+        # such a transition adds are committed, and found, when the audit is deleted next.
+        items = [
+            row[0]
+            for row in await self._db.execute(
+                text("DELETE FROM engagement.items WHERE customer_id = :c RETURNING id"), customer
+            )
+        ]
+        audit = await self._db.execute(
+            text("DELETE FROM engagement.item_audit WHERE item_id = ANY(:ids)"), {"ids": items}
+        )
+        profile = await self._db.execute(
+            text("DELETE FROM engagement.customers WHERE customer_id = :c"), customer
+        )
+        removed = {"items": len(items), "item_audit": audit.rowcount, "customers": profile.rowcount}
+        removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
+        return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
     async def remember_customer(self, change: Change) -> None:
         profile = change.profile

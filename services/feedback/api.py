@@ -69,15 +69,20 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         follow-up invitation. It is published to `feedback.events.v1` for scoring.
         """
         surveys = await intake(request, SurveyData)
-        return Accepted(accepted=len(surveys), new=await feedback.record_surveys(surveys))
+        try:
+            return Accepted(accepted=len(surveys), new=await feedback.record_surveys(surveys))
+        except BatchRefused as exc:  # an item about an erased customer
+            raise refused_batch(exc, "stored") from None
 
     @router.post("/complaints", status_code=202, responses=_INTAKE_ERRORS, openapi_extra=_body(ComplaintData))
     async def post_complaints(request: Request, key: IngestKey) -> Accepted:
         """One complaint or a JSON array, all or nothing; published to `feedback.events.v1`."""
         complaints = await intake(request, ComplaintData)
-        return Accepted(
-            accepted=len(complaints), new=await feedback.record_complaints(complaints, key.key_id)
-        )
+        try:
+            new = await feedback.record_complaints(complaints, key.key_id)
+        except BatchRefused as exc:  # an item about an erased customer
+            raise refused_batch(exc, "stored") from None
+        return Accepted(accepted=len(complaints), new=new)
 
     @router.patch("/complaints/{complaint_id}", responses=_COMPLAINT_ERRORS)
     async def patch_complaint(

@@ -13,17 +13,21 @@ from services.feedback.domain.complaints import move, receive
 from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved
 from services.feedback.domain.surveys import answer, invitation_expires
 from services.feedback.store import FeedbackStore, complaint_of
+from shared.batches import MAX_LISTED_ERRORS, BatchRejected, ItemError
 from shared.consumer import Decoder, Delivered, PoisonMessage
-from shared.contracts.internal import INTERNAL_DATA_MODELS, TierChanged
+from shared.contracts.internal import INTERNAL_DATA_MODELS, ErasureNotice, TierChanged
 from shared.contracts.internal import SurveyRequested as SurveyRequestData
 from shared.contracts.outbound import (
     ComplaintData,
     ComplaintStatus,
+    CustomerErasedData,
     SurveyData,
 )
 from shared.db import consumer_transaction
+from shared.erasure import CustomerErased, guard_against_erasure
 from shared.errors import TierFlowError
 from shared.event_rules import internal_event_decoder
+from shared.metrics import ERASURES
 from shared.settings import Settings
 
 
@@ -42,6 +46,8 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
         if event is None:
             return None
         envelope, data = event.envelope, event.data
+        if isinstance(data, CustomerErasedData):
+            return ErasureNotice(envelope.source, envelope.id, data.customer_id, data.erased_at)
         if isinstance(data, TierChanged):
             return TierObserved(
                 source=envelope.source,
@@ -78,20 +84,42 @@ class Feedback:
         return FeedbackStore(connection, self.topic)
 
     async def apply_batch(self, batch: Sequence[Delivered[FeedbackEvent | None]]) -> None:
+        erased = 0
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             for delivered in batch:
                 event = delivered.value
-                if event is None or not await store.claim_event(event.source, event.event_id):
+                if event is None:
                     continue
-                if isinstance(event, TierObserved):
+                if not isinstance(event, ErasureNotice) and await store.erased_among([event.customer_id]):
+                    raise CustomerErased
+                if not await store.claim_event(event.source, event.event_id):
+                    continue
+                if isinstance(event, ErasureNotice):
+                    erased += await store.erase(event)
+                elif isinstance(event, TierObserved):
                     await store.remember_tier(event)
                 else:
                     await store.invite(event, invitation_expires(event.requested_at))
+        ERASURES.labels(service="feedback").inc(erased)
+
+    async def _refuse_erased(self, store: FeedbackStore, customer_ids: Sequence[str]) -> None:
+        """All or nothing, like validation: any item for an erased customer refuses the batch.
+        The guard keeps an erasure from committing between this check and the writes."""
+        await guard_against_erasure(store.connection, customer_ids)
+        erased = await store.erased_among(customer_ids)
+        if erased:
+            errors = [
+                ItemError(index, "customer_id", "the customer was erased; nothing about them is accepted")
+                for index, customer_id in enumerate(customer_ids)
+                if customer_id in erased
+            ]
+            raise BatchRejected(errors[:MAX_LISTED_ERRORS], len(errors))
 
     async def record_surveys(self, surveys: Sequence[SurveyData]) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
+            await self._refuse_erased(store, [survey.customer_id for survey in surveys])
             now = datetime.now(UTC)
             new = 0
             for survey in surveys:
@@ -104,6 +132,7 @@ class Feedback:
     async def record_complaints(self, complaints: Sequence[ComplaintData], actor: str) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
+            await self._refuse_erased(store, [complaint.customer_id for complaint in complaints])
             now = datetime.now(UTC)
             return sum([await self._receive(store, complaint, actor, now) for complaint in complaints])
 

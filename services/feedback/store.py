@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +13,15 @@ from services.feedback.domain.complaints import Complaint, ComplaintChange
 from services.feedback.domain.events import SurveyRequested, TierObserved
 from services.feedback.domain.surveys import Answer, Invitation
 from services.feedback.outbound import complaint_event, survey_event
+from shared.contracts.internal import ErasureNotice
 from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
+from shared.erasure import erased_among, exclude_writers, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import OutboxMessage, enqueue
 
 SCHEMA = "feedback"
+# The tables holding a customer's rows by customer id; an erasure empties them of the customer.
+_CUSTOMER_TABLES = ("surveys", "invitations", "tier_history", "customers")
 
 
 class FeedbackStore:
@@ -24,8 +29,43 @@ class FeedbackStore:
         self._db = connection
         self._topic = topic
 
+    @property
+    def connection(self) -> AsyncConnection:
+        return self._db
+
     async def claim_event(self, source: str, event_id: str) -> bool:
         return await claim_event(self._db, SCHEMA, source, event_id)
+
+    async def erased_among(self, customer_ids: Sequence[str]) -> set[str]:
+        return await erased_among(self._db, SCHEMA, customer_ids)
+
+    async def erase(self, notice: ErasureNotice) -> bool:
+        """Remove the customer's surveys (with their comments), complaints and their audit,
+        invitations, observed tiers and unsent events; record the erasure with the counts
+        removed. False if it was recorded before."""
+        await exclude_writers(self._db, notice.customer_id)
+        customer = {"c": notice.customer_id}
+        # Complaints first: deleting them waits for an update holding one, so the audit row it
+        # adds is committed, and found, when the audit is deleted next.
+        complaints = [
+            row[0]
+            for row in await self._db.execute(
+                text("DELETE FROM feedback.complaints WHERE customer_id = :c RETURNING complaint_id"),
+                customer,
+            )
+        ]
+        audit = await self._db.execute(
+            text("DELETE FROM feedback.complaint_audit WHERE complaint_id = ANY(:ids)"), {"ids": complaints}
+        )
+        removed: dict[str, int] = {"complaints": len(complaints), "complaint_audit": audit.rowcount}
+        for table in _CUSTOMER_TABLES:
+            result = await self._db.execute(
+                text(f"DELETE FROM feedback.{table} WHERE customer_id = :c"),  # noqa: S608 - fixed names
+                customer,
+            )
+            removed[table] = result.rowcount
+        removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
+        return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
     async def remember_tier(self, observed: TierObserved) -> None:
         tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}

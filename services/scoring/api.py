@@ -22,6 +22,8 @@ from services.scoring.schemas import (
     CustomerPublic,
     CustomerSummary,
     Distribution,
+    ErasureCreate,
+    ErasurePublic,
     MigrationCell,
     MigrationMatrix,
     OverrideCreate,
@@ -127,6 +129,22 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
     async def get_customer(customer_id: PathId, key: CustomerReader) -> CustomerPublic:
         """The customer's tier, stage, score, features and the reasons for the decision."""
         return await load_view(customer_id, key.branches)
+
+    @router.delete("/customers/{customer_id}", status_code=202, responses=_NOT_FOUND)
+    async def erase_customer(customer_id: PathId, body: ErasureCreate, key: AdminKey) -> ErasurePublic:
+        """Erase the customer's personal data (PIPL Art. 47, GDPR Art. 17): scoring's state,
+        features, history and overrides go in one transaction with a tombstone, an erasure record
+        (who, when, why; no personal data) and `customer.erased.v1` for every subscriber.
+        Answered once committed; from then on the customer is unknown and their events refused."""
+        try:
+            erased_at = await scoring.erase(customer_id, body.reason, key.key_id)
+        except UnknownCustomer:
+            raise ApiError(404, f"unknown customer {customer_id!r}") from None
+        return ErasurePublic(
+            customer_id=customer_id,
+            erased_at=erased_at,
+            note="engagement, feedback and subscribers erase on consuming customer.erased.v1",
+        )
 
     @router.get("/customers/{customer_id}/tier-history", responses=_NOT_FOUND)
     async def get_history(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,11 @@ from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
+from shared.erasure import CustomerErased
 from shared.errors import TierFlowError
 from shared.event_rules import consumed_event_rules
 from shared.logs import get_logger
+from shared.metrics import ERASURES
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -120,6 +123,10 @@ class Scoring:
             return 0, [], {}, {}
         policy = await self.policy(store)
         states = await store.lock_customers((item.value.customer_id for item in fresh), self.cache)
+        # Checked with the rows locked, so an erasure committed meanwhile is seen; the whole batch
+        # is refused and the consumer isolates the erased customer's records as dead letters.
+        if await store.erased_among(states):
+            raise CustomerErased
         clock = await self._start_clock(store)
         changes: list[TierChange] = []
         partitions: dict[str, int] = {}
@@ -221,6 +228,26 @@ class Scoring:
                 await store.install_policy(default_policy(), actor="tierflow", activate=True)
                 log.info("installed the default policy", version=default_policy().version)
 
+    async def erase(self, customer_id: str, reason: str, actor: str) -> datetime:
+        """Erase the customer: rows, tombstone, erasure record and `customer.erased.v1`, in one
+        transaction; returns when. `UnknownCustomer` if scoring never decided a tier for them."""
+        erased_at = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            store = ScoringStore(connection)
+            if not await store.lock_existing(customer_id):
+                raise UnknownCustomer(customer_id)
+            await store.erase(
+                customer_id,
+                at=erased_at,
+                actor=actor,
+                reason=reason,
+                event_id=str(uuid.uuid4()),
+                topic=self.tier_changes_topic,
+            )
+        self.cache.forget(customer_id)
+        ERASURES.labels(service="scoring").inc()
+        return erased_at
+
     async def set_override(
         self, customer_id: str, tier: Tier, reason: str, expires_at: datetime, actor: str
     ) -> None:
@@ -254,6 +281,8 @@ class Scoring:
             raise UnknownCustomer(customer_id)
         policy = await self.policy(store)
         state = (await store.lock_customers([customer_id]))[customer_id]
+        if await store.erased_among([customer_id]):  # erased while this waited for the row
+            raise UnknownCustomer(customer_id)
         state, change = set_override(state, override, policy, now)
         changes = [change] if change else []
         await store.save_customers([state], datetime.now(UTC))

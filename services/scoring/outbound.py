@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.scoring.domain.customer import TierChange
 from services.scoring.domain.features import Features, open_high_complaints
-from shared.contracts.outbound import TIER_CHANGED, Reason, TierChangedData
+from shared.contracts.outbound import (
+    CUSTOMER_ERASED,
+    TIER_CHANGED,
+    CustomerErasedData,
+    Reason,
+    TierChangedData,
+)
 from shared.publishing import OutboxMessage, customer_event
 
 SOURCE = "tierflow/scoring"
@@ -47,3 +55,16 @@ def customer_context(features: Features) -> dict[str, object]:
         "complaints_open_high": open_high_complaints(features),
         "nps_latest": features.nps_latest,
     }
+
+
+def customer_erased_event(customer_id: str, event_id: str, at: datetime) -> OutboxMessage:
+    """`customer.erased.v1`, keyed by the customer so it follows their last tier change."""
+    data = CustomerErasedData(customer_id=customer_id, erased_at=at)
+    return customer_event(
+        event_id=event_id,
+        source=SOURCE,
+        event_type=CUSTOMER_ERASED,
+        time=at,
+        customer_id=customer_id,
+        data=data.model_dump(mode="json"),
+    )

@@ -133,6 +133,19 @@ class OverrideCreate(BaseModel):
     expires_at: AwareDatetime
 
 
+class ErasureCreate(BaseModel):
+    """Why the customer is erased (their request, a court order); kept in the erasure record, so
+    it must name no one."""
+
+    reason: ReasonText
+
+
+class ErasurePublic(BaseModel):
+    customer_id: str
+    erased_at: datetime
+    note: str
+
+
 class PolicySummary(BaseModel):
     version: str
     created_at: datetime

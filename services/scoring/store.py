@@ -20,12 +20,16 @@ from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
-from services.scoring.outbound import tier_changed_event
+from services.scoring.outbound import customer_erased_event, tier_changed_event
 from shared.contracts.outbound import CausedBy, EventCause
+from shared.erasure import erased_among, forget_unsent_events, record_erasure
 from shared.inbox import LEGACY_SOURCE
 from shared.publishing import enqueue
 
+SCHEMA = "scoring"
 _TEXTS = ARRAY(Text)
+# What an erasure removes: every table that holds a customer's rows, by customer id.
+_CUSTOMER_TABLES = ("customers", "tier_history", "applied_events", "override_audit")
 _TIMES = ARRAY(DateTime(timezone=True))
 
 # An event is known by its source and id; a marker from before sources were recorded
@@ -166,6 +170,9 @@ class StateCache:
         while len(entries) > self.capacity:
             del entries[next(iter(entries))]
 
+    def forget(self, customer_id: str) -> None:
+        self._entries.pop(customer_id, None)
+
     def clear(self) -> None:
         self._entries.clear()
 
@@ -287,6 +294,43 @@ class ScoringStore:
             {"id": customer_id},
         )
         return found is not None
+
+    async def erased_among(self, customer_ids: Iterable[str]) -> set[str]:
+        return await erased_among(self._db, SCHEMA, customer_ids)
+
+    async def lock_existing(self, customer_id: str) -> bool:
+        """Lock the customer's row if scoring knows them (has decided a tier)."""
+        found = await self._db.scalar(
+            text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL FOR UPDATE"),
+            {"id": customer_id},
+        )
+        return found is not None
+
+    async def erase(
+        self, customer_id: str, *, at: datetime, actor: str, reason: str, event_id: str, topic: str
+    ) -> dict[str, int]:
+        """Remove every row of the customer, keep the tombstone and the erasure record, and put
+        `customer.erased.v1` in the outbox after the customer's unsent events are dropped."""
+        removed: dict[str, int] = {}
+        for table in _CUSTOMER_TABLES:
+            result = await self._db.execute(
+                text(f"DELETE FROM scoring.{table} WHERE customer_id = :id"),  # noqa: S608 - fixed names
+                {"id": customer_id},
+            )
+            removed[table] = result.rowcount
+        removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, customer_id)
+        await record_erasure(
+            self._db,
+            SCHEMA,
+            customer_id,
+            at=at,
+            actor=actor,
+            reason=reason,
+            event_id=event_id,
+            removed=removed,
+        )
+        await enqueue(self._db, SCHEMA, topic, [customer_erased_event(customer_id, event_id, at)])
+        return removed
 
     async def audit_override(
         self, customer_id: str, override: Override | None, actor: str, note: str

@@ -9,6 +9,8 @@ may add fields before its consumers read them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
@@ -23,7 +25,13 @@ from shared.contracts.envelope import (
     field_errors,
 )
 from shared.contracts.inbound import Consents
-from shared.contracts.outbound import SURVEY_REQUESTED, TIER_CHANGED, TierChangedData
+from shared.contracts.outbound import (
+    CUSTOMER_ERASED,
+    SURVEY_REQUESTED,
+    TIER_CHANGED,
+    CustomerErasedData,
+    TierChangedData,
+)
 from shared.contracts.types import (
     CustomerId,
     Identifier,
@@ -89,8 +97,19 @@ class SurveyRequested(_Internal):
     requested_at: PayloadTime | None = None
 
 
+@dataclass(frozen=True)
+class ErasureNotice:
+    """A `customer.erased.v1` as read by a service that holds its own part of the customer."""
+
+    source: str
+    event_id: str
+    customer_id: str
+    erased_at: datetime
+
+
 INTERNAL_DATA_MODELS: dict[str, type[BaseModel]] = {
     TIER_CHANGED: TierChanged,
+    CUSTOMER_ERASED: CustomerErasedData,
     SURVEY_REQUESTED: SurveyRequested,
 }
 
@@ -154,6 +173,7 @@ __all__ = [
     "INTERNAL_DATA_MODELS",
     "SURVEY_REQUESTED",
     "ChangeTrigger",
+    "ErasureNotice",
     "SurveyRequested",
     "TierChangeProfile",
     "TierChanged",

@@ -25,6 +25,7 @@ from shared.contracts.types import (
 )
 
 TIER_CHANGED = "customer.tier_changed.v1"
+CUSTOMER_ERASED = "customer.erased.v1"
 SURVEY = "feedback.survey.v1"
 COMPLAINT = "feedback.complaint.v1"
 OUTREACH_TYPE_PREFIX = "engagement.outreach_"
@@ -76,6 +77,16 @@ class TierChangedData(_Outbound):
     policy_version: ShortText
     reasons: Annotated[list[Reason], Field(max_length=50)]
     caused_by: CausedBy
+
+
+class CustomerErasedData(_Outbound):
+    """`customer.erased.v1`: the customer's personal data was erased (PIPL Art. 47, GDPR Art. 17).
+
+    Every subscriber erases what it holds about `customer_id` and refuses what arrives for them
+    later. It carries nothing else about the customer, and not the request's reason."""
+
+    customer_id: CustomerId
+    erased_at: PayloadTime
 
 
 class OutreachOutcome(StrEnum):

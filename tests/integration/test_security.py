@@ -55,6 +55,7 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("ingest", "GET", "/v1/me"): EVERYONE,
     ("scoring", "GET", "/v1/me"): EVERYONE,
     ("scoring", "GET", "/v1/customers/{customer_id}"): CUSTOMERS,
+    ("scoring", "DELETE", "/v1/customers/{customer_id}"): frozenset(),
     ("scoring", "GET", "/v1/customers/{customer_id}/tier-history"): CUSTOMERS,
     ("scoring", "GET", "/v1/customers"): CUSTOMERS,
     ("scoring", "GET", "/v1/tiers/distribution"): CUSTOMERS,

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 
+from services.engagement.domain.planning import Change
 from services.engagement.handlers import change_decoder
 from services.feedback.domain.events import SurveyRequested, TierObserved
 from services.feedback.handlers import event_decoder
 from shared.consumer import PoisonMessage
+from shared.contracts.internal import ErasureNotice
 from shared.contracts.types import Tier
 from shared.settings import Settings
 from tests import factories
@@ -39,11 +41,26 @@ def without(event: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_engagement_reads_a_tier_change_with_the_context_scoring_sent() -> None:
     change = change_decoder(SETTINGS)(record(factories.tier_changed()))
+    assert isinstance(change, Change)
     assert (change.customer_id, change.tier, change.complaints_open_high) == ("C0001", Tier.WEALTH, 2)
     # The profile fields scoring sends (not opened_at), and only those: absent ones stay absent,
     # not null (consents has email and app absent).
     published = {name: value for name, value in factories.PROFILE.items() if name != "opened_at"}
     assert change.profile == published
+
+
+def test_engagement_and_feedback_read_an_erasure_as_scoring_publishes_it() -> None:
+    erased = factories.customer_erased("C0042")
+    for decode in (change_decoder(SETTINGS), event_decoder(SETTINGS)):
+        notice = decode(record(erased))
+        assert isinstance(notice, ErasureNotice)
+        assert (notice.customer_id, notice.event_id, notice.source) == (
+            "C0042",
+            erased["id"],
+            "tierflow/scoring",
+        )
+        with pytest.raises(PoisonMessage, match="customer_id"):
+            decode(record(without(erased, "customer_id")))
 
 
 def test_feedback_reads_tier_changes_and_survey_requests_and_skips_outreach_events() -> None:
@@ -107,7 +124,9 @@ def test_feedback_dead_letters_a_record_that_is_no_cloudevent_whatever_its_type(
 
 
 def test_engagement_dead_letters_an_event_type_it_does_not_read() -> None:
-    with pytest.raises(PoisonMessage, match=re.escape("not a customer.tier_changed.v1 event")):
+    with pytest.raises(
+        PoisonMessage, match=re.escape("not a customer.tier_changed.v1 or customer.erased.v1 event")
+    ):
         change_decoder(SETTINGS)(record(factories.survey_requested()))
 
 

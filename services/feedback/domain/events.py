@@ -1,9 +1,11 @@
-"""What feedback reads from the streams: tier changes and requests for a follow-up survey."""
+"""What feedback reads from the streams: tier changes, requests for a follow-up survey, erasures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from shared.contracts.internal import ErasureNotice
 
 
 @dataclass(frozen=True)
@@ -34,4 +36,4 @@ class SurveyRequested:
     requested_at: datetime
 
 
-FeedbackEvent = TierObserved | SurveyRequested
+FeedbackEvent = TierObserved | SurveyRequested | ErasureNotice
