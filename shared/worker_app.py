@@ -16,6 +16,7 @@ from shared.db import create_engine, is_reachable
 from shared.http import create_app
 from shared.kafka import LazyProducer
 from shared.outbox import OutboxRelay
+from shared.retention import Expire, maintenance_loop
 from shared.settings import Settings
 from shared.tasks import supervise
 from shared.topics import Topics
@@ -52,6 +53,10 @@ class Resources:
             max_records=batch_size,
             reachable=lambda: is_reachable(self.engine),
         )
+
+    def maintenance(self, schema: str, expire: Expire) -> Loop:
+        """The loop that keeps `schema`'s storage bounded: marker partitions and retention."""
+        return maintenance_loop(self.engine, schema, expire, self.settings)
 
     def outbox_relay(self, schema: str) -> OutboxRelay:
         return OutboxRelay(

@@ -107,7 +107,7 @@ class Engagement:
                 await self._apply(store, delivered.value, playbook)
 
     async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
-        if not await store.claim_event(change.source, change.event_id):
+        if not await store.claim_event(change.source, change.event_id, change.at):
             metrics.DUPLICATES.inc()
             return
         now = datetime.now(UTC)

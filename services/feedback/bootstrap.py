@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.feedback.api import build_router
 from services.feedback.handlers import Feedback, event_decoder
+from services.feedback.store import expire
 from shared.settings import Settings
 from shared.topics import FEEDBACK_EVENTS, Topics
 from shared.worker_app import Resources, worker_app
@@ -30,7 +31,11 @@ def build_app(settings: Settings) -> FastAPI:
     return worker_app(
         "feedback",
         resources,
-        loops={"consumer": worker.run, "outbox-relay": relay.run},
+        loops={
+            "consumer": worker.run,
+            "outbox-relay": relay.run,
+            "maintenance": resources.maintenance("feedback", expire),
+        },
         routers=[build_router(settings, engine, feedback)],
         description=DESCRIPTION,
     )

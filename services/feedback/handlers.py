@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.feedback.domain.complaints import move, receive
-from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved
+from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved, event_time
 from services.feedback.domain.surveys import answer, invitation_expires
 from services.feedback.store import FeedbackStore, complaint_of
 from shared.consumer import Decoder, Delivered, PoisonMessage
@@ -82,7 +82,9 @@ class Feedback:
             store = self.store(db)
             for delivered in batch:
                 event = delivered.value
-                if event is None or not await store.claim_event(event.source, event.event_id):
+                if event is None:
+                    continue
+                if not await store.claim_event(event.source, event.event_id, event_time(event)):
                     continue
                 if isinstance(event, TierObserved):
                     await store.remember_tier(event)

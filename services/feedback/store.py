@@ -15,6 +15,7 @@ from services.feedback.outbound import complaint_event, survey_event
 from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
 from shared.inbox import claim_event
 from shared.publishing import OutboxMessage, enqueue
+from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "feedback"
 
@@ -24,8 +25,8 @@ class FeedbackStore:
         self._db = connection
         self._topic = topic
 
-    async def claim_event(self, source: str, event_id: str) -> bool:
-        return await claim_event(self._db, SCHEMA, source, event_id)
+    async def claim_event(self, source: str, event_id: str, event_time: datetime) -> bool:
+        return await claim_event(self._db, SCHEMA, source, event_id, event_time)
 
     async def remember_tier(self, observed: TierObserved) -> None:
         tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}
@@ -175,3 +176,15 @@ def complaint_of(row: dict[str, Any]) -> Complaint:
     return Complaint(
         row["complaint_id"], ComplaintStatus(row["status"]), row["opened_at"], row["resolved_at"]
     )
+
+
+async def expire(connection: AsyncConnection, cutoffs: Cutoffs, limit: int) -> dict[str, int]:
+    """Feedback's retention, up to `limit` rows a table. Open complaints are never deleted."""
+    expiries = [
+        Expiry("feedback.tier_history", "at", cutoffs.tier_history),
+        Expiry("feedback.surveys", "answered_at", cutoffs.surveys),
+        Expiry("feedback.invitations", "expires_at", cutoffs.surveys),
+        Expiry("feedback.complaints", "resolved_at", cutoffs.complaints, where="status = 'resolved'"),
+        Expiry("feedback.complaint_audit", "at", cutoffs.audits),
+    ]
+    return await delete_expired(connection, expiries, limit)

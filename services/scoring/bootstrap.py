@@ -13,7 +13,7 @@ from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
-from services.scoring.store import StateCache
+from services.scoring.store import StateCache, expire
 from shared.consumer import Delivered
 from shared.settings import Settings
 from shared.tasks import every
@@ -63,7 +63,12 @@ def build_app(settings: Settings) -> FastAPI:
     return worker_app(
         "scoring",
         resources,
-        loops={"consumer": consume, "review": review, "outbox-relay": relay.run},
+        loops={
+            "consumer": consume,
+            "review": review,
+            "outbox-relay": relay.run,
+            "maintenance": resources.maintenance("scoring", expire),
+        },
         routers=[build_router(engine, scoring)],
         description=DESCRIPTION,
     )

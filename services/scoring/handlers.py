@@ -33,7 +33,7 @@ from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyDa
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.errors import TierFlowError
-from shared.event_rules import consumed_event_rules
+from shared.event_rules import consumed_event_rules, refuse_beyond_horizon
 from shared.logs import get_logger
 from shared.settings import Settings
 
@@ -63,7 +63,8 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
-        rules = consumed_event_rules(settings, SCORED_MODELS, datetime.now(UTC))
+        now = datetime.now(UTC)
+        rules = consumed_event_rules(settings, SCORED_MODELS, now)
         try:
             valid = validate_event(decode_json(record.value or b""), rules)
         except InvalidEvent as exc:
@@ -72,6 +73,7 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
             raise PoisonMessage(f"not a JSON CloudEvent: {exc}") from None
         if record.key is not None and record.key != valid.customer_id.encode():
             raise PoisonMessage("the record key is not the event's customer_id")
+        refuse_beyond_horizon(valid.envelope.time, settings, now)
         return ScoringEvent(
             valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
         )
@@ -102,7 +104,7 @@ class Scoring:
     async def _apply(
         self, store: ScoringStore, events: list[ScoringEvent]
     ) -> tuple[int, list[TierChange], dict[str, int], dict[str, CustomerState]]:
-        fresh_keys = await store.claim_events([(e.source, e.id, e.customer_id) for e in events])
+        fresh_keys = await store.claim_events([(e.source, e.id, e.time, e.customer_id) for e in events])
         fresh: list[ScoringEvent] = []
         for event in events:
             if (event.source, event.id) in fresh_keys:

@@ -35,3 +35,8 @@ class SurveyRequested:
 
 
 FeedbackEvent = TierObserved | SurveyRequested
+
+
+def event_time(event: FeedbackEvent) -> datetime:
+    """The `time` of the event this was read from, which a resend keeps."""
+    return event.at if isinstance(event, TierObserved) else event.requested_at
