@@ -141,9 +141,14 @@ def _topics(_args: argparse.Namespace) -> int:
 
 
 def _replay(_args: argparse.Namespace) -> int:
-    from services.scoring.replay import replay
+    from services.scoring.replay import ReplayRefused, replay
 
-    print(f"replay prepared: {asyncio.run(replay(Settings()))}; start scoring to rebuild")
+    try:
+        prepared = asyncio.run(replay(Settings()))
+    except ReplayRefused as refused:
+        print(refused, file=sys.stderr)
+        return 2
+    print(f"replay prepared: {prepared}; start scoring to rebuild")
     return 0
 
 

@@ -122,6 +122,7 @@ class Scoring:
                 states[event.customer_id], event, policy, now
             )
             changes += new_changes
+        await store.note_earliest_event(min(e.time for e in fresh))
         if self.clock_mode is ClockMode.EVENT:
             await store.advance_watermark(max(e.time for e in fresh))
         written = await store.save_customers(list(states.values()), datetime.now(UTC))

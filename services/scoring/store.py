@@ -285,6 +285,21 @@ class ScoringStore:
             {"at": moment},
         )
 
+    async def note_earliest_event(self, moment: datetime) -> None:
+        """Remember the earliest event time applied. Only an earlier time writes (and locks) the
+        row, so scoring instances do not queue behind each other on it."""
+        await self._db.execute(
+            text("UPDATE scoring.history_span SET earliest_event_at = :at WHERE earliest_event_at > :at"),
+            {"at": moment},
+        )
+
+    async def earliest_event_time(self) -> datetime | None:
+        """The earliest event time scoring's state was built from; None before any event."""
+        earliest: datetime | None = await self._db.scalar(
+            text("SELECT earliest_event_at FROM scoring.history_span WHERE earliest_event_at <> 'infinity'")
+        )
+        return earliest
+
     async def due_for_review(self, now: datetime, limit: int) -> list[str]:
         rows = await self._db.execute(
             text(
