@@ -38,6 +38,9 @@ RETENTION = {
     "TIERFLOW_SURVEY_RETENTION": "PT3M",
     "TIERFLOW_COMPLAINT_RETENTION": "PT3M",
     "TIERFLOW_MAINTENANCE_INTERVAL_S": "10",
+    # Marker partitions are dropped this long after the horizon passes them (one host's clock
+    # here, so seconds suffice), rather than the default five minutes.
+    "TIERFLOW_CONSUMER_CLOCK_TOLERANCE_S": "10",
 }
 TABLES = (
     "scoring.applied_events",

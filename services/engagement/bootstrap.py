@@ -34,6 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def consume(stop: asyncio.Event) -> None:
         await engagement.ensure_playbook()
+        await resources.prepare_markers("engagement")
         await worker.run(stop)
 
     async def expire(stop: asyncio.Event) -> None:

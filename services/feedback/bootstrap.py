@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from services.feedback.api import build_router
@@ -28,11 +30,15 @@ def build_app(settings: Settings) -> FastAPI:
     )
     relay = resources.outbox_relay("feedback")
 
+    async def consume(stop: asyncio.Event) -> None:
+        await resources.prepare_markers("feedback")
+        await worker.run(stop)
+
     return worker_app(
         "feedback",
         resources,
         loops={
-            "consumer": worker.run,
+            "consumer": consume,
             "outbox-relay": relay.run,
             "maintenance": resources.maintenance("feedback", expire),
         },

@@ -46,6 +46,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()
+        await resources.prepare_markers("scoring")
         group = group_id(settings.scoring_group, await current_generation(engine))
         worker = resources.consumer(
             "scoring", group, event_decoder(settings), handle, settings.scoring_batch_size
