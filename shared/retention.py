@@ -136,7 +136,9 @@ async def maintain_markers(
                 f"FOR VALUES FROM ('{span.start.isoformat()}') TO ('{span.end.isoformat()}')"
             )
         )
-    await _forget_legacy_markers(connection, schema, now - settings.applied_events_horizon)
+    # A legacy marker's event may be stamped up to the future-skew bound after it was applied.
+    legacy_before = now - settings.applied_events_horizon - settings.consumer_max_future_skew
+    await _forget_legacy_markers(connection, schema, legacy_before)
     MARKER_PARTITIONS.labels(schema).set(len(existing) - len(plan.drop) + len(plan.create))
     if plan.drop or plan.create:
         log.info(
@@ -162,12 +164,12 @@ async def marker_partitions(connection: AsyncConnection, schema: str) -> list[Sp
     return sorted(span for (name,) in rows if (span := Span.parse(name)) is not None)
 
 
-async def _forget_legacy_markers(connection: AsyncConnection, schema: str, horizon_start: datetime) -> None:
-    """Markers from before partitioning record when they were applied, not the event's time,
-    which is no later (give or take the future skew): once even the latest lies before the
-    horizon, no event they stand for is accepted any more, and all go at once."""
+async def _forget_legacy_markers(connection: AsyncConnection, schema: str, before: datetime) -> None:
+    """Markers from before partitioning record when they were applied, not the event's time: once
+    even the latest was applied before `before`, no event they stand for is accepted any more, and
+    all go at once."""
     latest = await connection.scalar(text(f"SELECT max(applied_at) FROM {schema}.{LEGACY_MARKERS}"))  # noqa: S608
-    if latest is not None and latest < horizon_start:
+    if latest is not None and latest < before:
         await connection.execute(text(f"TRUNCATE {schema}.{LEGACY_MARKERS}"))
 
 

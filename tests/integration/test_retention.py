@@ -27,10 +27,19 @@ def test_markers_are_dropped_a_partition_at_a_time_and_an_older_resend_is_refuse
     settings = Infra(database_url, infra.bootstrap_servers, infra.workdir).settings()
     long_ago = NOW - timedelta(days=3000)
 
+    legacy = "INSERT INTO feedback.applied_events_legacy (source, event_id, applied_at) VALUES ($1, $2, $3)"
+    fetch_rows(database_url, legacy, "", "from-before-sources", long_ago)
+    fetch_rows(database_url, legacy, "src", "from-before-partitions", NOW)
+
     async def scenario() -> None:
         engine = create_engine(settings)
         try:
             async with engine.begin() as db:
+                # Markers from before partitioning still stop a resend, whatever its time.
+                assert not await claim_event(db, "feedback", "other", "from-before-sources", NOW)
+                assert not await claim_event(db, "feedback", "src", "from-before-partitions", long_ago)
+                await maintain_markers(db, "feedback", NOW, settings)
+                assert await db.scalar(text("SELECT count(*) FROM feedback.applied_events_legacy")) == 2
                 partitions = await marker_partitions(db, "feedback")
                 first = [
                     await claim_event(db, "feedback", "src", n, t) for n, t in (("a", long_ago), ("b", NOW))
@@ -56,6 +65,15 @@ def test_markers_are_dropped_a_partition_at_a_time_and_an_older_resend_is_refuse
                 # The recent marker is still there; the old one went with its partition.
                 assert not await claim_event(db, "feedback", "src", "b", NOW)
                 assert await db.scalar(text("SELECT count(*) FROM feedback.applied_events")) == 1
+                # One legacy marker is still inside the horizon: all are kept.
+                assert await db.scalar(text("SELECT count(*) FROM feedback.applied_events_legacy")) == 2
+            # Once even the latest was applied before the horizon (and the future skew), all go.
+            legacy_gone = NOW + settings.applied_events_horizon + settings.consumer_max_future_skew
+            async with engine.begin() as db:
+                await maintain_markers(db, "feedback", legacy_gone - timedelta(seconds=1), settings)
+                assert await db.scalar(text("SELECT count(*) FROM feedback.applied_events_legacy")) == 2
+                await maintain_markers(db, "feedback", legacy_gone + timedelta(seconds=1), settings)
+                assert await db.scalar(text("SELECT count(*) FROM feedback.applied_events_legacy")) == 0
             # ...and a resend of the old event is refused before it could be claimed again.
             with pytest.raises(PoisonMessage, match="before the duplicate horizon"):
                 refuse_beyond_horizon(long_ago, settings, later)
