@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run up test lint format unit integration faults e2e bench bench-feedback bench-simulate clean
+.PHONY: install run up test lint format unit integration faults e2e bench bench-feedback bench-simulate bench-retention clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,6 @@ bench-feedback: install
 
 bench-simulate: install
 	$(BIN)/python -m bench.simulate
+
+bench-retention: install
+	$(BIN)/python -m bench.retention

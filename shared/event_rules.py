@@ -50,10 +50,26 @@ def internal_event_decoder(
     does not read. Anything wrong is a `PoisonMessage` naming every field, for the dead letter."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ValidEvent | None:
-        bounds = TimeBounds(datetime.now(UTC), settings.consumer_max_future_skew)
+        now = datetime.now(UTC)
+        bounds = TimeBounds(now, settings.consumer_max_future_skew)
         try:
-            return decode_internal_event(record.value or b"", data_models, bounds)
+            event = decode_internal_event(record.value or b"", data_models, bounds)
         except InvalidEvent as exc:
             raise PoisonMessage(f"invalid event: {exc}") from None
+        if event is not None:
+            refuse_beyond_horizon(event.envelope.time, settings, now)
+        return event
 
     return decode
+
+
+def refuse_beyond_horizon(event_time: datetime, settings: Settings, now: datetime) -> None:
+    """An event older than the duplicate-marker horizon is refused: its marker, if it was applied
+    before, may already be dropped, so applying it could count it twice."""
+    earliest = now - settings.applied_events_horizon
+    if event_time < earliest:
+        raise PoisonMessage(
+            f"event time {event_time.isoformat()} is before the duplicate horizon"
+            f" ({settings.applied_events_horizon.days} days, earliest {earliest.isoformat()}):"
+            " a resend could no longer be recognised"
+        )

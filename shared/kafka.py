@@ -21,6 +21,7 @@ from aiokafka.helpers import create_ssl_context
 from shared.errors import TierFlowError
 from shared.logs import get_logger
 from shared.settings import KafkaSecurityProtocol, Settings
+from shared.topics import Topics
 
 CONTENT_TYPE_HEADER = "content-type"
 Headers = list[tuple[str, bytes]]
@@ -152,6 +153,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], partitions: in
                     name=name,
                     num_partitions=partitions or settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
+                    topic_configs=Topics.from_settings(settings).config_of(name),
                 )
                 for name in missing
             ]

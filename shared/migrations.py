@@ -11,6 +11,8 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.db import create_engine
+from shared.retention import maintain_all_markers
 from shared.settings import Settings
 
 SERVICES_ROOT = Path(__file__).resolve().parent.parent / "services"
@@ -34,8 +36,14 @@ def upgrade(service: str, settings: Settings, revision: str = "head") -> None:
 
 
 async def upgrade_all(settings: Settings) -> None:
+    """Every service's migrations, then the duplicate-marker partitions the settings call for."""
     for service in SERVICES_WITH_SCHEMA:
         await asyncio.to_thread(upgrade, service, settings)
+    engine = create_engine(settings)
+    try:
+        await maintain_all_markers(engine, SERVICES_WITH_SCHEMA, settings)
+    finally:
+        await engine.dispose()
 
 
 def run_env(target_metadata: MetaData | None = None) -> None:
@@ -161,3 +169,40 @@ def _event_keys(table: str, primary: bool) -> tuple[str, str, str]:
     if primary:
         return f"{name}_pkey", f"{name}_pkey", "PRIMARY KEY"
     return f"{name}_event_id_key", f"{name}_source_event_id_key", "UNIQUE"
+
+
+def partition_markers(schema: str, columns: str) -> None:
+    """Make `<schema>.applied_events` a table range-partitioned by the event's `time`.
+
+    The markers already there record no event time: the table is renamed
+    `applied_events_legacy` (no rows are copied) and the claim looks there too until the
+    maintenance loop empties it, once even its latest marker lies before the horizon. The
+    partitions themselves are created by the maintenance loop and by `upgrade_all`, which know
+    the configured horizon and width. `columns` are the table's columns besides the key.
+    """
+    execute_script(
+        f"""
+        ALTER TABLE {schema}.applied_events RENAME TO applied_events_legacy;
+        ALTER INDEX {schema}.applied_events_pkey RENAME TO applied_events_legacy_pkey;
+        CREATE TABLE {schema}.applied_events (
+            source      text NOT NULL,
+            event_id    text NOT NULL,
+            event_time  timestamptz NOT NULL,
+            {columns},
+            PRIMARY KEY (source, event_id, event_time)
+        ) PARTITION BY RANGE (event_time)
+        """
+    )
+
+
+def unpartition_markers(schema: str, columns: str) -> None:
+    """Undo `partition_markers`: markers written since go back into one table keyed by source and id."""
+    execute_script(
+        f"""
+        INSERT INTO {schema}.applied_events_legacy (source, event_id, {columns})
+            SELECT source, event_id, {columns} FROM {schema}.applied_events ON CONFLICT DO NOTHING;
+        DROP TABLE {schema}.applied_events;
+        ALTER TABLE {schema}.applied_events_legacy RENAME TO applied_events;
+        ALTER INDEX {schema}.applied_events_legacy_pkey RENAME TO applied_events_pkey
+        """  # noqa: S608 - a migration's own table names
+    )

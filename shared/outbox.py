@@ -7,7 +7,9 @@ per schema, which keeps per-key order across instances.
 
 A record the broker refuses for good (too large, say) would block every record behind it: after
 a bounded number of tries it is moved to `<schema>.outbox_rejected` with the reason, and the
-relay goes on. An unreachable broker is waited out, however long.
+relay goes on. An unreachable broker is waited out, however long: rows keep accumulating (the
+services go on committing state), `tierflow_outbox_backlog` and `tierflow_outbox_oldest_age_seconds`
+say how far behind subscribers are, and the relay drains them in order once the broker is back.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from shared.tasks import pause
 log = get_logger(__name__)
 PUBLISHED = Counter("tierflow_outbox_published", "Outbox rows relayed to Kafka", ["schema"])
 BACKLOG = Gauge("tierflow_outbox_backlog", "Outbox rows waiting to be relayed", ["schema"])
+# The alert metric: how long the oldest waiting change has not reached subscribers.
+BACKLOG_AGE = Gauge(
+    "tierflow_outbox_oldest_age_seconds", "Age of the oldest outbox row waiting to be relayed", ["schema"]
+)
 _HEADERS = [(CONTENT_TYPE_HEADER, CLOUDEVENTS_CONTENT_TYPE.encode())]
 # Produce errors about the record itself, answered again however long one waits. Not "any error
 # aiokafka calls non-retriable": that includes its timeouts, which an outage causes; nor refused
@@ -80,7 +86,9 @@ class OutboxRelay:
         self._delete = text(f"DELETE FROM {schema}.outbox WHERE id = ANY(:ids)").bindparams(  # noqa: S608
             bindparam("ids", type_=ARRAY(BigInteger))
         )
-        self._count = text(f"SELECT count(*) FROM {schema}.outbox")  # noqa: S608
+        self._count = text(
+            f"SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM {schema}.outbox"  # noqa: S608
+        )
         self._set_aside = text(
             f"WITH moved AS (DELETE FROM {schema}.outbox WHERE id = :id"  # noqa: S608
             " RETURNING id, topic, key, value, created_at)"
@@ -105,6 +113,7 @@ class OutboxRelay:
             ]
             if not rows:
                 BACKLOG.labels(self._schema).set(0)
+                BACKLOG_AGE.labels(self._schema).set(0)
                 return 0
             try:
                 await self._producer.publish([row.record() for row in rows])
@@ -172,9 +181,11 @@ class OutboxRelay:
 
     async def measure_backlog(self) -> int:
         async with self._engine.connect() as connection:
-            backlog = int(await connection.scalar(self._count) or 0)
+            count, age_s = (await connection.execute(self._count)).one()
+            backlog = int(count)
             set_aside = int(await connection.scalar(self._count_set_aside) or 0)
         BACKLOG.labels(self._schema).set(backlog)
+        BACKLOG_AGE.labels(self._schema).set(float(age_s))
         OUTBOX_SET_ASIDE.labels(self._schema).set(set_aside)
         return backlog
 

@@ -124,7 +124,8 @@ class Settings(BaseSettings):
         """The future-skew bound consumers re-check events against: ingest's plus the tolerance."""
         return self.max_future_skew + timedelta(seconds=self.consumer_clock_tolerance_s)
 
-    # Background loops this process runs (consumer, review, outbox-relay, expiry); empty runs all.
+    # Background loops this process runs (consumer, review, outbox-relay, expiry, maintenance); empty
+    # runs all.
     loops: Annotated[frozenset[str], NoDecode] = frozenset()
 
     scoring_clock: Literal["wall", "event", "fixed"] = "wall"
@@ -168,8 +169,40 @@ class Settings(BaseSettings):
     # How long /readyz reuses its last answer, so probes do not load the database and broker.
     readiness_cache_s: float = Field(default=1.0, ge=0, le=60)
 
+    # -- Bounded storage (docs/operations.md#bounded-storage) -----------------------------------
+    # How far back from now an event's `time` may lie for a consumer to apply it, and how long its
+    # duplicate marker is kept. The longest topic retention (30 days: the tier-change topic and the
+    # dead letters a `tierflow dlq` may re-publish) plus the longest resend window (400 days: a
+    # backfill of the 365 days the features look back, with five weeks to run it). An older event
+    # is dead-lettered: its marker may be gone, so applying it could count it twice.
+    applied_events_horizon: timedelta = Field(default=timedelta(days=430), gt=timedelta(0))
+    # Width of one partition of the duplicate markers; a partition is dropped whole once all of
+    # it lies before the horizon.
+    applied_events_partition: timedelta = Field(default=timedelta(days=30), ge=timedelta(seconds=1))
+    # How long each kind of record is kept before the maintenance loop deletes it.
+    tier_history_retention: timedelta = Field(default=timedelta(days=5 * 365 + 1), gt=timedelta(0))
+    audit_retention: timedelta = Field(default=timedelta(days=7 * 365 + 2), gt=timedelta(0))
+    closed_outreach_retention: timedelta = Field(default=timedelta(days=2 * 365), gt=timedelta(0))
+    survey_retention: timedelta = Field(default=timedelta(days=3 * 365), gt=timedelta(0))
+    complaint_retention: timedelta = Field(default=timedelta(days=5 * 365 + 1), gt=timedelta(0))
+    # How often each service's maintenance loop runs, and the rows it deletes per transaction.
+    maintenance_interval_s: float = Field(default=3_600.0, gt=0, le=86_400)
+    retention_batch_size: int = Field(default=5_000, ge=1, le=100_000)
+    # The earliest event time bank.events.v1 still holds (unset: it has lost nothing). A replay
+    # whose needed history starts earlier is refused rather than rebuilt from part of it.
+    events_retained_from: AwareDatetime | None = None
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
+
+    @model_validator(mode="after")
+    def _markers_outlive_a_partition(self) -> Self:
+        if self.applied_events_horizon < 2 * self.applied_events_partition:
+            raise ValueError(
+                "TIERFLOW_APPLIED_EVENTS_HORIZON must be at least twice TIERFLOW_APPLIED_EVENTS_PARTITION:"
+                " markers are dropped a whole partition at a time"
+            )
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from shared.settings import Settings
 
@@ -19,6 +20,19 @@ CONSUMED_BY = {
     "engagement": (TIER_CHANGES,),
     "feedback": (TIER_CHANGES, OUTREACH),
 }
+
+
+# How long each topic keeps its records (`cleanup.policy: delete`): why, in deploy/README.md
+# (topic retention); deploy/kubernetes/base/topics.yaml states the same. Bank events are
+# TierFlow's input, kept a week for consumers to catch up after an outage; what TierFlow
+# publishes is kept a month for subscribers; dead letters a month, to be mended and resent.
+RETENTION = {
+    BANK_EVENTS: timedelta(days=7),
+    TIER_CHANGES: timedelta(days=30),
+    OUTREACH: timedelta(days=30),
+    FEEDBACK_EVENTS: timedelta(days=30),
+}
+DLQ_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,15 @@ class Topics:
     @property
     def bank_events(self) -> str:
         return self.name(BANK_EVENTS)
+
+    def config_of(self, topic: str) -> dict[str, str]:
+        """The configuration a topic given by its full name is created with (none for another topic)."""
+        retention = {self.name(base): kept for base, kept in RETENTION.items()}
+        retention |= {self.dlq(base): DLQ_RETENTION for base in CONSUMED}
+        if topic not in retention:
+            return {}
+        milliseconds = int(retention[topic].total_seconds() * 1000)
+        return {"cleanup.policy": "delete", "retention.ms": str(milliseconds)}
 
     def all(self) -> list[str]:
         main = [BANK_EVENTS, TIER_CHANGES, OUTREACH, FEEDBACK_EVENTS]

@@ -16,6 +16,7 @@ from shared.db import create_engine, is_reachable
 from shared.http import HttpLimits, create_app
 from shared.kafka import LazyProducer
 from shared.outbox import OutboxRelay
+from shared.retention import Expire, maintain_all_markers, maintenance_loop
 from shared.settings import Settings
 from shared.tasks import supervise
 from shared.topics import Topics
@@ -52,6 +53,15 @@ class Resources:
             max_records=batch_size,
             reachable=lambda: is_reachable(self.engine),
         )
+
+    async def prepare_markers(self, schema: str) -> None:
+        """Partitions for every event time a consumer accepts, before it consumes: the settings
+        may call for more than `tierflow migrate` made, and the maintenance loop runs beside it."""
+        await maintain_all_markers(self.engine, [schema], self.settings)
+
+    def maintenance(self, schema: str, expire: Expire) -> Loop:
+        """The loop that keeps `schema`'s storage bounded: marker partitions and retention."""
+        return maintenance_loop(self.engine, schema, expire, self.settings)
 
     def outbox_relay(self, schema: str) -> OutboxRelay:
         return OutboxRelay(

@@ -63,6 +63,9 @@ class Infra:
             KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
             TIERFLOW_API_KEYS=API_KEYS,
             TIERFLOW_LOG_LEVEL="INFO",
+            # The simulated streams reach back to 2025: accept (and deduplicate) ten years.
+            TIERFLOW_APPLIED_EVENTS_HORIZON="P3650D",
+            TIERFLOW_APPLIED_EVENTS_PARTITION="P365D",
         )
         env.update(overrides)
         return env

@@ -154,9 +154,13 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.scoring.replay import replay
+    from services.scoring.replay import ReplayRefused, replay
 
-    prepared = asyncio.run(replay(operator_settings(args.data_dir.resolve())))
+    try:
+        prepared = asyncio.run(replay(operator_settings(args.data_dir.resolve())))
+    except ReplayRefused as refused:
+        print(refused, file=sys.stderr)
+        return 2
     print(f"replay prepared: {prepared}; start scoring to rebuild")
     return 0
 

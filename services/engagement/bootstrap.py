@@ -7,6 +7,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from services.engagement import store
 from services.engagement.api import build_router
 from services.engagement.handlers import Engagement, change_decoder
 from shared.settings import Settings
@@ -33,6 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def consume(stop: asyncio.Event) -> None:
         await engagement.ensure_playbook()
+        await resources.prepare_markers("engagement")
         await worker.run(stop)
 
     async def expire(stop: asyncio.Event) -> None:
@@ -41,7 +43,12 @@ def build_app(settings: Settings) -> FastAPI:
     return worker_app(
         "engagement",
         resources,
-        loops={"consumer": consume, "expiry": expire, "outbox-relay": relay.run},
+        loops={
+            "consumer": consume,
+            "expiry": expire,
+            "outbox-relay": relay.run,
+            "maintenance": resources.maintenance("engagement", store.expire),
+        },
         routers=[build_router(engine, engagement)],
         description=DESCRIPTION,
     )

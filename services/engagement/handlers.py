@@ -121,14 +121,14 @@ class Engagement:
 
     async def _erase(self, store: EngagementStore, notice: ErasureNotice) -> int:
         """The customer's items, their audit notes and profile go; the erasure record stays."""
-        if not await store.claim_event(notice.source, notice.event_id):
+        if not await store.claim_event(notice.source, notice.event_id, notice.erased_at):
             return 0
         return int(await store.erase(notice))
 
     async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
         if await store.erased_among([change.customer_id]):
             raise CustomerErased
-        if not await store.claim_event(change.source, change.event_id):
+        if not await store.claim_event(change.source, change.event_id, change.at):
             metrics.DUPLICATES.inc()
             return
         now = datetime.now(UTC)

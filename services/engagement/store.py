@@ -19,6 +19,7 @@ from shared.contracts.types import Stage, Tier
 from shared.erasure import ErasureNotice, erased_among, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import enqueue
+from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "engagement"
 ITEM_COLUMNS = (
@@ -36,8 +37,8 @@ class EngagementStore:
         self._db = connection
         self._topic = outreach_topic
 
-    async def claim_event(self, source: str, event_id: str) -> bool:
-        return await claim_event(self._db, SCHEMA, source, event_id)
+    async def claim_event(self, source: str, event_id: str, event_time: datetime) -> bool:
+        return await claim_event(self._db, SCHEMA, source, event_id, event_time)
 
     async def erased_among(self, customer_ids: list[str]) -> set[str]:
         return await erased_among(self._db, SCHEMA, customer_ids)
@@ -288,3 +289,14 @@ def item_state(row: dict[str, Any]) -> ItemState:
         first_contact_at=row["first_contact_at"],
         closed_at=row["closed_at"],
     )
+
+
+async def expire(connection: AsyncConnection, cutoffs: Cutoffs, limit: int) -> dict[str, int]:
+    """Engagement's retention, up to `limit` rows a table. Open items are never deleted, however
+    old; an item's audit is kept for the audit retention, longer than the item, as the record of
+    who did what."""
+    expiries = [
+        Expiry("engagement.items", "closed_at", cutoffs.closed_outreach),
+        Expiry("engagement.item_audit", "at", cutoffs.audits),
+    ]
+    return await delete_expired(connection, expiries, limit)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from services.feedback.api import build_router
 from services.feedback.handlers import Feedback, event_decoder
+from services.feedback.store import expire
 from shared.settings import Settings
 from shared.topics import FEEDBACK_EVENTS, Topics
 from shared.worker_app import Resources, worker_app
@@ -27,10 +30,18 @@ def build_app(settings: Settings) -> FastAPI:
     )
     relay = resources.outbox_relay("feedback")
 
+    async def consume(stop: asyncio.Event) -> None:
+        await resources.prepare_markers("feedback")
+        await worker.run(stop)
+
     return worker_app(
         "feedback",
         resources,
-        loops={"consumer": worker.run, "outbox-relay": relay.run},
+        loops={
+            "consumer": consume,
+            "outbox-relay": relay.run,
+            "maintenance": resources.maintenance("feedback", expire),
+        },
         routers=[build_router(settings, engine, feedback)],
         description=DESCRIPTION,
     )

@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.feedback.domain.complaints import move, receive
-from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved
+from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved, event_time
 from services.feedback.domain.surveys import answer, invitation_expires
 from services.feedback.store import FeedbackStore, complaint_of
 from shared.batches import MAX_LISTED_ERRORS, BatchRejected, ItemError
@@ -93,7 +93,7 @@ class Feedback:
                     continue
                 if not isinstance(event, ErasureNotice) and await store.erased_among([event.customer_id]):
                     raise CustomerErased
-                if not await store.claim_event(event.source, event.event_id):
+                if not await store.claim_event(event.source, event.event_id, event_time(event)):
                     continue
                 if isinstance(event, ErasureNotice):
                     erased += await store.erase(event)

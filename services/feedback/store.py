@@ -18,6 +18,7 @@ from shared.contracts.outbound import ComplaintData, ComplaintStatus, SurveyData
 from shared.erasure import erased_among, exclude_writers, forget_unsent_events, record_erasure_by_event
 from shared.inbox import claim_event
 from shared.publishing import OutboxMessage, enqueue
+from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "feedback"
 # The tables holding a customer's rows by customer id; an erasure empties them of the customer.
@@ -33,8 +34,8 @@ class FeedbackStore:
     def connection(self) -> AsyncConnection:
         return self._db
 
-    async def claim_event(self, source: str, event_id: str) -> bool:
-        return await claim_event(self._db, SCHEMA, source, event_id)
+    async def claim_event(self, source: str, event_id: str, event_time: datetime) -> bool:
+        return await claim_event(self._db, SCHEMA, source, event_id, event_time)
 
     async def erased_among(self, customer_ids: Sequence[str]) -> set[str]:
         return await erased_among(self._db, SCHEMA, customer_ids)
@@ -215,3 +216,15 @@ def complaint_of(row: dict[str, Any]) -> Complaint:
     return Complaint(
         row["complaint_id"], ComplaintStatus(row["status"]), row["opened_at"], row["resolved_at"]
     )
+
+
+async def expire(connection: AsyncConnection, cutoffs: Cutoffs, limit: int) -> dict[str, int]:
+    """Feedback's retention, up to `limit` rows a table. Open complaints are never deleted."""
+    expiries = [
+        Expiry("feedback.tier_history", "at", cutoffs.tier_history),
+        Expiry("feedback.surveys", "answered_at", cutoffs.surveys),
+        Expiry("feedback.invitations", "expires_at", cutoffs.surveys),
+        Expiry("feedback.complaints", "resolved_at", cutoffs.complaints, where="status = 'resolved'"),
+        Expiry("feedback.complaint_audit", "at", cutoffs.audits),
+    ]
+    return await delete_expired(connection, expiries, limit)

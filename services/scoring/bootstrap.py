@@ -14,7 +14,7 @@ from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import ClockMode, Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
-from services.scoring.store import StateCache
+from services.scoring.store import StateCache, expire
 from shared.consumer import Delivered
 from shared.kafka import group_lag
 from shared.logs import get_logger
@@ -65,6 +65,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()
+        await resources.prepare_markers("scoring")
         group = group_id(settings.scoring_group, await current_generation(engine))
         worker = resources.consumer(
             "scoring", group, event_decoder(settings), handle, settings.scoring_batch_size
@@ -99,7 +100,12 @@ def build_app(settings: Settings) -> FastAPI:
     return worker_app(
         "scoring",
         resources,
-        loops={"consumer": consume, "review": review, "outbox-relay": relay.run},
+        loops={
+            "consumer": consume,
+            "review": review,
+            "outbox-relay": relay.run,
+            "maintenance": resources.maintenance("scoring", expire),
+        },
         routers=[build_router(engine, scoring)],
         description=DESCRIPTION,
     )

@@ -36,7 +36,7 @@ from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.erasure import CustomerErased
 from shared.errors import TierFlowError
-from shared.event_rules import consumed_event_rules
+from shared.event_rules import consumed_event_rules, refuse_beyond_horizon
 from shared.logs import get_logger
 from shared.metrics import ERASURES
 from shared.settings import Settings
@@ -68,7 +68,8 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
-        rules = consumed_event_rules(settings, SCORED_MODELS, datetime.now(UTC))
+        now = datetime.now(UTC)
+        rules = consumed_event_rules(settings, SCORED_MODELS, now)
         try:
             valid = validate_event(decode_json(record.value or b""), rules)
         except InvalidEvent as exc:
@@ -77,6 +78,7 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
             raise PoisonMessage(f"not a JSON CloudEvent: {exc}") from None
         if record.key is not None and record.key != valid.customer_id.encode():
             raise PoisonMessage("the record key is not the event's customer_id")
+        refuse_beyond_horizon(valid.envelope.time, settings, now)
         return ScoringEvent(
             valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
         )
@@ -112,7 +114,7 @@ class Scoring:
         self, store: ScoringStore, batch: Sequence[Delivered[ScoringEvent]]
     ) -> tuple[int, list[TierChange], dict[str, int], dict[str, CustomerState]]:
         events = [item.value for item in batch]
-        fresh_keys = await store.claim_events([(e.source, e.id, e.customer_id) for e in events])
+        fresh_keys = await store.claim_events([(e.source, e.id, e.time, e.customer_id) for e in events])
         fresh: list[Delivered[ScoringEvent]] = []
         for item in batch:
             key = (item.value.source, item.value.id)
@@ -137,6 +139,7 @@ class Scoring:
                 partitions[event.customer_id] = item.partition
             states[event.customer_id], new_changes = self._apply_one(state, event, policy, clock(item, state))
             changes += new_changes
+        await store.note_earliest_event(min(item.value.time for item in fresh))
         if clock.partitions is not None:
             await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
         written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)

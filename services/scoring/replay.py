@@ -5,6 +5,11 @@ Overrides are operators' decisions, not derived
 from events, so active ones are kept. Tier changes recomputed by the replay carry the same
 ids as before when the same events produce them (with `TIERFLOW_SCORING_CLOCK=event`, the
 same decisions), so subscribers can recognise repeats.
+
+A replay is refused when the topic no longer holds the history scoring's state was built from
+(`TIERFLOW_EVENTS_RETAINED_FROM` later than the earliest event scoring applied): it would
+rebuild lifetime totals and windows from part of it. Outbox rows not yet relayed are kept:
+they are changes subscribers have not seen, and the relay still publishes them.
 """
 
 from __future__ import annotations
@@ -17,18 +22,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState
 from services.scoring.domain.features import Features
+from services.scoring.store import ScoringStore
 from shared.db import create_engine
+from shared.errors import TierFlowError
 from shared.logs import get_logger
 from shared.settings import Settings
 
 log = get_logger(__name__)
-DERIVED_TABLES = ("customers", "applied_events", "tier_history", "outbox", "partition_clock")
+# Not the outbox (unrelayed changes) nor the span of history (what the state was built from).
+DERIVED_TABLES = ("customers", "applied_events", "applied_events_legacy", "tier_history", "partition_clock")
+
+
+class ReplayRefused(TierFlowError):
+    """The topic no longer holds the history a replay would need."""
 
 
 async def replay(settings: Settings) -> dict[str, int]:
+    await _refuse_without_history(settings)
     kept = await _reset_state(settings)
     generation = await _next_generation(settings)
     return {"overrides_kept": kept, "generation": generation}
+
+
+async def _refuse_without_history(settings: Settings) -> None:
+    retained_from = settings.events_retained_from
+    if retained_from is None:
+        return
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as db:
+            earliest = await ScoringStore(db).earliest_event_time()
+    finally:
+        await engine.dispose()
+    if earliest is not None and earliest < retained_from:
+        raise ReplayRefused(
+            f"replay refused: scoring's state goes back to events of {earliest.isoformat()}, but"
+            f" bank.events.v1 holds events only from {retained_from.isoformat()}"
+            " (TIERFLOW_EVENTS_RETAINED_FROM); a replay would rebuild lifetime totals and windows"
+            " from part of the history. Restore the topic's history first (see deploy/README.md)."
+        )
 
 
 async def _reset_state(settings: Settings) -> int:

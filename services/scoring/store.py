@@ -25,30 +25,39 @@ from shared.contracts.outbound import CausedBy, EventCause
 from shared.erasure import erased_among, forget_unsent_events, record_erasure
 from shared.inbox import LEGACY_SOURCE
 from shared.publishing import enqueue
+from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "scoring"
 _TEXTS = ARRAY(Text)
 # What an erasure removes: every table that holds a customer's rows, by customer id.
-_CUSTOMER_TABLES = ("customers", "tier_history", "applied_events", "override_audit")
+_CUSTOMER_TABLES = (
+    "customers",
+    "tier_history",
+    "applied_events",
+    "applied_events_legacy",
+    "override_audit",
+)
 _TIMES = ARRAY(DateTime(timezone=True))
 
-# An event is known by its source and id; a marker from before sources were recorded
-# (source '') stands for its id from any source, so an event applied then is not applied again.
+# An event is known by its source and id; its marker lies in the partition of its time, which a
+# resend keeps. Markers from before partitioning are looked up apart; one from before sources
+# were recorded (source '') stands for its id from any source.
 _CLAIM = text(
     """
-    INSERT INTO scoring.applied_events (source, event_id, customer_id)
-    SELECT u.source, u.event_id, u.customer_id
-    FROM unnest(:sources, :ids, :customers) AS u(source, event_id, customer_id)
+    INSERT INTO scoring.applied_events (source, event_id, event_time, customer_id)
+    SELECT u.source, u.event_id, u.event_time, u.customer_id
+    FROM unnest(:sources, :ids, :times, :customers) AS u(source, event_id, event_time, customer_id)
     WHERE NOT EXISTS (
-        SELECT 1 FROM scoring.applied_events AS legacy
-        WHERE legacy.source = :legacy AND legacy.event_id = u.event_id
+        SELECT 1 FROM scoring.applied_events_legacy AS legacy
+        WHERE legacy.source IN (u.source, :legacy) AND legacy.event_id = u.event_id
     )
-    ON CONFLICT (source, event_id) DO NOTHING
+    ON CONFLICT (source, event_id, event_time) DO NOTHING
     RETURNING source, event_id
     """
 ).bindparams(
     bindparam("sources", type_=_TEXTS),
     bindparam("ids", type_=_TEXTS),
+    bindparam("times", type_=_TIMES),
     bindparam("customers", type_=_TEXTS),
     bindparam("legacy", value=LEGACY_SOURCE),
 )
@@ -196,17 +205,18 @@ class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
-    async def claim_events(self, events: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
-        """Mark (source, id, customer) events applied; returns the (source, id) pairs to apply now."""
+    async def claim_events(self, events: Sequence[tuple[str, str, datetime, str]]) -> set[tuple[str, str]]:
+        """Mark (source, id, time, customer) events applied; returns the (source, id) pairs to apply now."""
         if not events:
             return set()
         ordered = sorted(set(events))
         result = await self._db.execute(
             _CLAIM,
             {
-                "sources": [source for source, _, _ in ordered],
-                "ids": [event_id for _, event_id, _ in ordered],
-                "customers": [customer for _, _, customer in ordered],
+                "sources": [source for source, _, _, _ in ordered],
+                "ids": [event_id for _, event_id, _, _ in ordered],
+                "times": [time for _, _, time, _ in ordered],
+                "customers": [customer for _, _, _, customer in ordered],
             },
         )
         return {(row[0], row[1]) for row in result}
@@ -386,6 +396,21 @@ class ScoringStore:
         )
         return value
 
+    async def note_earliest_event(self, moment: datetime) -> None:
+        """Remember the earliest event time applied. Only an earlier time writes (and locks) the
+        row, so scoring instances do not queue behind each other on it."""
+        await self._db.execute(
+            text("UPDATE scoring.history_span SET earliest_event_at = :at WHERE earliest_event_at > :at"),
+            {"at": moment},
+        )
+
+    async def earliest_event_time(self) -> datetime | None:
+        """The earliest event time scoring's state was built from; None before any event."""
+        earliest: datetime | None = await self._db.scalar(
+            text("SELECT earliest_event_at FROM scoring.history_span WHERE earliest_event_at <> 'infinity'")
+        )
+        return earliest
+
     async def due_for_review(self, now: datetime, limit: int, lagging: Collection[int] = ()) -> list[str]:
         """Customers due by `now`, except those of the `lagging` partitions of the events topic, and,
         while any partition lags, those whose partition is not known yet."""
@@ -436,3 +461,12 @@ class ScoringStore:
         await self._db.execute(
             text("UPDATE scoring.customers SET next_review_at = '-infinity' WHERE tier IS NOT NULL")
         )
+
+
+async def expire(connection: AsyncConnection, cutoffs: Cutoffs, limit: int) -> dict[str, int]:
+    """Scoring's retention: tier history and override audits past theirs, up to `limit` rows each."""
+    expiries = [
+        Expiry("scoring.tier_history", "at", cutoffs.tier_history),
+        Expiry("scoring.override_audit", "at", cutoffs.audits),
+    ]
+    return await delete_expired(connection, expiries, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -81,15 +82,16 @@ def test_markers_written_before_sources_were_kept_still_stop_a_resend_of_their_i
     asyncio.run(upgrade_all(settings))
 
     async def after_upgrade() -> tuple[set[tuple[str, str]], list[bool], list[TierChangePublic]]:
+        now = datetime.now(UTC)
         engine = create_engine(settings)
         try:
             async with engine.begin() as db:
                 scoring = await ScoringStore(db).claim_events(
-                    [("core-banking", "evt-1", "C1"), ("core-banking", "evt-2", "C1")]
+                    [("core-banking", "evt-1", now, "C1"), ("core-banking", "evt-2", now, "C1")]
                 )
                 engagement = [
-                    await claim_event(db, "engagement", "tierflow/scoring", "chg-1"),
-                    await claim_event(db, "engagement", "tierflow/scoring", "chg-2"),
+                    await claim_event(db, "engagement", "tierflow/scoring", "chg-1", now),
+                    await claim_event(db, "engagement", "tierflow/scoring", "chg-2", now),
                 ]
                 history = [TierChangePublic.model_validate(row) for row in await tier_history(db, "C1", 10)]
             return scoring, engagement, history

@@ -51,6 +51,13 @@ async def test_a_record_too_large_for_the_broker_is_set_aside_after_its_tries_an
 
     producer = LazyProducer(settings)
     relay = OutboxRelay(engine, producer, "scoring", max_attempts=3)
+    # As if the broker had been away for two hours: the alert metric says how stale the backlog is.
+    async with engine.begin() as db:
+        await db.execute(text("UPDATE scoring.outbox SET created_at = now() - interval '2 hours'"))
+    assert await relay.measure_backlog() == 3
+    stale_s = REGISTRY.get_sample_value("tierflow_outbox_oldest_age_seconds", {"schema": "scoring"})
+    assert stale_s is not None
+    assert 7200 <= stale_s < 7300
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
@@ -74,6 +81,7 @@ async def test_a_record_too_large_for_the_broker_is_set_aside_after_its_tries_an
 
     await relay.measure_backlog()
     assert REGISTRY.get_sample_value("tierflow_outbox_set_aside", {"schema": "scoring"}) == 1
+    assert REGISTRY.get_sample_value("tierflow_outbox_oldest_age_seconds", {"schema": "scoring"}) == 0
     assert await outbox_set_aside(settings) == {"scoring": 1, "engagement": 0, "feedback": 0}
     printed = await asyncio.to_thread(
         subprocess.run,

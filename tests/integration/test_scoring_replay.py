@@ -86,3 +86,26 @@ def test_replay_rebuilds_the_same_state_from_the_topic_and_keeps_overrides(
         assert [c for c in after["changes"] if c[0] != "C-F-0001"] == unaffected
     finally:
         box.stop_all()
+
+
+def test_a_replay_keeps_unrelayed_changes_and_is_refused_when_the_topic_lost_history(infra: Infra) -> None:
+    import asyncio
+    import uuid
+
+    from services.scoring.replay import ReplayRefused, replay
+    from tests.infra import fetch_rows, fresh_database
+
+    database_url = fresh_database(infra, f"replay_{uuid.uuid4().hex[:8]}")
+    box = Infra(database_url, infra.bootstrap_servers, infra.workdir)
+    fetch_rows(database_url, "INSERT INTO scoring.outbox (topic, key, value) VALUES ('t', 'C1', 'unsent')")
+    fetch_rows(database_url, "INSERT INTO scoring.customers (customer_id, tier) VALUES ('C1', 'mass')")
+    fetch_rows(database_url, "UPDATE scoring.history_span SET earliest_event_at = '2026-01-01T00:00:00Z'")
+
+    expired = box.settings(TIERFLOW_EVENTS_RETAINED_FROM="2026-06-01T00:00:00Z")
+    with pytest.raises(ReplayRefused, match="holds events only from 2026-06-01"):
+        asyncio.run(replay(expired))
+    assert fetch_rows(database_url, "SELECT count(*) FROM scoring.customers")[0][0] == 1
+
+    asyncio.run(replay(box.settings(TIERFLOW_EVENTS_RETAINED_FROM="2025-12-01T00:00:00Z")))
+    assert fetch_rows(database_url, "SELECT count(*) FROM scoring.customers")[0][0] == 0
+    assert fetch_rows(database_url, "SELECT value FROM scoring.outbox") == [(b"unsent",)]

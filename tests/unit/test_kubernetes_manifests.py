@@ -107,9 +107,19 @@ def test_topics_are_the_contracts_replicated_for_durability(
         doc["spec"]["topicName"]: doc["spec"] for (kind, _), doc in base.items() if kind == "KafkaTopic"
     }
     assert set(topics) == set(Topics().all())
-    for spec in topics.values():
+    for name, spec in topics.items():
         assert spec["replicas"] >= 3
         assert spec["config"]["min.insync.replicas"] == 2
+        # The cluster keeps each topic as long as `tierflow topics` creates it to keep it.
+        for key, value in Topics().config_of(name).items():
+            assert str(spec["config"][key]) == value, f"{name}: {key}"
+
+
+def test_duplicate_markers_outlive_the_longest_topic_retention() -> None:
+    """A record a consumer group re-reads from the start of its topic is recognised, not refused."""
+    settings = Settings()
+    longest = max(int(Topics().config_of(name)["retention.ms"]) for name in Topics().all())
+    assert settings.applied_events_horizon.total_seconds() * 1000 > longest
 
 
 def test_workers_scale_on_their_own_group_and_never_beyond_the_partitions(

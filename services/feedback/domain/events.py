@@ -37,3 +37,12 @@ class SurveyRequested:
 
 
 FeedbackEvent = TierObserved | SurveyRequested | ErasureNotice
+
+
+def event_time(event: FeedbackEvent) -> datetime:
+    """The `time` of the event this was read from, which a resend keeps."""
+    if isinstance(event, TierObserved):
+        return event.at
+    if isinstance(event, ErasureNotice):
+        return event.erased_at
+    return event.requested_at

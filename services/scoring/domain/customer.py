@@ -112,11 +112,16 @@ def _changed(
 
 
 def reevaluate(
-    state: CustomerState, policy: Policy, now: datetime, trigger: Trigger
+    state: CustomerState, policy: Policy, now: datetime, trigger: Trigger, occasion: datetime | None = None
 ) -> tuple[CustomerState, TierChange | None]:
-    """Evaluate again with no new event: time passed, a policy or an override changed."""
+    """Evaluate again with no new event: time passed, a policy or an override changed.
+
+    The change's id is made of the customer, the trigger, the policy version and the
+    `occasion` (by default `now`): for a review, the moment it fell due, not the moment a loop
+    got to it, so a replay reproduces the same ids however its batches fall.
+    """
     decision = evaluate(state.features, policy, now, state.decision, state.override)
-    cause = f"{trigger.value}|{policy.version}|{now.isoformat()}"
+    cause = f"{trigger.value}|{policy.version}|{(occasion or now).isoformat()}"
     caused_by: CausedBy = OVERRIDE if trigger is Trigger.OVERRIDE else REVIEW
     change = _changed(state.decision, decision, state.features, state.customer_id, caused_by, trigger, cause)
     return CustomerState(state.customer_id, state.features, decision, state.override), change
@@ -141,12 +146,15 @@ def review(state: CustomerState, policy: Policy, now: datetime) -> tuple[Custome
         return state, []
     changes: list[TierChange] = []
     if state.decision.policy_version != policy.version:
-        state, change = reevaluate(state, policy, now, Trigger.POLICY)
+        # The re-decision of the decision in force under this policy: one per both, whenever made.
+        replaced = state.decision.evaluated_at
+        state, change = reevaluate(state, policy, now, Trigger.POLICY, occasion=replaced)
         changes += [change] if change else []
     state, caught_up = catch_up(state, policy, now)
     changes += caught_up
     if state.decision is not None and state.decision.next_review_at <= now:
-        state, refreshed = reevaluate(state, policy, now, Trigger.REVIEW)
+        due = state.decision.next_review_at
+        state, refreshed = reevaluate(state, policy, now, Trigger.REVIEW, occasion=due)
         changes += [refreshed] if refreshed else []
     return state, changes
 

@@ -192,6 +192,20 @@ def test_change_ids_are_deterministic_for_the_same_input() -> None:
     assert [c.id for c in once] == [c.id for c in twice]
 
 
+def test_a_review_gives_the_same_change_ids_whenever_the_loop_gets_to_it() -> None:
+    """A replay's review loop runs at other moments than the first pass's: the ids must not differ."""
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    stricter = load_policy(
+        POLICY.model_dump_json()
+        .replace('"version":"default-1"', '"version":"strict-2"')
+        .replace("500000", "5000000")
+    )
+    early = review(state, stricter, T0 + timedelta(hours=1))[1]
+    late = review(state, stricter, T0 + timedelta(hours=2))[1]
+    assert [c.trigger for c in early] == [Trigger.POLICY]
+    assert [c.id for c in early] == [c.id for c in late]
+
+
 def test_score_rewards_value_and_is_bounded() -> None:
     rich, _ = run(balance(T0 - days(40), "9000000.00"), txn(T0, "500000.00"))
     poor, _ = run(txn(T0, "5.00"))

@@ -4,8 +4,8 @@ The record keeps what a bank must be able to show (that an erasure happened, whe
 request or event, why, and how many rows of each kind it removed) and names the customer only
 by a salted reference; see `shared.erasure`.
 
-Revision ID: scoring_0006
-Revises: scoring_0005
+Revision ID: scoring_0007
+Revises: scoring_0006
 Create Date: 2026-11-24
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from shared.migrations import create_erasures, drop_erasures
 
-revision: str = "scoring_0006"
-down_revision: str | None = "scoring_0005"
+revision: str = "scoring_0007"
+down_revision: str | None = "scoring_0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
