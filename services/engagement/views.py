@@ -45,11 +45,14 @@ async def items(
 
 
 async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Items created in [start, end) that were not cancelled, by tier, action and channel."""
+    """Items created in [start, end) that were not cancelled, by tier, action and channel; the
+    held-out ones are counted apart, since nobody was meant to make them."""
     rows = await db.execute(
         text(
             """
-            SELECT context_tier AS tier, kind AS action, channel, count(*) AS items,
+            SELECT context_tier AS tier, kind AS action, channel,
+                count(*) FILTER (WHERE status <> :held_out) AS items,
+                count(*) FILTER (WHERE status = :held_out) AS held_out,
                 count(*) FILTER (WHERE status = :completed) AS completed,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
                 count(*) FILTER (WHERE outcome = :converted) AS converted,
@@ -66,6 +69,7 @@ async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> 
             "end": end,
             "completed": ItemStatus.COMPLETED.value,
             "cancelled": ItemStatus.CANCELLED.value,
+            "held_out": ItemStatus.HELD_OUT.value,
             "reached": sorted(outcome.value for outcome in REACHED_OUTCOMES),
             "converted": OutreachOutcome.CONVERTED.value,
         },

@@ -23,7 +23,7 @@ from shared.contracts.envelope import (
     field_errors,
 )
 from shared.contracts.inbound import Consents
-from shared.contracts.outbound import SURVEY_REQUESTED, TIER_CHANGED, TierChangedData
+from shared.contracts.outbound import OUTREACH_TYPE_PREFIX, SURVEY_REQUESTED, TIER_CHANGED, TierChangedData
 from shared.contracts.types import (
     CustomerId,
     Identifier,
@@ -89,6 +89,24 @@ class SurveyRequested(_Internal):
     requested_at: PayloadTime | None = None
 
 
+class OutreachPlanned(_Internal):
+    """`engagement.outreach_<status>.v1` as feedback reads it: an item and, when a holdout draw
+    decided it, its experiment (status `held_out`: the control group; otherwise treated)."""
+
+    outreach_id: Identifier
+    customer_id: CustomerId
+    action: ShortText
+    status: ShortText
+    tier: Tier | None = None
+    experiment: ShortText | None = None
+
+
+# The outreach events an item can be born with (queued, assigned at once, or held out).
+OUTREACH_PLANNED_TYPES = tuple(
+    f"{OUTREACH_TYPE_PREFIX}{status}.v1" for status in ("queued", "assigned", "held_out")
+)
+
+
 INTERNAL_DATA_MODELS: dict[str, type[BaseModel]] = {
     TIER_CHANGED: TierChanged,
     SURVEY_REQUESTED: SurveyRequested,
@@ -152,8 +170,10 @@ def decode_internal_event(
 
 __all__ = [
     "INTERNAL_DATA_MODELS",
+    "OUTREACH_PLANNED_TYPES",
     "SURVEY_REQUESTED",
     "ChangeTrigger",
+    "OutreachPlanned",
     "SurveyRequested",
     "TierChangeProfile",
     "TierChanged",

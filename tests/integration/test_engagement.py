@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.engagement.domain.holdouts import in_control_group
+from services.engagement.domain.playbook import default_playbook
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
@@ -168,6 +170,13 @@ def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox
     assert post("start", "RM-9").status_code == 409  # someone else's item
     assert post("complete", "RM-7", outcome="reached").status_code == 409  # not started yet
     assert post("start", "RM-7", key=OPS_KEY).status_code == 403
+    stated = httpx.post(
+        f"{base}/start",
+        params={"at": (NOW - timedelta(days=3)).isoformat()},
+        headers={"authorization": f"Bearer {RM_KEY}", "X-RM-Id": "RM-7"},
+    )
+    assert stated.status_code == 422, "live, on the wall clock, nobody says when an action happened"
+    assert "event or fixed clock" in stated.json()["detail"]
     assert post("start", "RM-7").json()["status"] == "in_progress"
     done = post("complete", "RM-7", outcome="converted", note="moved savings into a fund")
     assert done.status_code == 200
@@ -320,3 +329,72 @@ def test_playbooks_are_versioned_and_the_active_one_decides(sandbox: ScoringSand
     sandbox.produce([tier_change("C-PB", ("wealth", "core"), ("vip", "core"))], topic=TIER_CHANGES)
     wait_until(lambda: bool(items(engagement, "C-PB")), 60, "the item under the new playbook")
     assert [(i["action"], i["channel"]) for i in items(engagement, "C-PB")] == [("sms", "sms")]
+
+
+def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_and_rms_act_in_simulated_time(
+    sandbox: ScoringSandbox,
+) -> None:
+    engagement = sandbox.start("engagement", TIERFLOW_SCORING_CLOCK="event")
+    simulated = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # noon in Shanghai, months before the wall clock
+    customers = [f"C-HO-{number:02d}" for number in range(40)]
+    welcome = next(rule.holdout for rule in default_playbook().rules if rule.name == "vip-welcome")
+    assert welcome is not None
+    expected_held = sorted(c for c in customers if in_control_group(c, welcome))
+    assert 0 < len(expected_held) < 10
+    sandbox.produce(
+        [
+            factories.with_envelope(
+                tier_change(c, ("mass", "regular"), ("vip", "regular")),
+                time=(simulated + timedelta(minutes=n)).isoformat(),
+            )
+            for n, c in enumerate(customers)
+        ],
+        topic=TIER_CHANGES,
+    )
+    ops = {"authorization": f"Bearer {OPS_KEY}"}
+
+    def listed(**params: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{engagement.base_url}/v1/outreach", params=params, headers=ops)
+        assert response.status_code == 200
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    wait_until(lambda: len(listed(action="app_push")) == len(customers), 60, "every welcome planned")
+    held = listed(status="held_out")
+    assert sorted(i["customer_id"] for i in held) == expected_held
+    assert {(i["experiment"], i["closed_at"] is not None, i["assigned_to"]) for i in held} == {
+        ("vip-welcome-holdout", True, None)
+    }
+    assert all(
+        i["reason"].startswith("holdout: control group of experiment vip-welcome-holdout") for i in held
+    )
+    treated = listed(status="queued")
+    assert len(treated) == len(customers) - len(expected_held)
+    assert {i["experiment"] for i in treated} == {"vip-welcome-holdout"}
+    # The event clock: each item was made at its change's time, not when it arrived.
+    first = treated[0]
+    offset = customers.index(first["customer_id"])
+    assert datetime.fromisoformat(first["created_at"]) == simulated + timedelta(minutes=offset)
+
+    stats = httpx.get(
+        f"{engagement.base_url}/v1/outreach/stats",
+        params={"from": simulated.isoformat(), "to": (simulated + timedelta(days=1)).isoformat()},
+        headers=ops,
+    ).json()
+    row = next(s for s in stats if s["action"] == "app_push")
+    assert (row["items"], row["held_out"]) == (len(treated), len(expected_held))
+
+    def act(item_id: str, step: str, at: datetime, **body: Any) -> httpx.Response:
+        return httpx.post(
+            f"{engagement.base_url}/v1/outreach/{item_id}/{step}",
+            params={"at": at.isoformat()},
+            json=body or None,
+            headers={"authorization": f"Bearer {RM_KEY}", "X-RM-Id": "RM-7"},
+        )
+
+    assert act(held[0]["id"], "claim", simulated + timedelta(hours=1)).status_code == 409
+    assert act(first["id"], "claim", simulated + timedelta(hours=1)).status_code == 200
+    started = act(first["id"], "start", simulated + timedelta(hours=2))
+    assert datetime.fromisoformat(started.json()["first_contact_at"]) == simulated + timedelta(hours=2)
+    done = act(first["id"], "complete", simulated + timedelta(hours=3), outcome="reached")
+    assert datetime.fromisoformat(done.json()["closed_at"]) == simulated + timedelta(hours=3)

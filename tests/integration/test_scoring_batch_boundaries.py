@@ -19,8 +19,9 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.handlers import Scoring, event_decoder
 from services.scoring.store import StateCache
+from shared.clock import ClockMode
 from shared.consumer import Delivered
 from shared.contracts.types import Tier
 from shared.db import create_engine

@@ -1,9 +1,11 @@
-"""What feedback reads from the streams: tier changes and requests for a follow-up survey."""
+"""What feedback reads from the streams: tier changes, requests for a follow-up survey and the
+outreach items a holdout draw decided."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -34,4 +36,24 @@ class SurveyRequested:
     requested_at: datetime
 
 
-FeedbackEvent = TierObserved | SurveyRequested
+class Arm(StrEnum):
+    TREATED = "treated"
+    HELD_OUT = "held_out"
+
+
+@dataclass(frozen=True)
+class ExperimentEnrolled:
+    """A holdout draw put a customer in an experiment's treated or held-out group."""
+
+    source: str
+    event_id: str
+    outreach_id: str
+    customer_id: str
+    experiment: str
+    arm: Arm
+    action: str
+    tier: str | None
+    at: datetime
+
+
+FeedbackEvent = TierObserved | SurveyRequested | ExperimentEnrolled
