@@ -15,7 +15,7 @@ from services.engagement.domain.playbook import default_playbook
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
-from tests.infra import ADMIN_KEY, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
+from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
 from tests.integration.scoring_support import ScoringSandbox
 from tests.kafka_reader import read_messages
 
@@ -331,10 +331,11 @@ def test_playbooks_are_versioned_and_the_active_one_decides(sandbox: ScoringSand
     assert [(i["action"], i["channel"]) for i in items(engagement, "C-PB")] == [("sms", "sms")]
 
 
-def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_and_rms_act_in_simulated_time(
+def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_rms_act_in_simulated_time_and_feedback_compares_the_groups(  # noqa: E501
     sandbox: ScoringSandbox,
 ) -> None:
     engagement = sandbox.start("engagement", TIERFLOW_SCORING_CLOCK="event")
+    feedback = sandbox.start("feedback", TIERFLOW_SCORING_CLOCK="event")
     simulated = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # noon in Shanghai, months before the wall clock
     customers = [f"C-HO-{number:02d}" for number in range(40)]
     welcome = next(rule.holdout for rule in default_playbook().rules if rule.name == "vip-welcome")
@@ -398,3 +399,42 @@ def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_and_
     assert datetime.fromisoformat(started.json()["first_contact_at"]) == simulated + timedelta(hours=2)
     done = act(first["id"], "complete", simulated + timedelta(hours=3), outcome="reached")
     assert datetime.fromisoformat(done.json()["closed_at"]) == simulated + timedelta(hours=3)
+
+    # Feedback knows both groups from the outreach stream; a week on, every treated customer
+    # has moved up to wealth and no held-out one has.
+    later = simulated + timedelta(days=7)
+    sandbox.produce(
+        [
+            factories.with_envelope(
+                tier_change(c, ("vip", "regular"), ("wealth", "regular")), time=later.isoformat()
+            )
+            for c in customers
+            if c not in expected_held
+        ],
+        topic=TIER_CHANGES,
+    )
+    period = {"from": simulated.isoformat(), "to": (simulated + timedelta(days=1)).isoformat(), "days": "30"}
+
+    def comparison() -> dict[str, Any] | None:
+        report = httpx.get(f"{feedback.base_url}/v1/reports/effectiveness", params=period, headers=ops).json()
+        rows = [r for r in report["holdouts"] if r["experiment"] == "vip-welcome-holdout"]
+        return rows[0] if rows and rows[0]["tier_up"]["treated"] == 1.0 else None
+
+    wait_until(lambda: comparison() is not None, 60, "both groups and the later tiers in feedback")
+    row = comparison()
+    assert row is not None
+    assert (row["tier"], row["action"], row["treated"], row["held_out"]) == (
+        "vip",
+        "app_push",
+        len(treated),
+        len(expected_held),
+    )
+    assert (row["tier_up"]["held_out"], row["tier_up"]["difference"]) == (0.0, 1.0)
+    assert row["tier_up"]["conclusion"] == "too small to conclude", "fewer than 30 held out"
+    assert row["nps_later"]["difference"] is None
+    # Feedback's own now is on the same calendar: an answer without a time was given then.
+    survey = {"customer_id": customers[0], "survey_id": "S-HO-1", "kind": "nps", "score": 9}
+    ingest = {"authorization": f"Bearer {INGEST_KEY}"}
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=survey, headers=ingest).status_code == 202
+    answered = sandbox.query("SELECT answered_at FROM feedback.surveys WHERE survey_id = 'S-HO-1'")[0][0]
+    assert answered == later
