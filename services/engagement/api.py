@@ -232,4 +232,5 @@ def _outcome_stats(row: dict[str, Any]) -> OutcomeStats:
         conversion_rate=counts.conversion_rate,
         avg_hours_to_first_contact=None if hours is None else round(float(hours), 2),
         first_contact_within_sla_rate=None if within is None else round(float(within), 3),
+        first_contact_within_sla=row["contacted_within_sla"],
     )

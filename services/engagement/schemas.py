@@ -107,3 +107,5 @@ class OutcomeStats(BaseModel):
     conversion_rate: float | None
     avg_hours_to_first_contact: float | None
     first_contact_within_sla_rate: float | None
+    # Items whose first contact came within their SLA: the count behind the rate.
+    first_contact_within_sla: int = 0

@@ -58,7 +58,8 @@ async def outcome_stats(db: AsyncConnection, start: datetime, end: datetime) -> 
                 count(*) FILTER (WHERE outcome = :converted) AS converted,
                 avg(extract(epoch FROM first_contact_at - created_at) / 3600) AS hours_to_first_contact,
                 avg(CASE WHEN first_contact_at IS NULL THEN NULL
-                         WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla
+                         WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla,
+                count(*) FILTER (WHERE first_contact_at <= sla_due_at) AS contacted_within_sla
             FROM engagement.items
             WHERE created_at >= :start AND created_at < :end AND status <> :cancelled
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3

@@ -204,6 +204,7 @@ def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox
     ).json()
     row = next(s for s in stats if s["action"] == "rm_call")
     assert (row["completed"], row["converted"], row["conversion_rate"]) == (1, 1, 1.0)
+    assert (row["first_contact_within_sla"], row["held_out"]) == (1, 0)
 
 
 def test_without_a_customer_rm_the_least_loaded_rm_of_the_branch_with_room_gets_the_item(
