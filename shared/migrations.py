@@ -132,6 +132,22 @@ def drop_erasures(schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.erasure_salt")
 
 
+def create_clock(schema: str) -> None:
+    """The one-row table of a service's event-time clock: the latest event time it applied."""
+    op.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {schema}.clock (
+            id         smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+            watermark  timestamptz NOT NULL
+        )
+        """
+    )
+
+
+def drop_clock(schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.clock")
+
+
 def key_by_event_source(table: str, *, primary: bool) -> None:
     """Key `table` on (source, event_id) instead of event_id alone: CloudEvents identity.
 

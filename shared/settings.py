@@ -11,6 +11,7 @@ from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import ApiKeyring, parse_api_keys
+from shared.clock import Clock, ClockMode
 
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
@@ -131,6 +132,11 @@ class Settings(BaseSettings):
     scoring_clock: Literal["wall", "event", "fixed"] = "wall"
     # With the fixed clock every decision is taken as of this instant (as-of restatements).
     scoring_as_of: AwareDatetime | None = None
+    # Engagement's and feedback's clocks; unset, each follows TIERFLOW_SCORING_CLOCK, so one
+    # setting puts the whole bank on one calendar. The fixed clock of any of them stands at
+    # TIERFLOW_SCORING_AS_OF.
+    engagement_clock: Literal["wall", "event", "fixed"] | None = None
+    feedback_clock: Literal["wall", "event", "fixed"] | None = None
     scoring_group: str = Field(default="tierflow-scoring", max_length=200)
     scoring_batch_size: int = Field(default=2_000, ge=1, le=50_000)
     # Decoded customer states a scoring process keeps between micro-batches (0 turns it off).
@@ -221,7 +227,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fixed_clock_needs_an_instant(self) -> Self:
-        if self.scoring_clock == "fixed" and self.scoring_as_of is None:
+        fixed = "fixed" in (self.scoring_clock, self.engagement_clock, self.feedback_clock)
+        if fixed and self.scoring_as_of is None:
             raise ValueError("the fixed clock needs TIERFLOW_SCORING_AS_OF, an ISO time with an offset")
         return self
 
@@ -234,6 +241,11 @@ class Settings(BaseSettings):
             if not rate.is_finite() or rate <= 0:
                 raise ValueError(f"fx_rates[{code}] must be a positive decimal")
         return rates
+
+    def clock_of(self, service: Literal["scoring", "engagement", "feedback"]) -> Clock:
+        """The clock `service` runs on: its own setting, else scoring's."""
+        own = {"scoring": None, "engagement": self.engagement_clock, "feedback": self.feedback_clock}[service]
+        return Clock(ClockMode(own or self.scoring_clock), self.scoring_as_of)
 
     def port_of(self, service: str) -> int:
         ports: dict[str, int] = {

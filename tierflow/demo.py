@@ -24,6 +24,7 @@ from shared.contracts.outbound import COMPLAINT, SURVEY
 from shared.settings import Settings
 from tierflow import report, sinks
 from tierflow.processes import port_is_open
+from tierflow.rm_work import Rms, persona_lookup
 from tierflow.simulate import Bank, branches, customer_id, persona_of, records
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
 from tierflow.summary import Summary
@@ -33,6 +34,8 @@ EXAMPLE_PERSONAS = ("private", "one_off", "drifting", "affluent")
 DRAIN_TIMEOUT_S = 900
 QUIET_POLLS = 3
 MIGRATION_FROM = timedelta(days=31)
+# The effectiveness report looks this many days past each contact or holdout draw.
+EFFECT_DAYS = 30
 
 
 @dataclass
@@ -117,9 +120,14 @@ def simulate_and_summarise(
     register_rms(endpoints, bank)
     with console.status(f"Generating a year of a bank with {bank.customers:,} customers ..."):
         stream = list(records(bank))
-    sent = send(console, endpoints, bank, stream, duration_s, stopping)
-    wait_until_processed(console, endpoints, stopping)
-    return collect(endpoints, bank, sent)
+    with endpoints.client("engagement") as engagement, endpoints.client("feedback") as feedback:
+        rms = Rms(bank, engagement, feedback, persona_lookup(bank))
+        sent = send(console, endpoints, bank, stream, duration_s, stopping, rms)
+        wait_until_processed(console, endpoints, stopping)
+        with console.status("RMs working the last days of the year ..."):
+            rms.until(bank.end)
+        wait_until_processed(console, endpoints, stopping)
+    return collect(endpoints, bank, sent, rms)
 
 
 def register_rms(endpoints: Endpoints, bank: Bank) -> None:
@@ -137,6 +145,7 @@ def send(
     stream: list[dict[str, Any]],
     duration_s: float,
     stopping: Stopping,
+    rms: Rms,
 ) -> dict[str, int]:
     compression = bank.days * 86_400 / duration_s if duration_s > 0 else 0
     pacer = sinks.Pacer(0, compression, bank.start)
@@ -155,6 +164,7 @@ def send(
             if stopping.requested:
                 raise DemoError("interrupted")
             progress.update(task, advance=count, day=reached.date())
+            rms.until(reached)
             while checkpoints and reached >= checkpoints[0]:
                 progress.console.print(report.snapshot_line(checkpoints.pop(0), _distribution(scoring)))
 
@@ -217,7 +227,7 @@ def pending_work(url: str) -> int:
     return pending if lags_seen else 1
 
 
-def collect(endpoints: Endpoints, bank: Bank, sent: dict[str, int]) -> Summary:
+def collect(endpoints: Endpoints, bank: Bank, sent: dict[str, int], rms: Rms) -> Summary:
     window = {"from": bank.start.isoformat(), "to": bank.end.isoformat()}
     summary = Summary(window=window, customers=bank.customers, records_sent=sent)
     with (
@@ -237,7 +247,27 @@ def collect(endpoints: Endpoints, bank: Bank, sent: dict[str, int]) -> Summary:
         until = (bank.end + timedelta(days=1)).isoformat()
         summary.nps_window = {"from": window["from"], "to": until, "by": "tier"}
         summary.nps_by_tier = _get(feedback, "/v1/reports/satisfaction", summary.nps_window)
+        summary.rm_work = asdict(rms.work)
+        summary.outreach_stats = _get(engagement, "/v1/outreach/stats", {"from": window["from"], "to": until})
+        summary.effectiveness_window = {"from": window["from"], "to": until, "days": str(EFFECT_DAYS)}
+        summary.effectiveness = _get(feedback, "/v1/reports/effectiveness", summary.effectiveness_window)
+        summary.loop = _loop(scoring, engagement, rms.work.loop)
     return summary
+
+
+def _loop(scoring: httpx.Client, engagement: httpx.Client, start: dict[str, Any]) -> dict[str, Any]:
+    """One customer's whole loop, from the APIs: the tier changes, the item (the call and its
+    outcome), the survey they answered, and their tier now."""
+    if not start:
+        return {}
+    customer = start["customer_id"]
+    return {
+        "customer_id": customer,
+        "history": _get(scoring, f"/v1/customers/{customer}/tier-history", {"limit": "20"}),
+        "item": _get(engagement, f"/v1/outreach/{start['outreach_id']}"),
+        "survey": start["survey"],
+        "tier_after": _get(scoring, f"/v1/customers/{customer}")["tier"],
+    }
 
 
 def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> Any:

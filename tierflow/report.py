@@ -42,6 +42,97 @@ def render(console: Console, summary: Summary) -> None:
     console.print(_queue(summary))
     console.print(_rms(summary))
     console.print(_nps(summary))
+    console.print(_rm_work(summary))
+    console.print(_rm_work_line(summary))
+    console.print(_holdouts(summary))
+    if summary.loop:
+        console.print(_loop(summary.loop))
+
+
+def _rm_work(summary: Summary) -> Table:
+    table = Table(title="RMs at work: the outreach statistics")
+    for name in (
+        "tier",
+        "action",
+        "items",
+        "held out",
+        "completed",
+        "reached",
+        "converted",
+        "first contact within SLA",
+    ):
+        table.add_column(name, justify="left" if name in ("tier", "action") else "right")
+    for row in summary.outreach_stats:
+        within = row["first_contact_within_sla_rate"]
+        table.add_row(
+            row["tier"], row["action"], f"{row['items']:,}", f"{row['held_out']:,}", f"{row['completed']:,}",
+            f"{row['reached']:,}", f"{row['converted']:,}", "-" if within is None else f"{within:.0%}",
+        )  # fmt: skip
+    return table
+
+
+def _rm_work_line(summary: Summary) -> str:
+    work = summary.rm_work
+    requested, answered = work.get("surveys_requested", 0), work.get("surveys_answered", 0)
+    worked = sum(row["completed"] for row in summary.outreach_stats)
+    met = sum(row["first_contact_within_sla"] for row in summary.outreach_stats)
+    return (
+        f"Items worked by RMs: {worked:,}, SLA met on {met:,} (first contact within it); "
+        f"surveys requested {requested:,}, answered {answered:,}"
+    )
+
+
+def _holdouts(summary: Summary) -> Table:
+    days = summary.effectiveness_window.get("days", "?")
+    table = Table(title=f"Holdout comparison by tier, {days} days on")
+    columns = (
+        "experiment",
+        "tier",
+        "action",
+        "treated",
+        "held out",
+        "moved up: difference [95%]",
+        "NPS later",
+    )
+    for name in columns:
+        table.add_column(name)
+    for row in summary.effectiveness.get("holdouts", []):
+        table.add_row(
+            row["experiment"], row["tier"], row["action"], f"{row['treated']:,}", f"{row['held_out']:,}",
+            _difference(row["tier_up"]), _difference(row["nps_later"]),
+        )  # fmt: skip
+    table.caption = summary.effectiveness.get("observational", "")
+    return table
+
+
+def _difference(comparison: dict[str, Any]) -> str:
+    if comparison["difference"] is None:
+        return str(comparison["conclusion"])
+    low, high = comparison["ci95"]
+    return f"{comparison['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {comparison['conclusion']}"
+
+
+def _loop(loop: dict[str, Any]) -> Table:
+    item, survey = loop["item"], loop["survey"]
+    table = Table(title=f"One customer's loop: {loop['customer_id']}", title_justify="left")
+    table.add_column("when")
+    table.add_column("what")
+    planned = datetime.fromisoformat(item["created_at"])
+    for change in reversed(loop["history"]):
+        if datetime.fromisoformat(change["at"]) <= planned:
+            stages = f"{change['previous_stage'] or '-'} -> {change['stage']}"
+            table.add_row(
+                change["at"][:16], f"tier {change['previous_tier'] or '-'} -> {change['tier']}, {stages}"
+            )
+    table.add_row(item["created_at"][:16], f"{item['action']} planned: {item['reason']}")
+    contact = item["first_contact_at"] or item["closed_at"] or ""
+    table.add_row(contact[:16], f"{item['assigned_to']} works it: {item['outcome']}")
+    table.add_row(survey["answered_at"][:16], f"survey answered: NPS {survey['score']}")
+    for change in reversed(loop["history"]):
+        if datetime.fromisoformat(change["at"]) > planned:
+            table.add_row(change["at"][:16], f"tier {change['previous_tier'] or '-'} -> {change['tier']}")
+    table.add_row("now", f"tier {loop['tier_after']}")
+    return table
 
 
 def _branches(summary: Summary) -> Table:

@@ -21,3 +21,10 @@ class Summary:
     outreach_queue: list[dict[str, Any]] = field(default_factory=list)
     rms: list[dict[str, Any]] = field(default_factory=list)
     nps_by_tier: list[dict[str, Any]] = field(default_factory=list)
+    # RMs at work: what they did (as the simulator counts it) and the engagement stats of it.
+    rm_work: dict[str, Any] = field(default_factory=dict)
+    outreach_stats: list[dict[str, Any]] = field(default_factory=list)
+    effectiveness_window: dict[str, str] = field(default_factory=dict)
+    effectiveness: dict[str, Any] = field(default_factory=dict)
+    # One customer's loop: the tier change, the call, its outcome, the survey, the tier after.
+    loop: dict[str, Any] = field(default_factory=dict)

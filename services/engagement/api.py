@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -30,6 +29,7 @@ from services.engagement.schemas import (
 )
 from shared.auth import Principal, Role
 from shared.bodies import read_document
+from shared.clock import StatedTimeRefused
 from shared.contracts.types import IdentifierPath, VersionPath
 from shared.http import ApiError, Responses, require
 from shared.whoami import whoami_router
@@ -56,9 +56,17 @@ async def _acting_rm(key: RmKey, rm_id: RmId = None) -> Actor:
 
 
 ActingRm = Annotated[Actor, Depends(_acting_rm)]
+ActedAt = Annotated[
+    AwareDatetime | None,
+    Query(
+        description="When the RM acted, for simulations and replays: accepted only when engagement"
+        " runs on the event or fixed clock (422 on the wall clock); absent, the action is engagement's now"
+    ),
+]
 _ITEM_ERRORS: Responses = {
     404: {"description": "Unknown item"},
     409: {"description": "Transition not allowed"},
+    422: {"description": "Invalid body, or `at` stated on the wall clock"},
 }
 _UNKNOWN_VERSION: Responses = {404: {"description": "Unknown version"}}
 
@@ -85,6 +93,8 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}") from None
         except TransitionRefused as exc:
             raise ApiError(409, str(exc)) from None
+        except StatedTimeRefused as exc:
+            raise ApiError(422, str(exc)) from None
         return await load(item_id, key)
 
     @router.get("/outreach")
@@ -137,32 +147,32 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         return await load(item_id, key)
 
     @router.post("/outreach/{item_id}/claim", responses=_ITEM_ERRORS)
-    async def claim(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
+    async def claim(item_id: UUID, key: RmKey, actor: ActingRm, at: ActedAt = None) -> OutreachItemPublic:
         """Take an unassigned item (or confirm one assigned to you)."""
-        return await moved(item_id, key, lambda: engagement.claim(str(item_id), actor))
+        return await moved(item_id, key, lambda: engagement.claim(str(item_id), actor, at))
 
     @router.post("/outreach/{item_id}/start", responses=_ITEM_ERRORS)
-    async def start(item_id: UUID, key: RmKey, actor: ActingRm) -> OutreachItemPublic:
+    async def start(item_id: UUID, key: RmKey, actor: ActingRm, at: ActedAt = None) -> OutreachItemPublic:
         """Begin working an item you hold; the first contact time is recorded."""
-        return await moved(item_id, key, lambda: engagement.start(str(item_id), actor))
+        return await moved(item_id, key, lambda: engagement.start(str(item_id), actor, at))
 
     @router.post("/outreach/{item_id}/complete", responses=_ITEM_ERRORS)
     async def complete(
-        item_id: UUID, body: CompletionCreate, key: RmKey, actor: ActingRm
+        item_id: UUID, body: CompletionCreate, key: RmKey, actor: ActingRm, at: ActedAt = None
     ) -> OutreachItemPublic:
         """Close an item you are working with its outcome; optionally ask feedback for a survey."""
 
         def completion() -> Awaitable[None]:
-            return engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey)
+            return engagement.complete(str(item_id), actor, body.outcome, body.note, body.request_survey, at)
 
         return await moved(item_id, key, completion)
 
     @router.post("/outreach/{item_id}/cancel", responses=_ITEM_ERRORS)
     async def cancel(
-        item_id: UUID, body: CancellationCreate, key: RmKey, actor: ActingRm
+        item_id: UUID, body: CancellationCreate, key: RmKey, actor: ActingRm, at: ActedAt = None
     ) -> OutreachItemPublic:
         """Cancel an open item (yours or unassigned, or any as admin), with the reason."""
-        return await moved(item_id, key, lambda: engagement.cancel(str(item_id), actor, body.reason))
+        return await moved(item_id, key, lambda: engagement.cancel(str(item_id), actor, body.reason, at))
 
     @router.post("/outreach/{item_id}/reassign", responses=_ITEM_ERRORS)
     async def reassign(item_id: UUID, body: ReassignmentCreate, key: AdminKey) -> OutreachItemPublic:
@@ -175,7 +185,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         """Register or update an RM: branch and capacity (open items they can hold)."""
         await engagement.put_rm(rm_id, body.branch_id, body.capacity, body.active)
         async with engine.connect() as db:
-            rows = await views.workloads(db, rm_id, datetime.now(UTC))
+            rows = await views.workloads(db, rm_id, await engagement.now())
         return RmWorkload.model_validate(rows[0])
 
     @router.get("/rms")
@@ -184,7 +194,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
     ) -> list[RmWorkload]:
         """RMs with their open and overdue items against capacity."""
         async with engine.connect() as db:
-            rows = await views.workloads(db, None, datetime.now(UTC), key.branch_scope(branch_id))
+            rows = await views.workloads(db, None, await engagement.now(), key.branch_scope(branch_id))
         return [RmWorkload.model_validate(row) for row in rows]
 
     @router.get("/playbooks")
@@ -236,6 +246,7 @@ def _outcome_stats(row: dict[str, Any]) -> OutcomeStats:
         action=row["action"],
         channel=row["channel"],
         items=row["items"],
+        held_out=row["held_out"],
         completed=counts.completed,
         reached=counts.reached,
         converted=counts.converted,
@@ -243,4 +254,5 @@ def _outcome_stats(row: dict[str, Any]) -> OutcomeStats:
         conversion_rate=counts.conversion_rate,
         avg_hours_to_first_contact=None if hours is None else round(float(hours), 2),
         first_contact_within_sla_rate=None if within is None else round(float(within), 3),
+        first_contact_within_sla=row["contacted_within_sla"],
     )

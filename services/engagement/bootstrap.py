@@ -22,7 +22,9 @@ consent, frequency, quiet-hour, complaint and suitability guardrails) and runs t
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
     engine = resources.engine
-    engagement = Engagement(engine, Topics.from_settings(settings).name(OUTREACH))
+    engagement = Engagement(
+        engine, Topics.from_settings(settings).name(OUTREACH), settings.clock_of("engagement")
+    )
     worker = resources.consumer(
         "engagement",
         settings.engagement_group,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
@@ -25,7 +25,8 @@ from services.engagement.domain.lifecycle import (
 )
 from services.engagement.domain.planning import Change, assign_planned, plan
 from services.engagement.domain.playbook import Playbook, default_playbook
-from services.engagement.store import EngagementStore, item_state
+from services.engagement.store import SCHEMA, EngagementStore, item_state
+from shared.clock import Clock, advance_watermark, service_now, watermark
 from shared.consumer import Decoder, Delivered, PoisonMessage
 from shared.contracts.internal import TierChanged
 from shared.contracts.outbound import CUSTOMER_ERASED, TIER_CHANGED, CustomerErasedData, OutreachOutcome
@@ -84,6 +85,7 @@ def change_decoder(settings: Settings) -> Decoder[Change | ErasureNotice]:
 class Engagement:
     engine: AsyncEngine
     outreach_topic: str
+    clock: Clock = field(default_factory=Clock)
 
     def store(self, connection: AsyncConnection) -> EngagementStore:
         return EngagementStore(connection, self.outreach_topic)
@@ -112,11 +114,17 @@ class Engagement:
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             playbook = await store.active_playbook() or default_playbook()
+            applied = await watermark(db, SCHEMA) if self.clock.follows_events else None
             for delivered in batch:
                 if isinstance(delivered.value, ErasureNotice):
                     erased += await self._erase(store, delivered.value)
-                else:
-                    await self._apply(store, delivered.value, playbook)
+                    continue
+                change = delivered.value
+                # On the event clock "now" is the latest change time applied, this one included.
+                applied = change.at if applied is None else max(applied, change.at)
+                await self._apply(store, change, playbook, self.clock.now(applied, datetime.now(UTC)))
+            if applied is not None:
+                await advance_watermark(db, SCHEMA, applied)
         ERASURES.labels(service="engagement").inc(erased)
 
     async def _erase(self, store: EngagementStore, notice: ErasureNotice) -> int:
@@ -125,13 +133,16 @@ class Engagement:
             return 0
         return int(await store.erase(notice))
 
-    async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook) -> None:
+    async def now(self) -> datetime:
+        async with self.engine.connect() as db:
+            return await service_now(db, SCHEMA, self.clock)
+
+    async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook, now: datetime) -> None:
         if await store.erased_among([change.customer_id]):
             raise CustomerErased
         if not await store.claim_event(change.source, change.event_id, change.at):
             metrics.DUPLICATES.inc()
             return
-        now = datetime.now(UTC)
         await store.remember_customer(change)
         open_items = await store.open_items(change.customer_id)
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
@@ -147,45 +158,63 @@ class Engagement:
             await store.add_item(item, branch, SYSTEM, now)
         metrics.CHANGES_APPLIED.inc()
 
-    async def claim(self, item_id: str, actor: Actor) -> None:
+    async def claim(self, item_id: str, actor: Actor, at: datetime | None = None) -> None:
         await self._transition(
-            item_id, lambda item, _now: claim(item, actor.name), actor.audit_name, "claimed"
+            item_id, lambda item, _now: claim(item, actor.name), actor.audit_name, "claimed", at
         )
 
-    async def start(self, item_id: str, actor: Actor) -> None:
+    async def start(self, item_id: str, actor: Actor, at: datetime | None = None) -> None:
         def step(item: ItemState, now: datetime) -> ItemState:
             return start(item, actor.name, actor.admin, now)
 
-        await self._transition(item_id, step, actor.audit_name, "started")
+        await self._transition(item_id, step, actor.audit_name, "started", at)
 
     async def complete(
-        self, item_id: str, actor: Actor, outcome: OutreachOutcome, note: str | None, request_survey: bool
+        self,
+        item_id: str,
+        actor: Actor,
+        outcome: OutreachOutcome,
+        note: str | None,
+        request_survey: bool,
+        at: datetime | None = None,
     ) -> None:
         """Close the item with its outcome; a survey request goes to feedback if asked for."""
 
         def step(item: ItemState, now: datetime) -> ItemState:
             return complete(item, actor.name, actor.admin, outcome, now)
 
-        await self._transition(item_id, step, actor.audit_name, note, request_survey)
+        await self._transition(item_id, step, actor.audit_name, note, at, request_survey)
 
-    async def cancel(self, item_id: str, actor: Actor, reason: str) -> None:
+    async def cancel(self, item_id: str, actor: Actor, reason: str, at: datetime | None = None) -> None:
         def step(item: ItemState, now: datetime) -> ItemState:
             return cancel(item, actor.name, actor.admin, reason, now)
 
-        await self._transition(item_id, step, actor.audit_name, reason)
+        await self._transition(item_id, step, actor.audit_name, reason, at)
 
-    async def reassign(self, item_id: str, actor: Actor, rm_id: str) -> None:
+    async def reassign(self, item_id: str, actor: Actor, rm_id: str, at: datetime | None = None) -> None:
         await self._transition(
-            item_id, lambda item, _now: assign(item, rm_id), actor.audit_name, f"to {rm_id}"
+            item_id, lambda item, _now: assign(item, rm_id), actor.audit_name, f"to {rm_id}", at
         )
 
     async def _transition(
-        self, item_id: str, step: Step, actor: str, note: str | None, request_survey: bool = False
+        self,
+        item_id: str,
+        step: Step,
+        actor: str,
+        note: str | None,
+        at: datetime | None,
+        request_survey: bool = False,
     ) -> None:
-        """Load, check the step in the domain, store it with its audit row and event, together."""
+        """Load, check the step in the domain, store it with its audit row and event, together.
+
+        `at` is when the RM acted, accepted off the wall clock only (simulations, replays); on
+        the event clock it moves engagement's calendar on like an applied event."""
         async with self.engine.begin() as db:
             store = self.store(db)
-            now = datetime.now(UTC)
+            mark = await watermark(db, SCHEMA) if self.clock.follows_events else None
+            now = self.clock.when(at, mark, datetime.now(UTC))
+            if at is not None and self.clock.follows_events:
+                await advance_watermark(db, SCHEMA, at)
             after = await self._move(store, item_id, step, actor, note, now)
             if after is None:
                 raise UnknownItem(item_id)
@@ -195,7 +224,7 @@ class Engagement:
     async def expire_due(self, limit: int) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
-            now = datetime.now(UTC)
+            now = await service_now(db, SCHEMA, self.clock)
             due = await store.due_to_expire(now, limit)
             for item_id in due:
                 await self._move(store, item_id, expire, SYSTEM, "expired", now)

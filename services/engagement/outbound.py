@@ -39,6 +39,7 @@ def outreach_event(item: dict[str, Any], at: datetime) -> OutboxMessage:
         "tier": item["context_tier"],
         "stage": item["context_stage"],
         "branch_id": item["branch_id"],
+        "experiment": item["experiment"],
     }
     event_type = f"{OUTREACH_TYPE_PREFIX}{status}.v1"
     return SOURCE.event(f"{item['id']}|{status}", event_type, at, item["customer_id"], data)

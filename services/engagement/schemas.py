@@ -35,6 +35,8 @@ class OutreachItemPublic(BaseModel):
     first_contact_at: datetime | None
     closed_at: datetime | None
     created_at: datetime
+    # The experiment whose holdout draw decided the item (`held_out`: its control group).
+    experiment: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OutreachItemPublic:
@@ -96,6 +98,8 @@ class OutcomeStats(BaseModel):
     action: str
     channel: str | None
     items: int
+    # Items an experiment held out: planned, never made, counted apart from `items`.
+    held_out: int = 0
     completed: int
     reached: int
     converted: int
@@ -103,3 +107,5 @@ class OutcomeStats(BaseModel):
     conversion_rate: float | None
     avg_hours_to_first_contact: float | None
     first_contact_within_sla_rate: float | None
+    # Items whose first contact came within their SLA: the count behind the rate.
+    first_contact_within_sla: int = 0

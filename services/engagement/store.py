@@ -25,7 +25,7 @@ SCHEMA = "engagement"
 ITEM_COLUMNS = (
     "id, customer_id, branch_id, rule, kind, category, channel, priority, status, due_at, sla_due_at, "
     "expires_at, template, product, reason, needs_rm, trigger_event_id, context_tier, context_stage, "
-    "assigned_to, outcome, cancel_reason, first_contact_at, closed_at, created_at, updated_at"
+    "assigned_to, outcome, cancel_reason, first_contact_at, closed_at, created_at, updated_at, experiment"
 )
 _OPEN = sorted(status.value for status in OPEN_STATES)
 _HELD = sorted(status.value for status in HELD_STATES)
@@ -136,7 +136,7 @@ class EngagementStore:
                 VALUES (CAST(:id AS uuid), :customer_id, :branch_id, :rule, :kind, :category, :channel,
                     :priority, :status, :due_at, :sla_due_at, :expires_at, :template, :product, :reason,
                     :needs_rm, :trigger_event_id, :context_tier, :context_stage, :assigned_to, NULL,
-                    :cancel_reason, NULL, :closed_at, :now, :now)
+                    :cancel_reason, NULL, :closed_at, :now, :now, :experiment)
                 ON CONFLICT (id) DO NOTHING RETURNING id
                 """  # noqa: S608 - fixed column list
             ),
@@ -164,6 +164,7 @@ class EngagementStore:
                 "cancel_reason": item.cancel_reason,
                 "closed_at": now if item.closed else None,
                 "now": now,
+                "experiment": item.experiment,
             },
         )
         if inserted is not None:

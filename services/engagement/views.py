@@ -53,17 +53,21 @@ async def items(
 async def outcome_stats(
     db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
 ) -> list[dict[str, Any]]:
-    """Items of `branches` created in [start, end) that were not cancelled, by tier, action and channel."""
+    """Items of `branches` created in [start, end) that were not cancelled, by tier, action and channel;
+    the held-out ones are counted apart, since nobody was meant to make them."""
     rows = await db.execute(
         text(
             f"""
-            SELECT context_tier AS tier, kind AS action, channel, count(*) AS items,
+            SELECT context_tier AS tier, kind AS action, channel,
+                count(*) FILTER (WHERE status <> :held_out) AS items,
+                count(*) FILTER (WHERE status = :held_out) AS held_out,
                 count(*) FILTER (WHERE status = :completed) AS completed,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
                 count(*) FILTER (WHERE outcome = :converted) AS converted,
                 avg(extract(epoch FROM first_contact_at - created_at) / 3600) AS hours_to_first_contact,
                 avg(CASE WHEN first_contact_at IS NULL THEN NULL
-                         WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla
+                         WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla,
+                count(*) FILTER (WHERE first_contact_at <= sla_due_at) AS contacted_within_sla
             FROM engagement.items
             WHERE created_at >= :start AND created_at < :end AND status <> :cancelled
                 AND {in_branches()}
@@ -76,6 +80,7 @@ async def outcome_stats(
             "end": end,
             "completed": ItemStatus.COMPLETED.value,
             "cancelled": ItemStatus.CANCELLED.value,
+            "held_out": ItemStatus.HELD_OUT.value,
             "reached": sorted(outcome.value for outcome in REACHED_OUTCOMES),
             "converted": OutreachOutcome.CONVERTED.value,
         },

@@ -131,8 +131,10 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         days: Annotated[int, Query(ge=1, le=365)] = 30,
     ) -> dict[str, Any]:
         """Per action and tier: reach, conversion, satisfaction after contact, and tier movement
-        within `days` against comparable customers who were not contacted. It compares across the
-        bank, so a key scoped to branches may not read it."""
+        within `days` against customers who were not contacted (observational); and `holdouts`:
+        per experiment, tier and action, treated against randomly held-out customers on tier
+        movement and later NPS, each difference with its 95% interval and conclusion..
+        It compares across the bank, so a key scoped to branches may not read it."""
         async with engine.connect() as db:
             return await views.effectiveness(db, start, end, days)
 

@@ -20,7 +20,9 @@ DESCRIPTION = """Takes survey answers and complaints, folds them back into tiers
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
     engine = resources.engine
-    feedback = Feedback(engine, Topics.from_settings(settings).name(FEEDBACK_EVENTS))
+    feedback = Feedback(
+        engine, Topics.from_settings(settings).name(FEEDBACK_EVENTS), settings.clock_of("feedback")
+    )
     worker = resources.consumer(
         "feedback",
         settings.feedback_group,

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.feedback.domain.complaints import move, receive
-from services.feedback.domain.events import FeedbackEvent, SurveyRequested, TierObserved, event_time
+from services.feedback.domain.events import (
+    Arm,
+    ExperimentEnrolled,
+    FeedbackEvent,
+    SurveyRequested,
+    TierObserved,
+    event_time,
+)
 from services.feedback.domain.surveys import answer, invitation_expires
-from services.feedback.store import FeedbackStore, complaint_of
+from services.feedback.store import SCHEMA, FeedbackStore, complaint_of
 from shared.batches import MAX_LISTED_ERRORS, BatchRejected, ItemError
+from shared.clock import Clock, advance_watermark, service_now
 from shared.consumer import Decoder, Delivered, PoisonMessage
-from shared.contracts.internal import INTERNAL_DATA_MODELS, ErasureNotice, TierChanged
+from shared.contracts.internal import (
+    INTERNAL_DATA_MODELS,
+    OUTREACH_PLANNED_TYPES,
+    ErasureNotice,
+    OutreachPlanned,
+    TierChanged,
+)
 from shared.contracts.internal import SurveyRequested as SurveyRequestData
 from shared.contracts.outbound import (
     ComplaintData,
@@ -38,8 +52,10 @@ class UnknownComplaint(TierFlowError):
 def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
     """Feedback's one decoder: tier changes and survey requests with every field checked, or a
     dead letter naming what is wrong; None for the other events on its topics, to skip."""
-    # Feedback reads every internal event type; outreach lifecycle events are the others.
-    decode_event = internal_event_decoder(settings, INTERNAL_DATA_MODELS)
+    # Feedback reads every internal event type and the births of outreach items (to know each
+    # experiment's groups); the rest of the outreach lifecycle it skips.
+    planned = dict.fromkeys(OUTREACH_PLANNED_TYPES, OutreachPlanned)
+    decode_event = internal_event_decoder(settings, {**INTERNAL_DATA_MODELS, **planned})
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> FeedbackEvent | None:
         event = decode_event(record)
@@ -70,6 +86,20 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 outcome=data.outcome,
                 requested_at=envelope.time,
             )
+        if isinstance(data, OutreachPlanned):
+            if data.experiment is None:
+                return None
+            return ExperimentEnrolled(
+                source=envelope.source,
+                event_id=envelope.id,
+                outreach_id=data.outreach_id,
+                customer_id=data.customer_id,
+                experiment=data.experiment,
+                arm=Arm.HELD_OUT if data.status == Arm.HELD_OUT.value else Arm.TREATED,
+                action=data.action,
+                tier=None if data.tier is None else data.tier.value,
+                at=envelope.time,
+            )
         raise PoisonMessage(f"no reading of {envelope.type} events")
 
     return decode
@@ -79,6 +109,7 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
 class Feedback:
     engine: AsyncEngine
     topic: str
+    clock: Clock = field(default_factory=Clock)
 
     def store(self, connection: AsyncConnection) -> FeedbackStore:
         return FeedbackStore(connection, self.topic)
@@ -87,6 +118,7 @@ class Feedback:
         erased = 0
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
+            applied: datetime | None = None
             for delivered in batch:
                 event = delivered.value
                 if event is None:
@@ -99,8 +131,14 @@ class Feedback:
                     erased += await store.erase(event)
                 elif isinstance(event, TierObserved):
                     await store.remember_tier(event)
+                elif isinstance(event, ExperimentEnrolled):
+                    await store.enrol(event)
                 else:
                     await store.invite(event, invitation_expires(event.requested_at))
+                moment = event_time(event)
+                applied = moment if applied is None else max(applied, moment)
+            if applied is not None and self.clock.follows_events:
+                await advance_watermark(db, SCHEMA, applied)
         ERASURES.labels(service="feedback").inc(erased)
 
     async def _refuse_erased(self, store: FeedbackStore, customer_ids: Sequence[str]) -> None:
@@ -116,11 +154,14 @@ class Feedback:
             ]
             raise BatchRejected(errors[:MAX_LISTED_ERRORS], len(errors))
 
+    async def now(self, db: AsyncConnection) -> datetime:
+        return await service_now(db, SCHEMA, self.clock)
+
     async def record_surveys(self, surveys: Sequence[SurveyData]) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
             await self._refuse_erased(store, [survey.customer_id for survey in surveys])
-            now = datetime.now(UTC)
+            now = await self.now(db)
             new = 0
             for survey in surveys:
                 unanswered = (
@@ -133,7 +174,7 @@ class Feedback:
         async with self.engine.begin() as db:
             store = self.store(db)
             await self._refuse_erased(store, [complaint.customer_id for complaint in complaints])
-            now = datetime.now(UTC)
+            now = await self.now(db)
             return sum([await self._receive(store, complaint, actor, now) for complaint in complaints])
 
     async def update_complaint(self, complaint_id: str, to: ComplaintStatus, actor: str) -> None:
@@ -142,7 +183,7 @@ class Feedback:
             known = await store.complaint(complaint_id)
             if known is None:
                 raise UnknownComplaint(complaint_id)
-            now = datetime.now(UTC)
+            now = await self.now(db)
             moved = move(complaint_of(known), to, now)
             reported = ComplaintData(
                 customer_id=known["customer_id"],

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback.domain.complaints import Complaint, ComplaintChange
-from services.feedback.domain.events import SurveyRequested, TierObserved
+from services.feedback.domain.events import ExperimentEnrolled, SurveyRequested, TierObserved
 from services.feedback.domain.surveys import Answer, Invitation
 from services.feedback.outbound import complaint_event, survey_event
 from shared.contracts.internal import ErasureNotice
@@ -22,7 +22,7 @@ from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "feedback"
 # The tables holding a customer's rows by customer id; an erasure empties them of the customer.
-_CUSTOMER_TABLES = ("surveys", "invitations", "tier_history", "customers")
+_CUSTOMER_TABLES = ("surveys", "invitations", "tier_history", "customers", "experiment_members")
 
 
 class FeedbackStore:
@@ -87,6 +87,27 @@ class FeedbackStore:
                 "VALUES (:src, :e, :c, :at, :t, :s) ON CONFLICT (source, event_id) DO NOTHING"
             ),
             {**tier, "src": observed.source, "e": observed.event_id, "at": observed.at},
+        )
+
+    async def enrol(self, enrolled: ExperimentEnrolled) -> None:
+        """Record the customer's group; an item's later events (a reassignment) change nothing."""
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO feedback.experiment_members (outreach_id, customer_id, experiment, arm, action,
+                    tier, enrolled_at)
+                VALUES (:o, :c, :x, :arm, :a, :t, :at) ON CONFLICT (outreach_id) DO NOTHING
+                """
+            ),
+            {
+                "o": enrolled.outreach_id,
+                "c": enrolled.customer_id,
+                "x": enrolled.experiment,
+                "arm": enrolled.arm.value,
+                "a": enrolled.action,
+                "t": enrolled.tier,
+                "at": enrolled.at,
+            },
         )
 
     async def invite(self, request: SurveyRequested, expires_at: datetime) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 from services.feedback.domain.complaints import in_hours
+from services.feedback.domain.effects import Comparison, Sample, Share, compare_means, compare_shares
+from services.feedback.domain.events import Arm
 from services.feedback.domain.surveys import nps
 from shared.contracts.outbound import (
     PASSIVE_MIN,
@@ -187,4 +189,102 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
         "days": days,
         "contacted": [dict(row._mapping) for row in treated],
         "not_contacted": [dict(row._mapping) for row in control],
+        "observational": OBSERVATIONAL,
+        "holdouts": await holdout_comparison(db, start, end, window),
+    }
+
+
+OBSERVATIONAL = (
+    "contacted and not_contacted are an observational comparison: who was contacted was not"
+    " random, so their difference mixes the effect of the contact with the difference between"
+    " the customers; holdouts compares randomised groups"
+)
+
+
+async def holdout_comparison(
+    db: AsyncConnection, start: datetime, end: datetime, window: timedelta
+) -> list[dict[str, Any]]:
+    """Per experiment, tier and action: the customers a holdout draw treated against those it
+    held out in the period, on outcomes measurable in both groups `window` after the draw."""
+    later = (
+        "(SELECT h.tier FROM feedback.tier_history h WHERE h.customer_id = m.customer_id "
+        "AND h.at <= m.enrolled_at + :window ORDER BY h.at DESC, h.id DESC LIMIT 1)"
+    )
+    rows = await db.execute(
+        text(
+            f"""
+            WITH members AS (
+                SELECT m.experiment, coalesce(m.tier, 'unknown') AS tier, m.action, m.arm, i.outcome,
+                    {_RANK.format(col="m.tier")} AS rank_before, {_RANK.format(col=later)} AS rank_after,
+                    (SELECT s.score FROM feedback.surveys s
+                     WHERE s.customer_id = m.customer_id AND s.kind = :nps
+                        AND s.answered_at > m.enrolled_at AND s.answered_at <= m.enrolled_at + :window
+                     ORDER BY s.answered_at DESC LIMIT 1) AS nps_later
+                FROM feedback.experiment_members m
+                LEFT JOIN feedback.invitations i ON i.outreach_id = m.outreach_id
+                WHERE m.enrolled_at >= :start AND m.enrolled_at < :end
+            )
+            SELECT experiment, tier, action, arm, count(*) AS customers,
+                count(*) FILTER (WHERE rank_after > rank_before) AS moved_up,
+                count(*) FILTER (WHERE rank_after < rank_before) AS moved_down,
+                count(nps_later) AS nps_answers,
+                coalesce(sum(nps_later), 0) AS nps_total,
+                coalesce(sum(nps_later * nps_later), 0) AS nps_squares,
+                count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
+                count(*) FILTER (WHERE outcome = :converted) AS converted
+            FROM members GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            """  # noqa: S608 - fixed SQL fragments only
+        ).bindparams(_TIER_ORDER),
+        {
+            "start": start,
+            "end": end,
+            "window": window,
+            "nps": SurveyKind.NPS.value,
+            "reached": _REACHED,
+            "converted": OutreachOutcome.CONVERTED.value,
+        },
+    )
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        groups.setdefault((row.experiment, row.tier, row.action), {})[row.arm] = row
+    return [
+        _compared(key, arms.get(Arm.TREATED.value), arms.get(Arm.HELD_OUT.value))
+        for key, arms in groups.items()
+    ]
+
+
+def _compared(key: tuple[str, str, str], treated: Any, held_out: Any) -> dict[str, Any]:
+    def share(row: Any, hits: str) -> Share:
+        return Share(0, 0) if row is None else Share(int(getattr(row, hits)), int(row.customers))
+
+    def sample(row: Any) -> Sample:
+        if row is None:
+            return Sample(0, 0.0, 0.0)
+        return Sample(int(row.nps_answers), float(row.nps_total), float(row.nps_squares))
+
+    experiment, tier, action = key
+    return {
+        "experiment": experiment,
+        "tier": tier,
+        "action": action,
+        "treated": share(treated, "customers").customers,
+        "held_out": share(held_out, "customers").customers,
+        # The treated group's own reach and conversion: the held-out group was never contacted.
+        "treated_reached": 0 if treated is None else int(treated.reached),
+        "treated_converted": 0 if treated is None else int(treated.converted),
+        "tier_up": _public(compare_shares(share(treated, "moved_up"), share(held_out, "moved_up"))),
+        "tier_down": _public(compare_shares(share(treated, "moved_down"), share(held_out, "moved_down"))),
+        "nps_later": _public(compare_means(sample(treated), sample(held_out))),
+    }
+
+
+def _public(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "treated": comparison.treated,
+        "held_out": comparison.held_out,
+        "treated_n": comparison.treated_n,
+        "held_out_n": comparison.held_out_n,
+        "difference": comparison.difference,
+        "ci95": None if comparison.ci_low is None else [comparison.ci_low, comparison.ci_high],
+        "conclusion": comparison.conclusion.value,
     }

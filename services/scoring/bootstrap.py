@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from services.scoring import metrics
 from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.handlers import ClockMode, Scoring, event_decoder
+from services.scoring.handlers import Scoring, event_decoder
 from services.scoring.replay import current_generation, group_id
 from services.scoring.store import StateCache, expire
+from shared.clock import ClockMode
 from shared.consumer import Delivered
 from shared.kafka import group_lag
 from shared.logs import get_logger

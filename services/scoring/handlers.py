@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
@@ -28,6 +27,7 @@ from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
 from services.scoring.domain.simulation import Simulation, simulate
 from services.scoring.store import ScoringStore, StateCache
+from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
@@ -48,12 +48,6 @@ SCORED_MODELS: dict[str, type[BaseModel]] = {
     SURVEY: SurveyData,
     COMPLAINT: ComplaintData,
 }
-
-
-class ClockMode(StrEnum):
-    WALL = "wall"
-    EVENT = "event"
-    FIXED = "fixed"
 
 
 class ProcessingFailed(TierFlowError):

@@ -27,6 +27,7 @@ from shared.contracts.envelope import (
 from shared.contracts.inbound import Consents
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
+    OUTREACH_TYPE_PREFIX,
     SURVEY_REQUESTED,
     TIER_CHANGED,
     CustomerErasedData,
@@ -107,6 +108,24 @@ class ErasureNotice:
     erased_at: datetime
 
 
+class OutreachPlanned(_Internal):
+    """`engagement.outreach_<status>.v1` as feedback reads it: an item and, when a holdout draw
+    decided it, its experiment (status `held_out`: the control group; otherwise treated)."""
+
+    outreach_id: Identifier
+    customer_id: CustomerId
+    action: ShortText
+    status: ShortText
+    tier: Tier | None = None
+    experiment: ShortText | None = None
+
+
+# The outreach events an item can be born with (queued, assigned at once, or held out).
+OUTREACH_PLANNED_TYPES = tuple(
+    f"{OUTREACH_TYPE_PREFIX}{status}.v1" for status in ("queued", "assigned", "held_out")
+)
+
+
 INTERNAL_DATA_MODELS: dict[str, type[BaseModel]] = {
     TIER_CHANGED: TierChanged,
     CUSTOMER_ERASED: CustomerErasedData,
@@ -171,9 +190,11 @@ def decode_internal_event(
 
 __all__ = [
     "INTERNAL_DATA_MODELS",
+    "OUTREACH_PLANNED_TYPES",
     "SURVEY_REQUESTED",
     "ChangeTrigger",
     "ErasureNotice",
+    "OutreachPlanned",
     "SurveyRequested",
     "TierChangeProfile",
     "TierChanged",

@@ -87,16 +87,51 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
             assert (example["tier"], example["stage"]) == (view["tier"], view["stage"])
             assert example["customer_id"] in output
 
+        # RMs work the queue through the year, so what is still open at its end may be nothing.
         assert summary["outreach_queue"] == get("engagement", "/v1/outreach/queue")
-        assert sum(cell["items"] for cell in summary["outreach_queue"]) > 0
         rms = {rm.rm_id for b in branches(bank) for rm in b.rms}
         assert {rm["rm_id"] for rm in summary["rms"]} >= rms
         assert summary["nps_by_tier"] == get("feedback", "/v1/reports/satisfaction", **summary["nps_window"])
         answers = sum(row["nps_responses"] + row["csat_responses"] for row in summary["nps_by_tier"])
-        assert answers == summary["records_sent"]["surveys"]
+        work = summary["rm_work"]
+        assert answers == summary["records_sent"]["surveys"] + work["surveys_answered"]
+
+        # RMs worked their queues in simulated time: every completion is theirs, and the SLA
+        # they met is what engagement measured.
+        stats_window = {"from": summary["window"]["from"], "to": summary["effectiveness_window"]["to"]}
+        assert summary["outreach_stats"] == get("engagement", "/v1/outreach/stats", **stats_window)
+        assert work["worked"] > 0
+        assert sum(row["completed"] for row in summary["outreach_stats"]) == work["worked"]
+        assert sum(row["reached"] for row in summary["outreach_stats"]) == work["surveys_requested"]
+        met = sum(row["first_contact_within_sla"] for row in summary["outreach_stats"])
+        assert met > 0
+        assert f"Items worked by RMs: {work['worked']:,}, SLA met on {met:,}" in output
+        assert sum(row["held_out"] for row in summary["outreach_stats"]) > 0
+
+        # The effectiveness report with its holdout comparison, as feedback answers it.
+        assert summary["effectiveness"] == get(
+            "feedback", "/v1/reports/effectiveness", **summary["effectiveness_window"]
+        )
+        holdouts = summary["effectiveness"]["holdouts"]
+        assert sum(row["held_out"] for row in holdouts) > 0
+        assert (
+            sum(row["contacted"] for row in summary["effectiveness"]["contacted"])
+            == work["surveys_requested"]
+        )
+
+        # One customer's loop: the call, its outcome, the answered survey, the tiers around it.
+        loop = summary["loop"]
+        assert loop["item"] == get("engagement", f"/v1/outreach/{loop['item']['id']}")
+        assert (loop["item"]["status"], loop["item"]["customer_id"]) == ("completed", loop["customer_id"])
+        assert loop["survey"]["outreach_id"] == loop["item"]["id"]
+        assert loop["history"] == get(
+            "scoring", f"/v1/customers/{loop['customer_id']}/tier-history", limit="20"
+        )
+        assert loop["tier_after"] == get("scoring", f"/v1/customers/{loop['customer_id']}")["tier"]
 
         for heading in ("Tier and stage by branch", "Tier migration", "Open outreach by action",
-                        "Open outreach by RM", "Satisfaction by tier"):  # fmt: skip
+                        "Open outreach by RM", "Satisfaction by tier", "RMs at work",
+                        "Holdout comparison by tier", "One customer's loop"):  # fmt: skip
             assert heading in output
     finally:
         process.send_signal(signal.SIGINT)

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.handlers import ClockMode, Scoring
+from services.scoring.handlers import Scoring
 from services.scoring.store import StateCache
+from shared.clock import ClockMode
 from shared.consumer import Delivered
 from shared.db import create_engine
 from tests import factories

@@ -10,10 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
+from services.engagement.domain.holdouts import in_control_group
+from services.engagement.domain.playbook import default_playbook
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
-from tests.infra import ADMIN_KEY, BOUND_RM_KEYS, OPS_KEY, RM_KEY, Infra, ServiceProcess, wait_until
+from tests.infra import (
+    ADMIN_KEY,
+    BOUND_RM_KEYS,
+    INGEST_KEY,
+    OPS_KEY,
+    RM_KEY,
+    Infra,
+    ServiceProcess,
+    wait_until,
+)
 from tests.integration.scoring_support import ScoringSandbox, partition_neighbour
 from tests.kafka_reader import read_messages
 
@@ -173,6 +184,13 @@ def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox
     unbound = post("start", RM_KEY)  # a key any RM could hold, naming whom it likes
     assert unbound.status_code == 403
     assert "not bound to an RM" in unbound.json()["detail"]
+    stated = httpx.post(
+        f"{base}/start",
+        params={"at": (NOW - timedelta(days=3)).isoformat()},
+        headers={"authorization": f"Bearer {rm7}"},
+    )
+    assert stated.status_code == 422, "live, on the wall clock, nobody says when an action happened"
+    assert "event or fixed clock" in stated.json()["detail"]
     assert post("start", rm7).json()["status"] == "in_progress"
     done = post("complete", rm7, outcome="converted", note="moved savings into a fund")
     assert done.status_code == 200
@@ -200,6 +218,7 @@ def test_an_rm_works_an_item_to_completed_and_each_step_is_on_the_stream(sandbox
     ).json()
     row = next(s for s in stats if s["action"] == "rm_call")
     assert (row["completed"], row["converted"], row["conversion_rate"]) == (1, 1, 1.0)
+    assert (row["first_contact_within_sla"], row["held_out"]) == (1, 0)
 
 
 def test_without_a_customer_rm_the_least_loaded_rm_of_the_branch_with_room_gets_the_item(
@@ -326,3 +345,112 @@ def test_playbooks_are_versioned_and_the_active_one_decides(sandbox: ScoringSand
     sandbox.produce([tier_change("C-PB", ("wealth", "core"), ("vip", "core"))], topic=TIER_CHANGES)
     wait_until(lambda: bool(items(engagement, "C-PB")), 60, "the item under the new playbook")
     assert [(i["action"], i["channel"]) for i in items(engagement, "C-PB")] == [("sms", "sms")]
+
+
+def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_rms_act_in_simulated_time_and_feedback_compares_the_groups(  # noqa: E501
+    sandbox: ScoringSandbox,
+) -> None:
+    engagement = sandbox.start("engagement", TIERFLOW_SCORING_CLOCK="event")
+    feedback = sandbox.start("feedback", TIERFLOW_SCORING_CLOCK="event")
+    simulated = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # noon in Shanghai, months before the wall clock
+    customers = [f"C-HO-{number:02d}" for number in range(40)]
+    welcome = next(rule.holdout for rule in default_playbook().rules if rule.name == "vip-welcome")
+    assert welcome is not None
+    expected_held = sorted(c for c in customers if in_control_group(c, welcome))
+    assert 0 < len(expected_held) < 10
+    sandbox.produce(
+        [
+            factories.with_envelope(
+                tier_change(c, ("mass", "regular"), ("vip", "regular")),
+                time=(simulated + timedelta(minutes=n)).isoformat(),
+            )
+            for n, c in enumerate(customers)
+        ],
+        topic=TIER_CHANGES,
+    )
+    ops = {"authorization": f"Bearer {OPS_KEY}"}
+
+    def listed(**params: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{engagement.base_url}/v1/outreach", params=params, headers=ops)
+        assert response.status_code == 200
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    wait_until(lambda: len(listed(action="app_push")) == len(customers), 60, "every welcome planned")
+    held = listed(status="held_out")
+    assert sorted(i["customer_id"] for i in held) == expected_held
+    assert {(i["experiment"], i["closed_at"] is not None, i["assigned_to"]) for i in held} == {
+        ("vip-welcome-holdout", True, None)
+    }
+    assert all(
+        i["reason"].startswith("holdout: control group of experiment vip-welcome-holdout") for i in held
+    )
+    treated = listed(status="queued")
+    assert len(treated) == len(customers) - len(expected_held)
+    assert {i["experiment"] for i in treated} == {"vip-welcome-holdout"}
+    # The event clock: each item was made at its change's time, not when it arrived.
+    first = treated[0]
+    offset = customers.index(first["customer_id"])
+    assert datetime.fromisoformat(first["created_at"]) == simulated + timedelta(minutes=offset)
+
+    stats = httpx.get(
+        f"{engagement.base_url}/v1/outreach/stats",
+        params={"from": simulated.isoformat(), "to": (simulated + timedelta(days=1)).isoformat()},
+        headers=ops,
+    ).json()
+    row = next(s for s in stats if s["action"] == "app_push")
+    assert (row["items"], row["held_out"]) == (len(treated), len(expected_held))
+
+    def act(item_id: str, step: str, at: datetime, **body: Any) -> httpx.Response:
+        return httpx.post(
+            f"{engagement.base_url}/v1/outreach/{item_id}/{step}",
+            params={"at": at.isoformat()},
+            json=body or None,
+            headers={"authorization": f"Bearer {BOUND_RM_KEYS['RM-7']}"},
+        )
+
+    assert act(held[0]["id"], "claim", simulated + timedelta(hours=1)).status_code == 409
+    assert act(first["id"], "claim", simulated + timedelta(hours=1)).status_code == 200
+    started = act(first["id"], "start", simulated + timedelta(hours=2))
+    assert datetime.fromisoformat(started.json()["first_contact_at"]) == simulated + timedelta(hours=2)
+    done = act(first["id"], "complete", simulated + timedelta(hours=3), outcome="reached")
+    assert datetime.fromisoformat(done.json()["closed_at"]) == simulated + timedelta(hours=3)
+
+    # Feedback knows both groups from the outreach stream; a week on, every treated customer
+    # has moved up to wealth and no held-out one has.
+    later = simulated + timedelta(days=7)
+    sandbox.produce(
+        [
+            factories.with_envelope(
+                tier_change(c, ("vip", "regular"), ("wealth", "regular")), time=later.isoformat()
+            )
+            for c in customers
+            if c not in expected_held
+        ],
+        topic=TIER_CHANGES,
+    )
+    period = {"from": simulated.isoformat(), "to": (simulated + timedelta(days=1)).isoformat(), "days": "30"}
+
+    def comparison() -> dict[str, Any] | None:
+        report = httpx.get(f"{feedback.base_url}/v1/reports/effectiveness", params=period, headers=ops).json()
+        rows = [r for r in report["holdouts"] if r["experiment"] == "vip-welcome-holdout"]
+        return rows[0] if rows and rows[0]["tier_up"]["treated"] == 1.0 else None
+
+    wait_until(lambda: comparison() is not None, 60, "both groups and the later tiers in feedback")
+    row = comparison()
+    assert row is not None
+    assert (row["tier"], row["action"], row["treated"], row["held_out"]) == (
+        "vip",
+        "app_push",
+        len(treated),
+        len(expected_held),
+    )
+    assert (row["tier_up"]["held_out"], row["tier_up"]["difference"]) == (0.0, 1.0)
+    assert row["tier_up"]["conclusion"] == "too small to conclude", "fewer than 30 held out"
+    assert row["nps_later"]["difference"] is None
+    # Feedback's own now is on the same calendar: an answer without a time was given then.
+    survey = {"customer_id": customers[0], "survey_id": "S-HO-1", "kind": "nps", "score": 9}
+    ingest = {"authorization": f"Bearer {INGEST_KEY}"}
+    assert httpx.post(f"{feedback.base_url}/v1/surveys", json=survey, headers=ingest).status_code == 202
+    answered = sandbox.query("SELECT answered_at FROM feedback.surveys WHERE survey_id = 'S-HO-1'")[0][0]
+    assert answered == later

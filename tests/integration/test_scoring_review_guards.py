@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.bootstrap import lagging_partitions
 from services.scoring.domain.policy import Policy, default_policy
-from services.scoring.handlers import ClockMode, Scoring
+from services.scoring.handlers import Scoring
 from services.scoring.store import ScoringStore
+from shared.clock import ClockMode
 from shared.db import create_engine
 from shared.topics import BANK_EVENTS, Topics
 from tests import factories

@@ -14,7 +14,8 @@ from aiokafka import ConsumerRecord
 
 from services.engagement.domain.planning import Change
 from services.engagement.handlers import change_decoder
-from services.feedback.domain.events import SurveyRequested, TierObserved
+from services.engagement.outbound import outreach_event
+from services.feedback.domain.events import Arm, ExperimentEnrolled, SurveyRequested, TierObserved
 from services.feedback.handlers import event_decoder
 from shared.consumer import PoisonMessage
 from shared.contracts.internal import ErasureNotice
@@ -133,3 +134,34 @@ def test_engagement_dead_letters_an_event_type_it_does_not_read() -> None:
 def test_a_tier_change_within_the_clock_tolerance_is_read() -> None:
     ahead = (datetime.now(UTC) + timedelta(minutes=9)).isoformat()
     assert change_decoder(SETTINGS)(record({**TIER_CHANGE, "time": ahead})).customer_id == "C0001"
+
+
+def outreach_born(status: str, experiment: str | None) -> dict[str, Any]:
+    """An item's first `engagement.outreach_<status>.v1`, as engagement publishes it."""
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    row = {
+        "id": "6f1d2c1e-0000-4000-8000-000000000001", "customer_id": "C0001", "kind": "app_push",
+        "channel": "app", "priority": "normal", "status": status, "due_at": at, "sla_due_at": at,
+        "expires_at": at, "trigger_event_id": "chg-1", "assigned_to": None, "reason": "r",
+        "cancel_reason": None, "outcome": None, "category": "marketing", "template": "t", "product": None,
+        "context_tier": "vip", "context_stage": "regular", "branch_id": "B1", "experiment": experiment,
+    }  # fmt: skip
+    event: dict[str, Any] = json.loads(outreach_event(row, at).value)
+    return event
+
+
+def test_feedback_enrols_the_items_a_holdout_drew_in_their_group_and_skips_the_others() -> None:
+    decode = event_decoder(SETTINGS)
+    held = decode(record(outreach_born("held_out", "vip-welcome-holdout"), "engagement.outreach.v1"))
+    assert isinstance(held, ExperimentEnrolled)
+    assert (held.experiment, held.arm, held.action, held.tier) == (
+        "vip-welcome-holdout",
+        Arm.HELD_OUT,
+        "app_push",
+        "vip",
+    )
+    treated = decode(record(outreach_born("queued", "vip-welcome-holdout"), "engagement.outreach.v1"))
+    assert isinstance(treated, ExperimentEnrolled)
+    assert treated.arm is Arm.TREATED
+    assert decode(record(outreach_born("queued", None), "engagement.outreach.v1")) is None
+    assert decode(record(outreach_born("completed", "vip-welcome-holdout"), "engagement.outreach.v1")) is None

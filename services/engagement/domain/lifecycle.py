@@ -2,6 +2,7 @@
 
 queued -> assigned -> in_progress -> completed (with an outcome)
 any open state -> cancelled (with a reason) or expired (by the timer)
+held_out: planned for a customer an experiment's control group holds out; closed from birth
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ class ItemStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    HELD_OUT = "held_out"
 
 
-CLOSED_STATES = frozenset({ItemStatus.COMPLETED, ItemStatus.CANCELLED, ItemStatus.EXPIRED})
+CLOSED_STATES = frozenset(
+    {ItemStatus.COMPLETED, ItemStatus.CANCELLED, ItemStatus.EXPIRED, ItemStatus.HELD_OUT}
+)
 OPEN_STATES = frozenset(ItemStatus) - CLOSED_STATES
 # An RM holds an item from assignment until it closes: held items count against the RM's
 # capacity, and a held item past its SLA is overdue.

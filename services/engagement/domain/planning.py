@@ -15,8 +15,18 @@ from services.engagement.domain.guardrails import (
     suitable,
     within_cap,
 )
+from services.engagement.domain.holdouts import experiment_of, held_out_reason, in_control_group
 from services.engagement.domain.lifecycle import CLOSED_STATES, ItemStatus
-from services.engagement.domain.playbook import Action, Category, ContactChannel, Match, Playbook, Priority
+from services.engagement.domain.playbook import (
+    Action,
+    Category,
+    ContactChannel,
+    Holdout,
+    Match,
+    Playbook,
+    Priority,
+    Rule,
+)
 from shared.contracts.outbound import ChangeDirection
 from shared.contracts.types import Stage, Tier
 
@@ -71,6 +81,8 @@ class PlannedItem:
     context_tier: Tier
     context_stage: Stage
     assigned_to: str | None = None
+    # The experiment whose draw decided this item: queued is treated, held_out the control.
+    experiment: str | None = None
 
     @property
     def needs_assignee(self) -> bool:
@@ -135,7 +147,7 @@ def plan(
             continue
         for index, action in enumerate(rule.actions):
             item = _plan_action(
-                change, rule.name, index, action, still_open, planned_kinds, seen_contacts, playbook, now
+                change, rule, index, action, still_open, planned_kinds, seen_contacts, playbook, now
             )
             planned.append(item)
             if item.status is ItemStatus.QUEUED:
@@ -147,7 +159,7 @@ def plan(
 
 def _plan_action(
     change: Change,
-    rule: str,
+    planned_by: Rule,
     index: int,
     action: Action,
     open_actions: set[tuple[str, str]],
@@ -156,7 +168,7 @@ def _plan_action(
     playbook: Playbook,
     now: datetime,
 ) -> PlannedItem:
-    profile = change.profile
+    rule, profile = planned_by.name, change.profile
     channel, refusal = consented_channel(action.channels, profile.get("consents") or {})
     fits, unsuitable = suitable(action, profile.get("risk_profile"))
     stopped = ""
@@ -178,6 +190,12 @@ def _plan_action(
         stopped = f"guardrail: {refusal}"
     timezone = profile.get("timezone") or playbook.default_timezone
     due = outside_quiet_hours(channel, now, timezone, playbook.quiet_hours)
+    # Only a customer every guardrail lets through is drawn, so the control group is made of
+    # customers who would have been contacted: the comparison is like for like.
+    holdout = (
+        None if stopped else experiment_of(planned_by.holdout, action.category, change.complaints_open_high)
+    )
+    status, reason = (ItemStatus.CANCELLED, stopped) if stopped else _drawn(holdout, change.customer_id)
     return PlannedItem(
         # From the change's source and id: the same id from another source is another change.
         id=str(uuid.uuid5(_IDS, f"{len(change.source)}:{change.source}|{change.event_id}|{rule}|{index}")),
@@ -187,18 +205,26 @@ def _plan_action(
         category=action.category,
         channel=channel,
         priority=action.priority,
-        status=ItemStatus.CANCELLED if stopped else ItemStatus.QUEUED,
+        status=status,
         due_at=due,
         sla_due_at=due + timedelta(hours=action.sla_hours),
         expires_at=now + timedelta(hours=action.expires_hours),
         template=action.template,
         product=action.product,
-        reason=stopped or _why(rule, change),
+        reason=reason or _why(rule, change),
         needs_rm=action.needs_rm,
         trigger_event_id=change.event_id,
         context_tier=change.tier,
         context_stage=change.stage,
+        experiment=holdout.experiment if holdout else None,
     )
+
+
+def _drawn(holdout: Holdout | None, customer_id: str) -> tuple[ItemStatus, str]:
+    """Queued (treated, or outside any experiment), or held out with the experiment named."""
+    if holdout is not None and in_control_group(customer_id, holdout):
+        return ItemStatus.HELD_OUT, held_out_reason(holdout)
+    return ItemStatus.QUEUED, ""
 
 
 def _why(rule: str, change: Change) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -88,10 +89,33 @@ class Action(_Strict):
         return self
 
 
+# Categories whose effect a holdout may measure; service (recovery, a named RM) is always given.
+HOLDOUT_CATEGORIES = frozenset({Category.MARKETING, Category.RETENTION})
+
+
+class Holdout(_Strict):
+    """A randomised control group: this share of the customers a rule's marketing or retention
+    actions would reach gets none, so the experiment measures what the actions cause."""
+
+    experiment: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    share: Annotated[Decimal, Field(gt=0, le=Decimal("0.5"), decimal_places=3)]
+
+
 class Rule(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     when: Match
     actions: Annotated[list[Action], Field(min_length=1, max_length=10)]
+    holdout: Holdout | None = None
+
+    @model_validator(mode="after")
+    def _holdout_measures_something(self) -> Self:
+        if self.holdout is None:
+            return self
+        if not any(action.category in HOLDOUT_CATEGORIES for action in self.actions):
+            raise ValueError("a holdout needs a marketing or retention action to hold out")
+        if Stage.AT_RISK in self.when.to_stages:
+            raise ValueError("service recovery for at-risk customers is never held out")
+        return self
 
 
 class Cap(_Strict):

@@ -1,9 +1,11 @@
-"""What feedback reads from the streams: tier changes, requests for a follow-up survey, erasures."""
+"""What feedback reads from the streams: tier changes, requests for a follow-up survey, the
+outreach items a holdout draw decided, and erasures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from shared.contracts.internal import ErasureNotice
 
@@ -36,12 +38,32 @@ class SurveyRequested:
     requested_at: datetime
 
 
-FeedbackEvent = TierObserved | SurveyRequested | ErasureNotice
+class Arm(StrEnum):
+    TREATED = "treated"
+    HELD_OUT = "held_out"
+
+
+@dataclass(frozen=True)
+class ExperimentEnrolled:
+    """A holdout draw put a customer in an experiment's treated or held-out group."""
+
+    source: str
+    event_id: str
+    outreach_id: str
+    customer_id: str
+    experiment: str
+    arm: Arm
+    action: str
+    tier: str | None
+    at: datetime
+
+
+FeedbackEvent = TierObserved | SurveyRequested | ExperimentEnrolled | ErasureNotice
 
 
 def event_time(event: FeedbackEvent) -> datetime:
     """The `time` of the event this was read from, which a resend keeps."""
-    if isinstance(event, TierObserved):
+    if isinstance(event, TierObserved | ExperimentEnrolled):
         return event.at
     if isinstance(event, ErasureNotice):
         return event.erased_at
