@@ -96,6 +96,7 @@ def create_app(
     )
     app.state.keyring = keyring
     app.include_router(_probes(service, readiness))
+    app.include_router(whoami_router())
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app, retry_after_s)
@@ -181,6 +182,13 @@ def _probes(service: str, readiness: Mapping[str, ReadinessCheck]) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def whoami_router() -> APIRouter:
+    # Imported here: shared.whoami builds on `require` from this module.
+    from shared.whoami import whoami_router as build
+
+    return build()
 
 
 def _install_error_handlers(app: FastAPI, retry_after_s: int) -> None:

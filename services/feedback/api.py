@@ -12,17 +12,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.feedback import views
 from services.feedback.domain.complaints import ComplaintRefused
 from services.feedback.handlers import Feedback, UnknownComplaint
-from services.feedback.schemas import Accepted, ComplaintPublic, ComplaintUpdate
+from services.feedback.schemas import (
+    Accepted,
+    ComplaintPublic,
+    ComplaintUpdate,
+    CustomerFeedback,
+    SurveyPublic,
+)
 from shared.auth import Principal, Role
 from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
-from shared.contracts.types import IdentifierPath, TimeBounds
+from shared.contracts.types import CustomerIdPath, IdentifierPath, TimeBounds
 from shared.http import ApiError, Responses, require
 from shared.settings import Settings
 
 IngestKey = Annotated[Principal, Depends(require(Role.INGEST))]
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
+ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
 M = TypeVar("M", bound=BaseModel)
 _INTAKE_ERRORS: Responses = {
     413: {"description": "Over the size limit"},
@@ -91,6 +98,20 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
     async def get_complaint(complaint_id: IdentifierPath, _key: OpsKey) -> ComplaintPublic:
         """One complaint and its resolution time."""
         return await load_complaint(complaint_id)
+
+    @router.get("/customers/{customer_id}/feedback")
+    async def customer_feedback(
+        customer_id: CustomerIdPath, _key: ReaderKey, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    ) -> CustomerFeedback:
+        """The customer's survey answers and complaints, newest first (empty lists when none)."""
+        async with engine.connect() as db:
+            surveys = await views.customer_surveys(db, customer_id, limit)
+            complaints = await views.customer_complaints(db, customer_id, limit)
+        return CustomerFeedback(
+            customer_id=customer_id,
+            surveys=[SurveyPublic.model_validate(row) for row in surveys],
+            complaints=[ComplaintPublic.from_row(row) for row in complaints],
+        )
 
     @router.get("/reports/satisfaction")
     async def satisfaction(
