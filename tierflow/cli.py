@@ -17,7 +17,7 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tierflow.dlq import add_dlq_command
 from tierflow.simulate import COHORT, Bank
-from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
+from tierflow.stack import PROCESSES, Stack, StackError, Stopping, describe, hold
 
 # What `add_subparsers` returns; argparse gives it no public name.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -52,7 +52,7 @@ def _add_up(commands: Commands) -> None:
 
 def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run one service (as containers do)")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=PROCESSES)
     serve.set_defaults(handler=lambda args: run_service(args.service))
 
 

@@ -45,11 +45,7 @@ def build_app(settings: Settings, clock: Callable[[], datetime] | None = None) -
             await upstream.close()
 
     async def scoring_reachable() -> bool:
-        try:
-            await upstream.as_user("").get("scoring", "/healthz")
-        except UpstreamError:
-            return False
-        return True
+        return await upstream.healthy("scoring")
 
     app = create_app(
         service="console",

@@ -37,6 +37,13 @@ class Upstream:
         for client in self._clients.values():
             await client.aclose()
 
+    async def healthy(self, service: str) -> bool:
+        try:
+            response = await self._clients[service].get("/healthz")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
     def as_user(self, api_key: str, rm_id: str | None = None) -> UserClient:
         return UserClient(self._clients, api_key, rm_id)
 
