@@ -122,8 +122,8 @@ def stacked_bars(
     width: int = 720,
 ) -> Markup:
     """One horizontal bar per row (a tier), split by series (stages), scaled to the largest row."""
-    left, right, top, row_h = 110, 70, 12, 30
-    height = top + row_h * len(rows) + 52
+    left, right, top, row_h = 110, 40, 12, 30
+    height = top + row_h * len(rows) + 70
     plot_w = width - left - right
     peak = _nice_ceiling(max((sum(counts.get(key, {}).values()) for key, _ in rows), default=0))
     parts = [_open(width, height, title)]
@@ -133,7 +133,7 @@ def stacked_bars(
             f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
         )
         parts.append(_text(x, top + row_h * len(rows) + 14, f"{peak * tick // 4:,}", "tick middle"))
-    parts.append(_text(width - right + 6, top + row_h * len(rows) + 14, unit, "axis-unit"))
+    parts.append(_text(left + plot_w / 2, top + row_h * len(rows) + 32, unit, "axis-unit middle"))
     for r, (key, label) in enumerate(rows):
         y = top + row_h * r
         parts.append(_text(left - 8, y + 19, label, "tick end"))

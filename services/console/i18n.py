@@ -57,9 +57,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "segment": ("Segment", "客户类型"),
     "total": ("Total", "合计"),
     "count": ("Count", "数量"),
-    "customers": ("customers", "位客户"),
+    "customers": ("customers", "客户数"),
     "day": ("Day", "日期"),
-    "changes": ("changes", "次变动"),
+    "changes": ("changes", "变动次数"),
     "action": ("Action", "动作"),
     "rm": ("RM", "客户经理"),
     "unassigned": ("unassigned", "未分配"),
@@ -95,7 +95,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "customer.override.reason": ("Reason", "原因"),
     "customer.override.expires": ("Expires on", "到期日"),
     "customer.override.active": ("Active override", "生效中的人工调整"),
-    "customer.since": ("since", "自"),
+    "customer.since": ("Tier since", "定级时间"),
     "customer.policy": ("Policy", "策略"),
     "customer.next_review": ("Next review", "下次复核"),
     "customer.timeline": ("Tier timeline", "层级时间线"),
@@ -183,6 +183,32 @@ TEXTS: dict[str, tuple[str, str]] = {
     "direction.initial": ("first", "首次"),
     "direction.stage": ("stage", "阶段变动"),
     "direction.labels": ("labels", "标签"),
+    # Report columns, as the feedback API names them.
+    "col.nps_responses": ("NPS answers", "NPS 回复"),
+    "col.promoters": ("Promoters", "推荐者"),
+    "col.detractors": ("Detractors", "贬损者"),
+    "col.nps": ("NPS", "NPS"),
+    "col.csat_responses": ("CSAT answers", "CSAT 回复"),
+    "col.csat_avg": ("CSAT average", "CSAT 均值"),
+    "col.complaints": ("Complaints", "投诉数"),
+    "col.open": ("Open", "未解决"),
+    "col.avg_resolution_hours": ("Avg. resolution (h)", "平均解决时长（小时）"),
+    "col.customers": ("Customers", "客户数"),
+    "col.moved_up": ("Moved up", "升级"),
+    "col.held": ("Held", "保持"),
+    "col.moved_down": ("Moved down", "降级"),
+    "col.contacted": ("Contacted", "已触达"),
+    "col.reached": ("Reached", "已联系上"),
+    "col.converted": ("Converted", "已转化"),
+    "col.surveys": ("Surveys", "调查数"),
+    "col.nps_avg_after_contact": ("NPS after contact", "触达后 NPS"),
+    "col.csat_avg_after_contact": ("CSAT after contact", "触达后 CSAT"),
+    "col.tier": ("Tier", "层级"),
+    "col.severity": ("Severity", "严重度"),
+    "col.action": ("Action", "动作"),
+    "col.stage": ("Stage", "阶段"),
+    "col.branch": ("Branch", "网点"),
+    "col.channel": ("Channel", "渠道"),
 }
 
 
@@ -224,6 +250,15 @@ class Formatter:
         key = f"{prefix}.{value if value is not None else 'none'}"
         return self.text(key) if key in TEXTS else str(value)
 
+    def column(self, key: str, grouped_by: str = "") -> str:
+        """A report column's heading; `grp` is the column the report is grouped by."""
+        name = grouped_by if key == "grp" else key
+        return self.text(f"col.{name}") if f"col.{name}" in TEXTS else name
+
+    def short_day(self, value: str) -> str:
+        """A day as an axis label: `Oct 3` or `10月3日`."""
+        return format_date(date.fromisoformat(value[:10]), "MMMd", locale=self._babel)
+
     def number(self, value: float | int | Decimal | str | None, digits: int = 0) -> str:
         if value is None or value == "":
             return MISSING
@@ -252,6 +287,7 @@ class Formatter:
         return {
             "t": self.text,
             "label": self.label,
+            "column": self.column,
             "number": self.number,
             "money": self.money,
             "percent": self.percent,

@@ -75,7 +75,7 @@ async def overview(
         days = _every_day(start, end)
         by_day = {row["day"]: row["changes"] for row in per_day}
         page["changes_chart"] = charts.stacked_columns(
-            fmt.text("overview.changes"), [fmt.day(d) for d in days],
+            fmt.text("overview.changes"), [fmt.short_day(d) for d in days],
             [charts.Series(d, fmt.label("direction", d)) for d in DIRECTIONS],
             [by_day.get(d, {}) for d in days], fmt.text("changes"),
         )  # fmt: skip
