@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +23,18 @@ import yaml
 from rich.console import Console
 
 from shared.auth import ApiKeyError, parse_api_keys
-from tests.infra import ADMIN_KEY, API_KEYS, Infra, ServiceProcess, all_services, start_service
+from shared.contracts.outbound import SURVEY
+from tests.infra import (
+    ADMIN_KEY,
+    API_KEYS,
+    Infra,
+    ServiceProcess,
+    all_services,
+    fetch_rows,
+    start_service,
+)
 from tierflow.demo import Endpoints, simulate_and_summarise
-from tierflow.simulate import Bank, branches, customer_id
+from tierflow.simulate import Bank, branches, customer_id, records
 from tierflow.stack import Stopping
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +72,7 @@ def _api_keys() -> str:
 class Stack:
     services: dict[str, ServiceProcess]
     console: str
+    database_url: str
 
     def api(self, service: str, path: str, key: str = ADMIN_KEY, **params: str) -> Any:
         response = httpx.get(
@@ -86,7 +97,7 @@ def stack(infra: Infra) -> Iterator[Stack]:
         urls = {f"TIERFLOW_{name.upper()}_URL": s.base_url for name, s in services.items()}
         console = start_service(infra, "console", TIERFLOW_API_KEYS=keys, **urls)
         try:
-            yield Stack(services, console.base_url)
+            yield Stack(services, console.base_url, services["scoring"].env["DATABASE_URL"])
         finally:
             console.stop()
 
@@ -216,10 +227,50 @@ def test_a_simulated_policy_renders_its_migration_matrix(browser: Any, stack: St
     assert "candidate-1" in matrix
     assert page.locator("#simulation svg text").count() > 20
     shot(page, "policies-simulation")
-    page.goto(f"{stack.console}/policies/{active['version']}?confirm=1")
-    assert page.locator("#confirm-activate").count() == 1
+    # Stored, it can be compared with the active version and activated after a confirmation.
+    stored = httpx.post(
+        f"{stack.services['scoring'].base_url}/v1/policies",
+        json=document,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    page.goto(f"{stack.console}/policies/compare?older={active['version']}&newer=candidate-1")
+    assert "+version: candidate-1" in page.inner_text("pre.diff")
+    page.goto(f"{stack.console}/policies/candidate-1")
+    page.click("#activate")
+    page.wait_for_load_state()
     shot(page, "policy-activate")
+    page.click("#confirm-activate")
+    page.wait_for_load_state()
+    assert next(p for p in stack.api("scoring", "/v1/policies") if p["active"])["version"] == "candidate-1"
     page.context.close()
+
+
+def test_the_read_apis_the_console_draws_on_agree_with_the_data(stack: Stack) -> None:
+    assert stack.api("scoring", "/v1/me") == {
+        "key_id": stack.api("engagement", "/v1/me")["key_id"],
+        "roles": ["admin"],
+        "rm_id": None,
+        "branches": None,
+    }
+    # On a thread of its own: the browser's driver keeps an event loop running on this one.
+    with ThreadPoolExecutor(1) as thread:
+        rows = thread.submit(fetch_rows, stack.database_url, "SELECT count(*) FROM scoring.tier_history")
+        recorded = rows.result()[0][0]
+    span = {"from": BANK.start.isoformat(), "to": (END + timedelta(days=2)).isoformat()}
+    per_day = stack.api("scoring", "/v1/tiers/changes-per-day", **span)
+    assert sum(sum(day["changes"].values()) for day in per_day) == recorded
+    assert [day["day"] for day in per_day] == sorted(day["day"] for day in per_day)
+    surveys = [r for r in records(BANK) if r["type"] == SURVEY]
+    surveyed = surveys[0]["data"]["customer_id"]
+    answered = {r["data"]["survey_id"] for r in surveys if r["data"]["customer_id"] == surveyed}
+    feedback = stack.api("feedback", f"/v1/customers/{surveyed}/feedback")
+    assert {survey["survey_id"] for survey in feedback["surveys"]} == answered
+    scoring = stack.api("scoring", "/v1/worker/status")
+    assert scoring["service"] == "scoring"
+    assert {t["topic"] for t in scoring["topics"]} >= {"console_ui.bank.events.v1"}
+    assert all(t["lag"] == 0 for t in scoring["topics"])
 
 
 def test_every_page_renders_in_both_languages(browser: Any, stack: Stack) -> None:
