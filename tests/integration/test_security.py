@@ -23,6 +23,7 @@ from tests.infra import (
     all_services,
     wait_until,
 )
+from tierflow.stack import SERVICES
 
 pytestmark = pytest.mark.integration
 KEYS = {"ingest": INGEST_KEY, "ops": OPS_KEY, "rm": RM_KEY, "admin": ADMIN_KEY}
@@ -68,6 +69,10 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("feedback", "GET", "/v1/reports/satisfaction"): frozenset({"ops"}),
     ("feedback", "GET", "/v1/reports/complaints"): frozenset({"ops"}),
     ("feedback", "GET", "/v1/reports/effectiveness"): frozenset({"ops"}),
+    ("feedback", "GET", "/v1/customers/{customer_id}/feedback"): READ,
+    ("scoring", "GET", "/v1/tiers/changes-per-day"): frozenset({"ops"}),
+    **{(name, "GET", "/v1/me"): frozenset({"ingest", "ops", "rm"}) for name in SERVICES},
+    **{(name, "GET", "/v1/worker/status"): READ for name in ("scoring", "engagement", "feedback")},
 }
 
 
