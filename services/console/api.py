@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.console import views
-from services.console.client import Upstream, UpstreamError
+from services.console.client import Upstream, UpstreamError, UserClient
 from services.console.i18n import LANGUAGES, Formatter, negotiate
 from services.console.sessions import Identity, Session, SessionStore
 from shared.contracts.types import Stage, Tier
@@ -73,7 +73,7 @@ def build_router(upstream: Upstream, sessions: SessionStore, currency: str, cloc
         }  # fmt: skip
         return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
-    def user(session: Session) -> Any:
+    def user(session: Session) -> UserClient:
         return upstream.as_user(session.api_key, session.identity.rm_id)
 
     async def shown(
