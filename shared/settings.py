@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     scoring_port: int = Field(default=8002, ge=1, le=65535)
     engagement_port: int = Field(default=8003, ge=1, le=65535)
     feedback_port: int = Field(default=8004, ge=1, le=65535)
+    console_port: int = Field(default=8005, ge=1, le=65535)
+    # Where the console reaches the four services; empty: http://HOST:PORT of this machine.
+    ingest_url: str = Field(default="", max_length=500)
+    scoring_url: str = Field(default="", max_length=500)
+    engagement_url: str = Field(default="", max_length=500)
+    feedback_url: str = Field(default="", max_length=500)
+    # A console session ends after this long without a request, and this long after sign-in.
+    console_session_idle_s: int = Field(default=1_800, ge=60, le=86_400)
+    console_session_max_s: int = Field(default=28_800, ge=300, le=604_800)
 
     database_url: SecretStr = Field(
         default=SecretStr("postgresql+asyncpg://tierflow@127.0.0.1:55432/tierflow"),
@@ -253,8 +262,14 @@ class Settings(BaseSettings):
             "scoring": self.scoring_port,
             "engagement": self.engagement_port,
             "feedback": self.feedback_port,
+            "console": self.console_port,
         }
         return ports[service]
+
+    def url_of(self, service: str) -> str:
+        """Where `service` answers: its configured URL, else this host and its port."""
+        configured: str = getattr(self, f"{service}_url")
+        return configured.rstrip("/") or f"http://{self.host}:{self.port_of(service)}"
 
     def accepts_currency(self, code: str) -> bool:
         return code == self.base_currency or code in self.fx_rates

@@ -20,6 +20,7 @@ from shared.retention import Expire, maintain_all_markers, maintenance_loop
 from shared.settings import Settings
 from shared.tasks import supervise
 from shared.topics import Topics
+from shared.worker_status import worker_status_router
 
 T = TypeVar("T")
 Loop = Callable[[asyncio.Event], Awaitable[None]]
@@ -113,7 +114,7 @@ def worker_app(
         keyring=resources.settings.api_keys,
         lifespan=lifespan,
         readiness={"database": database_reachable, "broker": resources.producer.is_reachable},
-        routers=routers,
+        routers=[*routers, worker_status_router(service)],
         description=description,
         retry_after_s=resources.settings.retry_after_s,
         limits=HttpLimits.from_settings(resources.settings),

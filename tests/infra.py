@@ -191,7 +191,7 @@ def start_service(infra: Infra, name: str, **overrides: str) -> ServiceProcess:
 
 
 @contextmanager
-def all_services(infra: Infra, name: str) -> Iterator[dict[str, ServiceProcess]]:
+def all_services(infra: Infra, name: str, **overrides: str) -> Iterator[dict[str, ServiceProcess]]:
     """The four services as processes on a database and topics of their own, named `name`."""
     from tierflow.stack import SERVICES
 
@@ -202,7 +202,7 @@ def all_services(infra: Infra, name: str) -> Iterator[dict[str, ServiceProcess]]
     try:
         for service in SERVICES:
             started[service] = start_service(
-                infra, service, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database
+                infra, service, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database, **overrides
             )
         yield started
     finally:

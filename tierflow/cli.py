@@ -18,7 +18,7 @@ from shared.topics import Topics
 from tierflow.dlq import add_dlq_command
 from tierflow.simulate import COHORT, Bank
 from tierflow.stack import (
-    SERVICES,
+    PROCESSES,
     Stack,
     StackError,
     Stopping,
@@ -61,7 +61,7 @@ def _add_up(commands: Commands) -> None:
 
 def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run one service (as containers do)")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=PROCESSES)
     serve.set_defaults(handler=lambda args: run_service(args.service))
 
 

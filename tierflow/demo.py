@@ -26,7 +26,7 @@ from tierflow import report, sinks
 from tierflow.processes import port_is_open
 from tierflow.rm_work import Rms, persona_lookup
 from tierflow.simulate import Bank, branches, customer_id, persona_of, records
-from tierflow.stack import SERVICES, Stack, StackError, Stopping, describe, hold
+from tierflow.stack import SERVICES, Stack, StackError, Stopping, demo_rms, describe, hold
 from tierflow.summary import Summary
 
 SUMMARY_FILE = "demo-summary.json"
@@ -55,11 +55,11 @@ def run_demo(args: argparse.Namespace, bank: Bank) -> int:
     try:
         endpoints = running_stack(data_dir)
         if endpoints is None:
-            stack = Stack(data_dir)
+            stack = Stack(data_dir, rms=demo_rms(bank))
             # A simulated year is judged by its own calendar, not by today's.
             stack.env.setdefault("TIERFLOW_SCORING_CLOCK", "event")
             with console.status(
-                "Starting TierFlow: PostgreSQL, broker, topics, migrations, four services ..."
+                "Starting TierFlow: PostgreSQL, broker, topics, migrations, four services, console ..."
             ):
                 settings = stack.start()
             endpoints = Endpoints(_urls(settings), _key_of(stack))

@@ -1,4 +1,4 @@
-"""The whole of TierFlow on one machine: database, broker, topics, migrations, four services."""
+"""The whole of TierFlow on one machine: database, broker, topics, migrations, four services, console."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ from shared.settings import Settings
 from shared.topics import Topics
 from tierflow.embedded import EmbeddedBroker, EmbeddedPostgres
 from tierflow.processes import port_is_open, spawn, stop
+from tierflow.simulate import Bank, Rm, branches
 
 SERVICES = ("ingest", "scoring", "engagement", "feedback")
+# The web console runs beside the services and reaches them only over their HTTP APIs.
+CONSOLE = "console"
+PROCESSES = (*SERVICES, CONSOLE)
+RM_KEYS_FILE = "rm-keys"
 DATABASE_ENV = ("DATABASE_URL", "TIERFLOW_DATABASE_URL")
 KAFKA_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "TIERFLOW_KAFKA_BOOTSTRAP_SERVERS")
 DEFAULT_EMBEDDED_POSTGRES_PORT = 55432
@@ -82,6 +87,9 @@ class Stack:
     broker: EmbeddedBroker | None = None
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     api_key_file: Path | None = None
+    # The RMs of the simulated bank the demo registers; each gets a key bound to them.
+    rms: tuple[Rm, ...] = field(default_factory=lambda: demo_rms(Bank(0, 0)))
+    rm_key_file: Path | None = None
 
     @property
     def logs(self) -> Path:
@@ -136,22 +144,25 @@ class Stack:
         if not self.api_key_file.exists():
             self.api_key_file.write_text(secrets.token_urlsafe(32) + "\n")
         self.api_key_file.chmod(0o600)
-        self.env["TIERFLOW_API_KEYS"] = f"{self.api_key_file.read_text().strip()}=admin"
+        entries = [f"{self.api_key_file.read_text().strip()}=admin"]
+        self.rm_key_file = self.data_dir / RM_KEYS_FILE
+        entries += rm_key_entries(self.rm_key_file, self.rms)
+        self.env["TIERFLOW_API_KEYS"] = ";".join(entries)
 
     async def _prepare(self, settings: Settings) -> None:
         await ensure_topics(settings, Topics.from_settings(settings).all())
         await upgrade_all(settings)
 
     def _start_services(self, settings: Settings) -> None:
-        for name in SERVICES:
+        for name in PROCESSES:
             port = settings.port_of(name)
             if port_is_open(settings.host, port):
                 raise StackError(f"port {port} for {name} is taken; set TIERFLOW_{name.upper()}_PORT")
-        for name in SERVICES:
+        for name in PROCESSES:
             self.services[name] = spawn(
                 [sys.executable, "-m", f"services.{name}"], log_file=self.logs / f"{name}.log", env=self.env
             )
-        for name in SERVICES:
+        for name in PROCESSES:
             self._wait_healthy(name, f"http://{settings.host}:{settings.port_of(name)}/healthz")
 
     def _wait_healthy(self, name: str, url: str, timeout_s: float = 60) -> None:
@@ -166,6 +177,28 @@ class Stack:
                 pass
             time.sleep(0.2)
         raise StackError(f"{name} did not answer {url} within {timeout_s:.0f}s")
+
+
+def demo_rms(bank: Bank) -> tuple[Rm, ...]:
+    return tuple(rm for branch in branches(bank) for rm in branch.rms)
+
+
+def rm_key_entries(path: Path, rms: tuple[Rm, ...]) -> list[str]:
+    """`KEY=rm:RM_ID@BRANCH` for each RM, kept in `path` (mode 0600): a key made once stays."""
+    kept: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, binding = line.strip().partition("=")
+            if key and binding:
+                kept[binding] = key
+    entries = [f"{kept.get(binding) or secrets.token_urlsafe(32)}={binding}" for binding in _bindings(rms)]
+    path.write_text("".join(entry + "\n" for entry in entries))
+    path.chmod(0o600)
+    return entries
+
+
+def _bindings(rms: tuple[Rm, ...]) -> list[str]:
+    return [f"rm:{rm.rm_id}@{rm.branch_id}" for rm in rms]
 
 
 class Stopping:
@@ -195,6 +228,20 @@ def hold(stack: Stack, stopping: Stopping) -> int:
     return 0
 
 
+def sign_in_lines(stack: Stack, settings: Settings) -> list[str]:
+    url = f"http://{settings.host}:{settings.port_of(CONSOLE)}/"
+    lines = [f"  Console     {url}"]
+    if stack.api_key_file is not None:
+        lines.append(f"              as admin: sign in with the key in {stack.api_key_file}")
+    if stack.rm_key_file is not None and stack.rms:
+        first = stack.rms[0]
+        lines.append(
+            f"              as RM {first.rm_id} ({first.branch_id}): the key before"
+            f" '=rm:{first.rm_id}@{first.branch_id}' in {stack.rm_key_file}"
+        )
+    return lines
+
+
 def describe(stack: Stack, settings: Settings) -> str:
     lines = ["", "TierFlow is up.", ""]
     for name in SERVICES:
@@ -217,5 +264,6 @@ def describe(stack: Stack, settings: Settings) -> str:
         lines.append(f'              curl -H "Authorization: Bearer $(cat {stack.api_key_file})" ...')
     else:
         lines.append("  API keys    from TIERFLOW_API_KEYS")
+    lines += ["", *sign_in_lines(stack, settings)]
     lines += [f"  Logs        {stack.logs}/", "", "Press Ctrl-C to stop.", ""]
     return "\n".join(lines)

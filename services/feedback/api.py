@@ -12,12 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.feedback import views
 from services.feedback.domain.complaints import ComplaintRefused
 from services.feedback.handlers import Feedback, UnknownComplaint
-from services.feedback.schemas import Accepted, ComplaintPublic, ComplaintUpdate
+from services.feedback.schemas import (
+    Accepted,
+    ComplaintPublic,
+    ComplaintUpdate,
+    CustomerFeedback,
+    SurveyPublic,
+)
 from shared.auth import Principal, Role
 from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
-from shared.contracts.types import IdentifierPath, TimeBounds
+from shared.contracts.types import CustomerIdPath, IdentifierPath, TimeBounds
 from shared.http import ApiError, Responses, require, require_branch_reader, require_whole_bank
 from shared.settings import Settings
 from shared.whoami import whoami_router
@@ -101,6 +107,23 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
     async def get_complaint(complaint_id: IdentifierPath, key: CustomerReader) -> ComplaintPublic:
         """One complaint and its resolution time (404 for a key that does not see its branch)."""
         return await load_complaint(complaint_id, key)
+
+    @router.get("/customers/{customer_id}/feedback")
+    async def customer_feedback(
+        customer_id: CustomerIdPath, key: CustomerReader, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    ) -> CustomerFeedback:
+        """The customer's survey answers and complaints, newest first (empty lists when none); a
+        key scoped to branches sees only customers last seen in one of them."""
+        async with engine.connect() as db:
+            if key.branches is not None and not key.sees(await views.customer_branch(db, customer_id)):
+                raise ApiError(404, f"unknown customer {customer_id!r}")
+            surveys = await views.customer_surveys(db, customer_id, limit)
+            complaints = await views.customer_complaints(db, customer_id, limit)
+        return CustomerFeedback(
+            customer_id=customer_id,
+            surveys=[SurveyPublic.model_validate(row) for row in surveys],
+            complaints=[ComplaintPublic.from_row(row) for row in complaints],
+        )
 
     @router.get("/reports/satisfaction")
     async def satisfaction(

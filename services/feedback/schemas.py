@@ -35,3 +35,21 @@ class ComplaintPublic(BaseModel):
     def from_row(cls, row: dict[str, Any]) -> ComplaintPublic:
         shown = {name: row[name] for name in cls.model_fields if name in row}
         return cls(**shown, resolution_hours=complaint_of(row).resolution_hours)
+
+
+class SurveyPublic(BaseModel):
+    survey_id: str
+    kind: str
+    score: int
+    comment: str | None
+    outreach_id: str | None
+    answered_at: datetime
+    tier: str | None
+    stage: str | None
+    channel: str | None
+
+
+class CustomerFeedback(BaseModel):
+    customer_id: str
+    surveys: list[SurveyPublic]
+    complaints: list[ComplaintPublic]

@@ -45,6 +45,35 @@ async def complaint(db: AsyncConnection, complaint_id: str) -> dict[str, Any] | 
     return None if row is None else dict(row._mapping)
 
 
+async def customer_surveys(db: AsyncConnection, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        text(
+            "SELECT survey_id, kind, score, comment, outreach_id, answered_at, tier, stage, channel "
+            "FROM feedback.surveys WHERE customer_id = :id ORDER BY answered_at DESC LIMIT :limit"
+        ),
+        {"id": customer_id, "limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def customer_complaints(db: AsyncConnection, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        text(
+            "SELECT * FROM feedback.complaints WHERE customer_id = :id ORDER BY opened_at DESC LIMIT :limit"
+        ),
+        {"id": customer_id, "limit": limit},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def customer_branch(db: AsyncConnection, customer_id: str) -> str | None:
+    """The branch feedback last saw the customer in (from their tier changes), if any."""
+    branch: str | None = await db.scalar(
+        text("SELECT branch_id FROM feedback.customers WHERE customer_id = :id"), {"id": customer_id}
+    )
+    return branch
+
+
 async def satisfaction(
     db: AsyncConnection, start: datetime, end: datetime, by: str, branches: frozenset[str] | None = None
 ) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from services.scoring.schemas import (
     SimulationPublic,
     StageCell,
     TierChangePublic,
+    TierChangesOnDay,
     money,
 )
 from services.scoring.store import ScoringStore
@@ -206,6 +207,24 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             cells = await views.migrations(db, start, end, key.branch_scope(None))
         moves = [MigrationCell(from_tier=a, to_tier=b, count=n) for a, b, n in sorted(cells)]
         return MigrationMatrix(start=start, end=end, moves=moves)
+
+    @router.get("/tiers/changes-per-day")
+    async def get_changes_per_day(
+        _key: OpsKey,
+        start: Annotated[datetime, Query(alias="from")],
+        end: Annotated[datetime, Query(alias="to")],
+    ) -> list[TierChangesOnDay]:
+        """Tier and stage changes recorded per UTC day in [from, to), by direction; quiet days omitted."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ApiError(422, "from and to need a time zone offset", errors=[])
+        if end < start:
+            raise ApiError(422, "to must not be before from", errors=[])
+        async with engine.connect() as db:
+            rows = await views.changes_per_day(db, start, end)
+        days: dict[Any, dict[str, int]] = {}
+        for day, direction, count in rows:
+            days.setdefault(day, {})[direction] = count
+        return [TierChangesOnDay(day=day, changes=changes) for day, changes in days.items()]
 
     @router.get("/policies")
     async def list_policies(_key: OpsKey) -> list[PolicySummary]:

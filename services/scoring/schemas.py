@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -180,3 +180,8 @@ class Activation(BaseModel):
 
 def money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01")))
+
+
+class TierChangesOnDay(BaseModel):
+    day: date = Field(description="The UTC calendar day")
+    changes: dict[str, int] = Field(description="Tier and stage changes that day by direction")

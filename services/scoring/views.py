@@ -128,6 +128,20 @@ async def migrations(
     return [(row[0], row[1], int(row[2])) for row in rows]
 
 
+async def changes_per_day(db: AsyncConnection, start: datetime, end: datetime) -> list[tuple[Any, str, int]]:
+    rows = await db.execute(
+        text(
+            """
+            SELECT (at AT TIME ZONE 'UTC')::date AS day, direction, count(*)
+            FROM scoring.tier_history WHERE at >= :start AND at < :end
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ),
+        {"start": start, "end": end},
+    )
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
 async def policies(db: AsyncConnection) -> list[dict[str, Any]]:
     rows = await db.execute(
         text(

@@ -12,7 +12,7 @@ import pytest
 
 from tierflow.processes import free_port
 
-SERVICES = ("ingest", "scoring", "engagement", "feedback")
+SERVICES = ("ingest", "scoring", "engagement", "feedback", "console")
 
 
 @pytest.fixture

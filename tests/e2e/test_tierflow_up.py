@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -67,8 +68,14 @@ def test_one_command_runs_the_stack_and_a_posted_event_reaches_the_topic(
         assert str(key_file) in "".join(up.output)
         assert key_file.stat().st_mode & 0o777 == 0o600
         key = key_file.read_text().strip()
+        rm_keys = data_dir / "rm-keys"
+        assert rm_keys.stat().st_mode & 0o777 == 0o600
+        bindings = rm_keys.read_text().splitlines()
+        assert bindings
+        assert all(re.fullmatch(r"[\w-]{20,}=rm:BR\d{3}-RM\d+@BR\d{3}", line) for line in bindings)
+        assert f"http://127.0.0.1:{ports['console']}/" in "".join(up.output)
 
-        for service in ("ingest", "scoring", "engagement", "feedback"):
+        for service in ("ingest", "scoring", "engagement", "feedback", "console"):
             assert httpx.get(f"{up.url(service)}/readyz", timeout=10).status_code == 200
             assert httpx.get(f"{up.url(service)}/openapi.json", timeout=10).status_code == 200
 
@@ -101,6 +108,7 @@ def test_the_database_and_key_survive_a_restart_with_the_same_data_dir(
 ) -> None:
     up = start_up(data_dir, ports)
     key = (data_dir / "api-key").read_text()
+    rm_keys = (data_dir / "rm-keys").read_text()
     psql = _psql(data_dir, ports["postgres"])
     subprocess.run(
         [
@@ -117,6 +125,7 @@ def test_the_database_and_key_survive_a_restart_with_the_same_data_dir(
     again = start_up(data_dir, ports)
     try:
         assert (data_dir / "api-key").read_text() == key
+        assert (data_dir / "rm-keys").read_text() == rm_keys
         marker = subprocess.run(
             [*psql, "-Atc", "SELECT note FROM scoring.restart_marker"],
             check=True,

@@ -92,6 +92,9 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("feedback", "GET", "/v1/reports/satisfaction"): OPS,
     ("feedback", "GET", "/v1/reports/complaints"): OPS,
     ("feedback", "GET", "/v1/reports/effectiveness"): frozenset({"ops"}),  # it compares across the bank
+    ("feedback", "GET", "/v1/customers/{customer_id}/feedback"): CUSTOMERS,
+    ("scoring", "GET", "/v1/tiers/changes-per-day"): OPS,
+    **{(name, "GET", "/v1/worker/status"): READ for name in ("scoring", "engagement", "feedback")},
 }
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from shared.settings import Settings
 from tests.settings_env import setting_env_names
-from tierflow.stack import SERVICES
+from tierflow.stack import PROCESSES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def compose() -> dict[str, Any]:
 
 def test_every_tierflow_service_runs_one_of_our_services_with_a_health_check(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in SERVICES:
+    for name in PROCESSES:
         service = services[name]
         assert service["command"] == ["tierflow", "serve", name]
         port = Settings().port_of(name)

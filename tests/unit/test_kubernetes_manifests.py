@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from shared.settings import Settings
 from shared.topics import Topics
 from tests.settings_env import setting_env_names
-from tierflow.stack import SERVICES
+from tierflow.stack import PROCESSES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -68,14 +68,14 @@ def test_kustomize_renders_every_overlay(overlay: str) -> None:
         ["kubectl", "kustomize", str(KUBERNETES / overlay)], check=True, capture_output=True, text=True
     ).stdout
     kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered) if doc]
-    assert kinds.count("Deployment") == len(SERVICES)
+    assert kinds.count("Deployment") == len(PROCESSES)
     assert kinds.count("KafkaTopic") == len(Topics().all())
 
 
 def test_each_service_runs_from_one_image_with_probes_resources_and_a_service(
     base: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    for name in SERVICES:
+    for name in PROCESSES:
         deployment = base[("Deployment", f"tierflow-{name}")]
         pod = deployment["spec"]["template"]
         container = pod["spec"]["containers"][0]

@@ -1,0 +1,4 @@
+from services.console.bootstrap import build_app
+from shared.service import serve
+
+serve("console", build_app)

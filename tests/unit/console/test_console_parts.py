@@ -1,0 +1,117 @@
+"""The console's pure parts: sessions and their expiry, languages and formats, charts."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from services.console.charts import Series, heat_map, stacked_bars, stacked_columns
+from services.console.i18n import TEXTS, Formatter, negotiate
+from services.console.sessions import Expiry, Identity, SessionStore
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+ADMIN = Identity(key_id="ab12cd34", roles=frozenset({"admin"}), rm_id=None, branches=None)
+
+
+def store() -> SessionStore:
+    return SessionStore(Expiry(idle=timedelta(minutes=30), absolute=timedelta(hours=8)))
+
+
+def test_a_session_ends_after_its_idle_time_without_requests() -> None:
+    sessions = store()
+    opened = sessions.open("secret-key", ADMIN, T0)
+    assert sessions.touch(opened.session_id, T0 + timedelta(minutes=29)) is not None
+    assert sessions.touch(opened.session_id, T0 + timedelta(minutes=60)) is None
+    # Gone for good: the same cookie does not come back to life.
+    assert sessions.touch(opened.session_id, T0 + timedelta(minutes=61)) is None
+
+
+def test_a_busy_session_still_ends_at_its_absolute_expiry() -> None:
+    sessions = store()
+    opened = sessions.open("secret-key", ADMIN, T0)
+    moment = T0
+    while moment < T0 + timedelta(hours=8):
+        assert sessions.touch(opened.session_id, moment) is not None
+        moment += timedelta(minutes=20)
+    assert sessions.touch(opened.session_id, T0 + timedelta(hours=8, minutes=1)) is None
+
+
+def test_signing_out_closes_the_session_and_the_key_never_shows_in_its_repr() -> None:
+    sessions = store()
+    opened = sessions.open("secret-key", ADMIN, T0)
+    assert "secret-key" not in repr(opened)
+    sessions.close(opened.session_id)
+    assert sessions.touch(opened.session_id, T0) is None
+
+
+def test_the_csrf_token_matches_only_itself() -> None:
+    opened = store().open("secret-key", ADMIN, T0)
+    assert opened.csrf_matches(opened.csrf_token)
+    assert not opened.csrf_matches(None)
+    assert not opened.csrf_matches("")
+    assert not opened.csrf_matches(store().open("secret-key", ADMIN, T0).csrf_token)
+
+
+def test_identity_reads_the_services_answer_to_who_am_i() -> None:
+    rm = Identity.from_me(
+        {"key_id": "ab12cd34", "roles": ["rm"], "rm_id": "BR014-RM1", "branches": ["BR014"]}
+    )
+    assert rm.is_rm
+    assert not rm.reads_operations
+    assert rm.branches == ("BR014",)
+    assert Identity.from_me(
+        {"key_id": "x", "roles": ["ops"], "rm_id": None, "branches": None}
+    ).reads_operations
+
+
+def test_the_language_is_the_choice_made_else_the_browsers() -> None:
+    assert negotiate("zh-CN,zh;q=0.9,en;q=0.8", None) == "zh-CN"
+    assert negotiate("zh-TW", None) == "zh-CN"
+    assert negotiate("en-GB,en;q=0.9", None) == "en"
+    assert negotiate("fr-FR", None) == "en"
+    assert negotiate("zh-CN", "en") == "en"
+    assert negotiate("en", "klingon") == "en"
+
+
+def test_numbers_and_money_are_formatted_for_the_language() -> None:
+    english, chinese = Formatter("en", "CNY"), Formatter("zh-CN", "CNY")
+    assert english.number(1234567) == "1,234,567"
+    assert english.money("20463.39") == "CN¥20,463.39"
+    assert chinese.money("20463.39") == "¥20,463.39"
+    assert chinese.label("tier", "private") == "私人银行"
+    assert english.label("tier", "unheard-of") == "unheard-of"
+    assert english.number(None) == chinese.money(None)
+
+
+def test_every_text_has_both_languages() -> None:
+    for key, (english, chinese) in TEXTS.items():
+        assert english.strip(), key
+        assert chinese.strip(), key
+
+
+def test_a_heat_map_labels_rows_and_columns_and_escapes_every_text() -> None:
+    rows = [("a", "<script>"), ("b", "B")]
+    svg = str(
+        heat_map("moves", rows, [("a", "A"), ("b", "B")], {("a", "b"): 7, ("b", "b"): 70}, "from", "to")
+    )
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    assert re.findall(r'class="heat-(\d)"', svg) == ["0", "1", "0", "5"]
+    assert ">70<" in svg
+    assert ">from<" in svg
+    assert ">to<" in svg
+
+
+def test_column_and_bar_charts_have_axes_with_units_and_a_legend() -> None:
+    series = [Series("upgrade", "up"), Series("downgrade", "down")]
+    columns = str(stacked_columns("changes", ["Oct 1", "Oct 2"], series, [{"upgrade": 3}, {}], "changes"))
+    assert columns.count('class="axis"') == 2
+    assert ">changes<" in columns
+    assert ">up<" in columns
+    assert ">down<" in columns
+    assert ">5<" in columns  # the y axis rounds 3 up to a readable 5
+    bars = str(
+        stacked_bars("tiers", [("vip", "VIP")], series, {"vip": {"upgrade": 40, "downgrade": 2}}, "customers")
+    )
+    assert ">42<" in bars
+    assert ">customers<" in bars
