@@ -43,8 +43,10 @@ def balance(at: datetime, aum: str, customer: str = "C1", **extra: Any) -> tuple
     return ScoringEvent(SOURCE, f"e{next(_ids)}", BALANCE, at, data), Decimal(aum)
 
 
-def interaction(at: datetime, kind: str = "login", customer: str = "C1") -> tuple[ScoringEvent, None]:
-    data = InteractionData.model_validate({"customer_id": customer, "kind": kind, "channel": "mobile"})
+def interaction(
+    at: datetime, kind: str = "login", customer: str = "C1", channel: str = "mobile"
+) -> tuple[ScoringEvent, None]:
+    data = InteractionData.model_validate({"customer_id": customer, "kind": kind, "channel": channel})
     return ScoringEvent(SOURCE, f"e{next(_ids)}", INTERACTION, at, data), None
 
 
