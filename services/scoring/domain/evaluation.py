@@ -205,6 +205,8 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
     "days_since_investment": lambda v: _days_since_product(v, "investments"),
     "days_since_loan": lambda v: _days_since_product(v, "loan"),
     "risk_level": _risk_level,
+    # How far back balances are known: averages over a longer window count unknown days as 0.
+    "balance_known_days": lambda v: v.days_since(_first_balance_at(v.features)),
     "segment": lambda v: v.features.profile.get("segment"),
     "region": lambda v: v.features.profile.get("region"),
     "risk_profile": lambda v: v.features.profile.get("risk_profile"),
@@ -570,6 +572,7 @@ def exact_review_at(
         "tenure_days": _tenure_start(features),
         "days_since_investment": _start_of_day(features.products_seen.get("investments")),
         "days_since_loan": _start_of_day(features.products_seen.get("loan")),
+        "balance_known_days": _first_balance_at(features),
     }
     for feature, days in _compiled(policy).day_thresholds:
         anchor = anchors[feature]
@@ -621,6 +624,7 @@ _DAY_FEATURES = frozenset(
         "tenure_days",
         "days_since_investment",
         "days_since_loan",
+        "balance_known_days",
     }
 )
 
@@ -668,6 +672,10 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         _COMPILED.clear()
     _COMPILED[id(policy)] = (policy, compiled)
     return compiled
+
+
+def _first_balance_at(features: Features) -> datetime | None:
+    return moment_of(features.balances[0][0]) if features.balances else None
 
 
 def _start_of_day(day: int | None) -> datetime | None:

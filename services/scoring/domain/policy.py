@@ -28,7 +28,7 @@ NUMERIC_FEATURES = frozenset(
         "nps_age_days", "csat_avg", "complaints_open", "complaints_open_high", "score",
         "credits_30d", "credit_months_90d", "outflow_ratio_30d", "digital_share", "branch_share",
         "support_calls_30d", "login_failures_30d", "days_since_investment", "days_since_loan",
-        "risk_level",
+        "risk_level", "balance_known_days",
     }
 )  # fmt: skip
 TEXT_FEATURES = frozenset({"nps_category", "tier", "segment", "region", "risk_profile"})

@@ -183,3 +183,19 @@ def test_a_policy_declares_each_label_once_over_known_features() -> None:
         Policy.model_validate({**document, "labels": [unknown]})
     with pytest.raises(ValueError, match="dimension"):
         Policy.model_validate({**document, "labels": [{**label, "dimension": "value"}]})
+
+
+def test_assets_rise_only_against_a_known_history_not_against_days_before_the_first_balance() -> None:
+    opened = (T0 - days(1000)).isoformat()
+    newcomer, _ = run(
+        profile(T0 - days(40), risk_profile="C3", opened_at=opened), balance(T0 - days(40), "80000.00")
+    )
+    newcomer, _ = review(newcomer, POLICY, T0)
+    assert "investment_intent" not in labels_of(newcomer)
+    grower, _ = run(
+        profile(T0 - days(120), risk_profile="C3", opened_at=opened),
+        balance(T0 - days(120), "50000.00"),
+        balance(T0 - days(20), "90000.00"),
+    )
+    grower, _ = review(grower, POLICY, T0)
+    assert "investment_intent" in labels_of(grower)
