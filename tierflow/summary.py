@@ -21,3 +21,6 @@ class Summary:
     outreach_queue: list[dict[str, Any]] = field(default_factory=list)
     rms: list[dict[str, Any]] = field(default_factory=list)
     nps_by_tier: list[dict[str, Any]] = field(default_factory=list)
+    # Per label, how many holders sit in each tier; and one customer's labels over the year.
+    labels_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_example: dict[str, Any] = field(default_factory=dict)

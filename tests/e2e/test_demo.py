@@ -87,6 +87,24 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
             assert (example["tier"], example["stage"]) == (view["tier"], view["stage"])
             assert example["customer_id"] in output
 
+        # Label counts per tier and one customer's label history are the API's too; the
+        # personas express the needs: the student digital first, the retiree branch reliant,
+        # the affluent investor's investment intent, some customers' digital difficulty.
+        held = get("scoring", "/v1/tiers/distribution")["by_label"]
+        assert set(summary["labels_by_tier"]) == set(held)
+        for label, by_tier in summary["labels_by_tier"].items():
+            counted = get("scoring", "/v1/tiers/distribution", label=label)
+            assert by_tier == counted["by_tier"]
+            assert sum(by_tier.values()) == held[label] == counted["by_label"][label]
+        assert {"digital_first", "branch_reliant", "investment_intent", "digital_difficulty"} <= set(held)
+        example = summary["label_example"]
+        history = get("scoring", f"/v1/customers/{example['customer_id']}/tier-history", limit="1000")
+        assert example["history"] == [c for c in history if c["labels_entered"] or c["labels_left"]]
+        assert example["history"], "the example customer entered a label at some point"
+        view = get("scoring", f"/v1/customers/{example['customer_id']}")
+        assert [label["name"] for label in example["labels"]] == [label["name"] for label in view["labels"]]
+        assert f"Label history of {example['customer_id']}" in output
+
         assert summary["outreach_queue"] == get("engagement", "/v1/outreach/queue")
         assert sum(cell["items"] for cell in summary["outreach_queue"]) > 0
         rms = {rm.rm_id for b in branches(bank) for rm in b.rms}
@@ -96,7 +114,8 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
         assert answers == summary["records_sent"]["surveys"]
 
         for heading in ("Tier and stage by branch", "Tier migration", "Open outreach by action",
-                        "Open outreach by RM", "Satisfaction by tier"):  # fmt: skip
+                        "Open outreach by RM", "Satisfaction by tier",
+                        "Customer labels by tier"):  # fmt: skip
             assert heading in output
     finally:
         process.send_signal(signal.SIGINT)
