@@ -556,7 +556,7 @@ def exact_review_at(
 ) -> datetime | None:
     """The earliest moment a rule could flip with no new event, or None if none can."""
     candidates: list[datetime] = []
-    leave_after = {label.rule.name: label.rule.leave_after_days for label in _compiled(policy).labels}
+    leave_after = _compiled(policy).leave_after_days
     for label in labels:
         if label.outside_since is not None:
             candidates.append(label.outside_since + timedelta(days=leave_after.get(label.name, 0)))
@@ -635,6 +635,7 @@ class _CompiledPolicy:
     balance_thresholds: dict[int, frozenset[Decimal]]
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
+    leave_after_days: dict[str, int]
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -667,6 +668,7 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         {w: frozenset(v) for w, v in thresholds.items()},
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),
+        {label.name: label.leave_after_days for label in policy.labels},
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()
