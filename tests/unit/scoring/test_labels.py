@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from decimal import Decimal
 
 import pytest
 
 from services.scoring.domain.codec import decode, encode
-from services.scoring.domain.customer import CustomerState, TierChange, apply, review
+from services.scoring.domain.customer import CustomerState, apply, review
 from services.scoring.domain.evaluation import evaluate
 from services.scoring.domain.policy import Policy, default_policy
 from shared.contracts.outbound import ChangeDirection
-from tests.unit.scoring.builders import T0, balance, complaint, days, interaction, profile, survey, txn
+from tests.unit.scoring.builders import T0, balance, complaint, days, interaction, profile, run, survey, txn
 
 POLICY = default_policy()
-
-
-def run(
-    *events: tuple[object, Decimal | None], state: CustomerState | None = None, policy: Policy = POLICY
-) -> tuple[CustomerState, list[TierChange]]:
-    state = state or CustomerState.new("C1")
-    changes: list[TierChange] = []
-    for event, amount in events:
-        state, new = apply(state, event, amount, policy, event.time)  # type: ignore[attr-defined, arg-type]
-        changes += new
-    return state, changes
 
 
 def labels_of(state: CustomerState) -> set[str]:
