@@ -139,10 +139,17 @@ async def raw_upsert(database_url: str, rows: int, rows_per_batch: int) -> float
                 "WHERE attrelid = 'scoring.customers'::regclass AND attnum > 0 AND NOT attisdropped"
             )
         }
-        unnest = ", ".join(f"${n + 1}::{types[c]}[]" for n, c in enumerate(columns))
+        # An array column (the labels) travels comma-joined, as scoring sends it: unnest would
+        # flatten an array of arrays.
+        arrays = {c for c in columns if types[c].endswith("[]")}
+        unnest = ", ".join(
+            f"${n + 1}::text[]" if c in arrays else f"${n + 1}::{types[c]}[]" for n, c in enumerate(columns)
+        )
+        selected = ", ".join(f"string_to_array(u.{c}, ',')" if c in arrays else f"u.{c}" for c in columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "customer_id")
         upsert = (
-            f"INSERT INTO bench_state ({', '.join(columns)}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+            f"INSERT INTO bench_state ({', '.join(columns)}) SELECT {selected} "  # noqa: S608
+            f"FROM unnest({unnest}) AS u({', '.join(columns)}) "
             f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
         )
         statement = await connection.prepare(upsert)
@@ -151,7 +158,9 @@ async def raw_upsert(database_url: str, rows: int, rows_per_batch: int) -> float
         for first in range(0, rows, rows_per_batch):
             batch = [sample[n % len(sample)] for n in range(first, min(first + rows_per_batch, rows))]
             ids = [f"C{n % CUSTOMERS:08d}" for n in range(first, first + len(batch))]
-            values = [ids] + [[row[c] for row in batch] for c in columns[1:]]
+            values = [ids] + [
+                [",".join(row[c]) if c in arrays else row[c] for row in batch] for c in columns[1:]
+            ]
             async with connection.transaction():
                 await lock.fetch(ids)
                 await statement.fetch(*values)
