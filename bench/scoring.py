@@ -529,7 +529,7 @@ def without_labels_policy() -> Any:
     return policy.model_copy(update={"version": f"{policy.version}-no-labels", "labels": []})
 
 
-def domain_label_cost(sample: int = 50_000) -> dict[str, float]:
+def domain_label_cost(sample: int = 20_000) -> dict[str, float]:
     """Decode + domain events/s in one process, the default policy against it without labels,
     each the best of three alternating runs (the machine is shared)."""
     from services.scoring.domain.policy import default_policy
