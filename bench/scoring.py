@@ -4,6 +4,7 @@
     BENCH_CUSTOMERS=20000 BENCH_EVENTS=200000 make bench
     BENCH_CUSTOMERS=1000000 make bench  # the end-of-day feed of a million customers
     BENCH_SECTIONS=eod,ingest make bench
+    BENCH_SECTIONS=labels make bench   # events/s with and without the default labels
 
 Every figure is written to .bench/scoring.json as well.
 
@@ -49,7 +50,7 @@ CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 KEY = "bench-admin-key"
 # Sections after the end-to-end run, comma-separated (all by default).
-SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,profile").split(",")
+SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,labels,profile").split(",")
 OUTPUT = Path(__file__).resolve().parent.parent / ".bench" / "scoring.json"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,10 +139,17 @@ async def raw_upsert(database_url: str, rows: int, rows_per_batch: int) -> float
                 "WHERE attrelid = 'scoring.customers'::regclass AND attnum > 0 AND NOT attisdropped"
             )
         }
-        unnest = ", ".join(f"${n + 1}::{types[c]}[]" for n, c in enumerate(columns))
+        # An array column (the labels) travels comma-joined, as scoring sends it: unnest would
+        # flatten an array of arrays.
+        arrays = {c for c in columns if types[c].endswith("[]")}
+        unnest = ", ".join(
+            f"${n + 1}::text[]" if c in arrays else f"${n + 1}::{types[c]}[]" for n, c in enumerate(columns)
+        )
+        selected = ", ".join(f"string_to_array(u.{c}, ',')" if c in arrays else f"u.{c}" for c in columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "customer_id")
         upsert = (
-            f"INSERT INTO bench_state ({', '.join(columns)}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+            f"INSERT INTO bench_state ({', '.join(columns)}) SELECT {selected} "  # noqa: S608
+            f"FROM unnest({unnest}) AS u({', '.join(columns)}) "
             f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
         )
         statement = await connection.prepare(upsert)
@@ -150,7 +158,9 @@ async def raw_upsert(database_url: str, rows: int, rows_per_batch: int) -> float
         for first in range(0, rows, rows_per_batch):
             batch = [sample[n % len(sample)] for n in range(first, min(first + rows_per_batch, rows))]
             ids = [f"C{n % CUSTOMERS:08d}" for n in range(first, first + len(batch))]
-            values = [ids] + [[row[c] for row in batch] for c in columns[1:]]
+            values = [ids] + [
+                [",".join(row[c]) if c in arrays else row[c] for row in batch] for c in columns[1:]
+            ]
             async with connection.transaction():
                 await lock.fetch(ids)
                 await statement.fetch(*values)
@@ -476,36 +486,92 @@ def latency(
     return statistics.median(delays), delays[int(len(delays) * 0.99) - 1], len(delays)
 
 
-def profile_domain(sample: int = 20_000) -> str:
+def _domain_stream(sample: int) -> list[bytes]:
+    return [json.dumps(e).encode() for _, e in zip(range(sample), bank_stream(), strict=False)]
+
+
+def _apply_in_domain(raw: list[bytes], policy: Any) -> None:
+    """Decode and apply every event in one process, as the consumer does, without I/O."""
     from services.scoring.domain.customer import CustomerState, apply
     from services.scoring.domain.events import ScoringEvent
     from services.scoring.domain.money import amount_in_base
-    from services.scoring.domain.policy import default_policy
     from services.scoring.handlers import SCORED_MODELS
     from shared.contracts.envelope import ValidationRules, decode_json, validate_event
 
-    raw = [json.dumps(e).encode() for _, e in zip(range(sample), bank_stream(), strict=False)]
     rules = ValidationRules(datetime.now(UTC), timedelta(minutes=5), lambda _c: True, SCORED_MODELS)
-    policy = default_policy()
     now = datetime.now(UTC)
+    states: dict[str, CustomerState] = {}
+    for body in raw:
+        valid = validate_event(decode_json(body), rules)
+        event = ScoringEvent(
+            valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
+        )
+        state = states.get(event.customer_id) or CustomerState.new(event.customer_id)
+        states[event.customer_id], _ = apply(state, event, amount_in_base(event.data, "CNY", {}), policy, now)
 
-    def run() -> None:
-        states: dict[str, CustomerState] = {}
-        for body in raw:
-            valid = validate_event(decode_json(body), rules)
-            event = ScoringEvent(
-                valid.envelope.source, valid.envelope.id, valid.envelope.type, valid.envelope.time, valid.data
-            )
-            state = states.get(event.customer_id) or CustomerState.new(event.customer_id)
-            states[event.customer_id], _ = apply(
-                state, event, amount_in_base(event.data, "CNY", {}), policy, now
-            )
 
+def profile_domain(sample: int = 20_000) -> str:
+    from services.scoring.domain.policy import default_policy
+
+    raw = _domain_stream(sample)
+    policy = default_policy()
     profiler = cProfile.Profile()
-    profiler.runcall(run)
+    profiler.runcall(_apply_in_domain, raw, policy)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
     return out.getvalue()
+
+
+def without_labels_policy() -> Any:
+    from services.scoring.domain.policy import default_policy
+
+    policy = default_policy()
+    return policy.model_copy(update={"version": f"{policy.version}-no-labels", "labels": []})
+
+
+def domain_label_cost(sample: int = 20_000) -> dict[str, float]:
+    """Decode + domain events/s in one process, the default policy against it without labels,
+    each the best of three alternating runs (the machine is shared)."""
+    from services.scoring.domain.policy import default_policy
+
+    raw = _domain_stream(sample)
+    timings: dict[str, list[float]] = {"domain_eps_labels": [], "domain_eps_no_labels": []}
+    policies = {"domain_eps_labels": default_policy(), "domain_eps_no_labels": without_labels_policy()}
+    for _ in range(3):
+        for name, policy in policies.items():
+            started = time.perf_counter()
+            _apply_in_domain(raw, policy)
+            timings[name].append(time.perf_counter() - started)
+    return {name: len(raw) / min(seconds) for name, seconds in timings.items()}
+
+
+def end_to_end_without_labels(
+    env: dict[str, str], workdir: Path, admin_url: str, expected: int
+) -> dict[str, float]:
+    """The same topic again, into a fresh database whose active policy has no labels."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from services.scoring.store import ScoringStore
+
+    database_url = asyncio.run(fresh_database(admin_url, "bench_no_labels"))
+    os.environ["DATABASE_URL"] = database_url
+    try:
+        asyncio.run(upgrade_all(Settings()))
+    finally:
+        os.environ["DATABASE_URL"] = admin_url
+
+    async def install() -> None:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                await ScoringStore(connection).install_policy(without_labels_policy(), "bench", activate=True)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(install())
+    env = {**env, "DATABASE_URL": database_url, "TIERFLOW_SCORING_GROUP": "bench-no-labels"}
+    run = end_to_end(env, workdir, database_url, expected)
+    return {"e2e_no_labels_eps": run["e2e_eps"], "no_labels_tier_changes": run["tier_changes"]}
 
 
 def main() -> None:
@@ -573,6 +639,17 @@ def main() -> None:
                 env, workdir, postgres.url(), broker.bootstrap_servers
             )
             log(f"two scoring processes: {figures['two_process_e2e_eps']:,.0f} events/s")
+        if "labels" in SECTIONS:
+            figures.update(end_to_end_without_labels(env, workdir, postgres.url(), produced))
+            figures["labels_e2e_ratio"] = figures["e2e_eps"] / figures["e2e_no_labels_eps"]
+            figures["ratio_no_labels"] = figures["e2e_no_labels_eps"] / min(
+                figures["raw_consume_eps"], figures["raw_upsert_rps"]
+            )
+            figures.update(domain_label_cost())
+            figures["labels_domain_ratio"] = figures["domain_eps_labels"] / figures["domain_eps_no_labels"]
+            log(f"without labels: {figures['e2e_no_labels_eps']:,.0f} events/s end to end, "
+                f"{figures['domain_eps_no_labels']:,.0f} in the domain "
+                f"(with: {figures['domain_eps_labels']:,.0f})")  # fmt: skip
         profile = profile_domain() if "profile" in SECTIONS else ""
     finally:
         broker.stop()
@@ -608,6 +685,13 @@ def main() -> None:
               f"p99 {figures['latency_1k_p99_ms']:.0f} ms (at 1,000/s)")  # fmt: skip
     if "two_process_e2e_eps" in figures:
         print(f"  two scoring processes          {figures['two_process_e2e_eps']:>12,.0f} events/s")
+    if "e2e_no_labels_eps" in figures:
+        print(f"  end to end without labels      {figures['e2e_no_labels_eps']:>12,.0f} events/s"
+              f"   (with labels {figures['labels_e2e_ratio']:.2f} of it; "
+              f"ratio without labels {figures['ratio_no_labels']:.2f})")  # fmt: skip
+        without = f"{figures['domain_eps_no_labels']:,.0f}"
+        print(f"  domain with / without labels   {figures['domain_eps_labels']:>12,.0f} / {without} events/s"
+              f"   ({figures['labels_domain_ratio']:.2f})")  # fmt: skip
     print(f"  figures written to {OUTPUT.relative_to(REPO)}")
     if profile:
         print()

@@ -31,6 +31,8 @@ from tierflow.summary import Summary
 
 SUMMARY_FILE = "demo-summary.json"
 EXAMPLE_PERSONAS = ("private", "one_off", "drifting", "affluent")
+# Whose label history the summary shows: someone struggling with digital banking, if anyone is.
+LABEL_EXAMPLES = ("digital_difficulty", "investment_intent", "branch_reliant", "digital_first")
 DRAIN_TIMEOUT_S = 900
 QUIET_POLLS = 3
 MIGRATION_FROM = timedelta(days=31)
@@ -242,6 +244,11 @@ def collect(endpoints: Endpoints, bank: Bank, sent: dict[str, int], rms: Rms) ->
         summary.migration_window = {"from": (bank.start + MIGRATION_FROM).isoformat(), "to": window["to"]}
         summary.migrations = _get(scoring, "/v1/tiers/migrations", summary.migration_window)["moves"]
         summary.examples = [_example(scoring, bank, index, persona) for index, persona in _examples(bank)]
+        held = _distribution(scoring)["by_label"]
+        summary.labels_by_tier = {
+            name: _distribution(scoring, label=name)["by_tier"] for name in sorted(held)
+        }
+        summary.label_example = _label_example(scoring, held)
         summary.outreach_queue = _get(engagement, "/v1/outreach/queue")
         summary.rms = _get(engagement, "/v1/rms")
         until = (bank.end + timedelta(days=1)).isoformat()
@@ -287,6 +294,23 @@ def _examples(bank: Bank) -> list[tuple[int, str]]:
         if len(found) == len(EXAMPLE_PERSONAS):
             break
     return [(found[name], name) for name in EXAMPLE_PERSONAS if name in found]
+
+
+def _label_example(scoring: httpx.Client, held: dict[str, int]) -> dict[str, Any]:
+    """The first customer holding the first of LABEL_EXAMPLES anyone holds: their label changes."""
+    label = next((name for name in LABEL_EXAMPLES if held.get(name)), None)
+    if label is None:
+        return {}
+    cid = _get(scoring, "/v1/customers", {"label": label, "limit": "1"})["items"][0]["customer_id"]
+    view = _get(scoring, f"/v1/customers/{cid}")
+    history = _get(scoring, f"/v1/customers/{cid}/tier-history", {"limit": "1000"})
+    return {
+        "customer_id": cid,
+        "labels": [
+            {"name": held_label["name"], "reason": held_label["reason"]} for held_label in view["labels"]
+        ],
+        "history": [change for change in history if change["labels_entered"] or change["labels_left"]],
+    }
 
 
 def _example(scoring: httpx.Client, bank: Bank, index: int, persona: str) -> dict[str, Any]:

@@ -39,6 +39,9 @@ def render(console: Console, summary: Summary) -> None:
     console.print(_migrations(summary))
     for example in summary.examples:
         console.print(_example(example))
+    console.print(_labels(summary))
+    if summary.label_example:
+        console.print(_label_history(summary.label_example))
     console.print(_queue(summary))
     console.print(_rms(summary))
     console.print(_nps(summary))
@@ -180,6 +183,34 @@ def _example(example: dict[str, Any]) -> Table:
             f"{change['previous_tier'] or '-'} -> {change['tier']}",
             f"{change['previous_stage'] or '-'} -> {change['stage']}",
             reasons,
+        )
+    return table
+
+
+def _labels(summary: Summary) -> Table:
+    table = Table(title="Customer labels by tier (a customer may hold several)")
+    table.add_column("label")
+    for tier in TIERS:
+        table.add_column(tier, justify="right")
+    table.add_column("customers", justify="right")
+    for name, by_tier in summary.labels_by_tier.items():
+        cells = [by_tier.get(tier, 0) for tier in TIERS]
+        table.add_row(name, *(f"{n:,}" for n in cells), f"{sum(by_tier.values()):,}")
+    return table
+
+
+def _label_history(example: dict[str, Any]) -> Table:
+    now = ", ".join(label["name"] for label in example["labels"]) or "none"
+    table = Table(title=f"Label history of {example['customer_id']}: now {now}", title_justify="left")
+    for name in ("when", "entered", "left", "why"):
+        table.add_column(name)
+    for change in reversed(example["history"]):
+        entered = set(change["labels_entered"])
+        reasons = "; ".join(
+            r["detail"] for r in change["reasons"] if r["rule"].removeprefix("label.") in entered
+        )
+        table.add_row(
+            change["at"][:10], ", ".join(change["labels_entered"]), ", ".join(change["labels_left"]), reasons
         )
     return table
 

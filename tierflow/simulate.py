@@ -28,6 +28,13 @@ BAD_EXPERIENCE_MEMORY = timedelta(days=60)
 Event = dict[str, Any]
 
 
+DIGITAL_MOSTLY = ("mobile", "mobile", "online", "atm", "branch")
+# As many choices as DIGITAL_MOSTLY, so the draws that follow are the same whichever is used.
+OVER_THE_COUNTER = ("branch", "branch", "phone", "branch", "atm")
+TROUBLED_MONTH = 0.5
+"""chance per month that a customer who struggles with digital banking runs into it"""
+
+
 @dataclass(frozen=True)
 class Persona:
     name: str
@@ -46,13 +53,20 @@ class Persona:
     segment: str = "individual"
     salary: float = 0.0
     with_rm: bool = False
+    # Where purchases are made: the student's go through the app, the retiree's over the counter.
+    purchase_channels: tuple[str, ...] = DIGITAL_MOSTLY
+    # The chance that a customer of this persona struggles with digital banking (failed
+    # sign-ins, calls to the support line).
+    digital_trouble: float = 0.0
 
 
 PERSONAS = (
-    Persona("salaried", 0.55, 15_000, 1.0, 1.010, 9, 250, 6, 0.2, 0, 0, ("C2", "C3"), 7.6, salary=12_000),
+    Persona("salaried", 0.55, 15_000, 1.0, 1.010, 9, 250, 6, 0.2, 0, 0, ("C2", "C3"), 7.6, salary=12_000,
+            digital_trouble=0.03),
     Persona("student", 0.13, 2_000, 0.9, 1.000, 12, 50, 20, 0.05, 0, 0, ("C3", "C4"), 7.2),
-    Persona("retiree", 0.12, 60_000, 0.8, 1.003, 3, 600, 0.5, 1.5, 0, 0.1, ("C1", "C2"), 8.4),
-    Persona("affluent", 0.08, 400_000, 0.8, 1.008, 6, 5_000, 4, 0.3, 0.5, 0.8, ("C3", "C4", "C5"), 8.3,
+    Persona("retiree", 0.12, 60_000, 0.8, 1.003, 3, 600, 0.5, 1.5, 0, 0.1, ("C1", "C2"), 8.4,
+            purchase_channels=OVER_THE_COUNTER, digital_trouble=0.3),
+    Persona("affluent", 0.08, 400_000, 0.8, 1.008, 6, 5_000, 4, 0.3, 0.5, 1.5, ("C3", "C4", "C5"), 8.3,
             with_rm=True),
     Persona("private", 0.008, 8_000_000, 0.5, 1.006, 4, 40_000, 2, 0.2, 1.2, 1.5, ("C4", "C5"), 8.8,
             with_rm=True),
@@ -174,6 +188,8 @@ class _Customer:
     records: list[tuple[datetime, Event]] = field(default_factory=list)
     bad_at: list[datetime] = field(default_factory=list)
     seq: int = 0
+    # Digital trouble draws from a stream of its own: the rest of the customer's life is as before.
+    trouble_rng: random.Random | None = None
 
     @property
     def customer_id(self) -> str:
@@ -215,7 +231,11 @@ def _customer(
     rng = _customer_rng(bank, index)
     persona = _persona(rng)
     branch = rng.choices(bank_branches, weights=[b.size for b in bank_branches])[0]
-    return _Customer(bank, index, rng, persona, branch, *scales)
+    customer = _Customer(bank, index, rng, persona, branch, *scales)
+    trouble = random.Random(bank.seed * 7_000_003 + index)
+    if trouble.random() < persona.digital_trouble:
+        customer.trouble_rng = trouble
+    return customer
 
 
 def _customer_records(
@@ -271,7 +291,7 @@ def _month(c: _Customer, start: datetime, end: datetime, aum: float, activity: f
         c.add("bank.transaction.v1", at, _txn(c.amount(persona.salary, 0.3), "credit", "transfer", "online"))
         aum += persona.salary * 0.15
     for _ in range(c.count(persona.purchases, activity)):
-        channel = rng.choice(("mobile", "mobile", "online", "atm", "branch"))
+        channel = rng.choice(persona.purchase_channels)
         median = persona.amount_median
         direction, category = ("debit", "purchase")
         if persona.segment == "corporate" and rng.random() < 0.5:
@@ -288,6 +308,7 @@ def _month(c: _Customer, start: datetime, end: datetime, aum: float, activity: f
             _txn(c.amount(max(aum * 0.05, 1_000)), "debit", "investment", rng.choice(("rm", "online"))),
         )
     _interactions(c, start, end, activity)
+    _digital_trouble(c, start, end)
     _experience(c, start, end)
     if leaving:
         outflow = aum * rng.uniform(0.15, 0.4)
@@ -318,6 +339,23 @@ def _interactions(c: _Customer, start: datetime, end: datetime, activity: float)
         at = c.within(start, end)
         c.add("bank.interaction.v1", at, {"kind": "rm_meeting", "channel": "rm"})
         _maybe_survey(c, at, "csat", 0.15)
+
+
+def _digital_trouble(c: _Customer, start: datetime, end: datetime) -> None:
+    """A customer who struggles with the app: a sign-in attempt, failed ones, a call for help."""
+    rng = c.trouble_rng
+    if rng is None or rng.random() >= TROUBLED_MONTH:
+        return
+    at = start + timedelta(seconds=rng.uniform(0, max((end - start).total_seconds() - 7_200, 1)))
+    c.add("bank.interaction.v1", at, {"kind": "login", "channel": "mobile"})
+    for attempt in range(rng.randint(3, 5)):
+        c.add(
+            "bank.interaction.v1",
+            at + timedelta(minutes=5 + attempt),
+            {"kind": "login_failed", "channel": "mobile"},
+        )
+    if rng.random() < 0.6:
+        c.add("bank.interaction.v1", at + timedelta(minutes=30), {"kind": "support_call", "channel": "phone"})
 
 
 def _experience(c: _Customer, start: datetime, end: datetime) -> None:

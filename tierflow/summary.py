@@ -28,3 +28,6 @@ class Summary:
     effectiveness: dict[str, Any] = field(default_factory=dict)
     # One customer's loop: the tier change, the call, its outcome, the survey, the tier after.
     loop: dict[str, Any] = field(default_factory=dict)
+    # Per label, how many holders sit in each tier; and one customer's labels over the year.
+    labels_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_example: dict[str, Any] = field(default_factory=dict)

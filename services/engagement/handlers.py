@@ -76,6 +76,9 @@ def change_decoder(settings: Settings) -> Decoder[Change | ErasureNotice]:
             # Only what scoring sent: a field left out means "unknown", not a default.
             profile=data.profile.model_dump(mode="json", exclude_unset=True),
             complaints_open_high=data.complaints_open_high,
+            labels=tuple(data.labels),
+            labels_entered=tuple(data.labels_entered),
+            labels_left=tuple(data.labels_left),
         )
 
     return decode

@@ -14,6 +14,7 @@ from services.scoring.domain.customer import CustomerState, OverrideRefused
 from services.scoring.domain.evaluation import derive
 from services.scoring.domain.features import open_complaints
 from services.scoring.domain.policy import Policy, load_policy
+from services.scoring.domain.simulation import Move
 from services.scoring.handlers import Scoring, UnknownCustomer
 from services.scoring.schemas import (
     Activation,
@@ -24,6 +25,9 @@ from services.scoring.schemas import (
     Distribution,
     ErasureCreate,
     ErasurePublic,
+    LabelFlow,
+    LabelMigration,
+    LabelPublic,
     MigrationCell,
     MigrationMatrix,
     OverrideCreate,
@@ -48,6 +52,9 @@ OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
 CustomerReader = Annotated[Principal, Depends(require_branch_reader(Role.OPS))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 PathId = CustomerIdPath
+LabelQuery = Annotated[
+    str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,47}$", description="Only customers holding this label")
+]
 _NOT_FOUND: Responses = {404: {"description": "Unknown customer, or one of a branch the key does not see"}}
 _POLICY_BODY = {
     "requestBody": {
@@ -99,6 +106,16 @@ def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> 
             clv=money(decision.clv),
         ),
         reasons=[ReasonPublic(rule=r.rule, detail=r.detail) for r in decision.reasons],
+        labels=[
+            LabelPublic(
+                name=label.name,
+                dimension=label.dimension,
+                since=label.since,
+                reason=ReasonPublic(rule=label.reason.rule, detail=label.reason.detail),
+                outside_since=label.outside_since,
+            )
+            for label in decision.labels
+        ],
         override=None
         if override is None
         else OverridePublic(
@@ -166,14 +183,15 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         branch_id: Annotated[str | None, Query(max_length=128)] = None,
         segment: Annotated[str | None, Query(max_length=64)] = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
+        label: LabelQuery = None,
         after: Annotated[
             str | None, Query(max_length=64, description="customer_id to continue after")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> CustomerPage:
-        """Customers by tier, stage, branch, segment or region, in customer-id order; a key scoped to
+        """Customers by tier, stage, branch, segment, region or label, in customer-id order; a key scoped to
         branches sees their customers only."""
-        filters = _filters(tier, stage, segment, region)
+        filters = _filters(tier, stage, segment, region, label)
         async with engine.connect() as db:
             rows = await views.customers(db, filters, key.branch_scope(branch_id), after, limit)
         next_after = rows[-1]["customer_id"] if len(rows) == limit else None
@@ -185,12 +203,16 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         branch_id: Annotated[str | None, Query(max_length=128)] = None,
         segment: Annotated[str | None, Query(max_length=64)] = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
+        label: LabelQuery = None,
     ) -> Distribution:
-        """How many customers (of the branches the key sees) sit in each tier and stage."""
-        filters = _filters(None, None, segment, region)
+        """How many customers (of the branches the key sees) sit in each tier and stage, and hold
+        each label."""
+        filters = _filters(None, None, segment, region, label)
         async with engine.connect() as db:
-            cells = await views.distribution(db, filters, key.branch_scope(branch_id))
-        return _distribution(cells)
+            scope = key.branch_scope(branch_id)
+            cells = await views.distribution(db, filters, scope)
+            labels = await views.label_counts(db, filters, scope)
+        return _distribution(cells, labels)
 
     @router.get("/tiers/migrations")
     async def get_migrations(
@@ -198,15 +220,26 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         start: Annotated[datetime, Query(alias="from")],
         end: Annotated[datetime, Query(alias="to")],
     ) -> MigrationMatrix:
-        """Tier of every customer at `from` against their tier at `to` (`none`: not yet known)."""
+        """Tier of every customer at `from` against their tier at `to` (`none`: not yet known), and
+        per label how many customers entered, left or kept it in between."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ApiError(422, "from and to need a time zone offset", errors=[])
         if end < start:
             raise ApiError(422, "to must not be before from", errors=[])
         async with engine.connect() as db:
             cells = await views.migrations(db, start, end, key.branch_scope(None))
+            flows = await views.label_flows(db, start, end, key.branch_scope(None))
         moves = [MigrationCell(from_tier=a, to_tier=b, count=n) for a, b, n in sorted(cells)]
-        return MigrationMatrix(start=start, end=end, moves=moves)
+        counts: dict[str, dict[str, int]] = {}
+        for name, flow, count in flows:
+            counts.setdefault(name, {})[flow] = count
+        label_flows = [
+            LabelMigration(
+                label=name, entered=by.get("entered", 0), left=by.get("left", 0), held=by.get("held", 0)
+            )
+            for name, by in sorted(counts.items())
+        ]
+        return MigrationMatrix(start=start, end=end, moves=moves, label_flows=label_flows)
 
     @router.get("/tiers/changes-per-day")
     async def get_changes_per_day(
@@ -318,6 +351,20 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
                 StageCell(from_stage=a, to_stage=b, count=m.count, sample=m.sample)
                 for (a, b), m in sorted(simulation.stage_moves.items())
             ],
+            labels=dict(simulation.labels),
+            label_changes=[
+                LabelFlow(
+                    label=name,
+                    entered=entered.count,
+                    left=left.count,
+                    sample_entered=entered.sample,
+                    sample_left=left.sample,
+                )
+                for name in sorted(simulation.label_entries.keys() | simulation.label_exits.keys())
+                for entered, left in [
+                    (simulation.label_entries.get(name, Move()), simulation.label_exits.get(name, Move()))
+                ]
+            ],
         )
 
     router.include_router(whoami_router())
@@ -329,13 +376,14 @@ async def _read_policy(request: Request) -> Policy:
 
 
 def _filters(
-    tier: Tier | None, stage: Stage | None, segment: str | None, region: str | None
+    tier: Tier | None, stage: Stage | None, segment: str | None, region: str | None, label: str | None
 ) -> dict[str, str | None]:
     return {
         "tier": tier.value if tier else None,
         "stage": stage.value if stage else None,
         "segment": segment,
         "region": region,
+        "label": label,
     }
 
 
@@ -343,7 +391,7 @@ def _summary(row: dict[str, Any]) -> CustomerSummary:
     return CustomerSummary.model_validate(row)
 
 
-def _distribution(cells: list[tuple[str, str, int]]) -> Distribution:
+def _distribution(cells: list[tuple[str, str, int]], labels: dict[str, int]) -> Distribution:
     by_tier: dict[str, int] = {}
     by_stage: dict[str, int] = {}
     matrix: dict[str, dict[str, int]] = {}
@@ -352,5 +400,9 @@ def _distribution(cells: list[tuple[str, str, int]]) -> Distribution:
         by_stage[stage] = by_stage.get(stage, 0) + count
         matrix.setdefault(tier, {})[stage] = count
     return Distribution(
-        total=sum(by_tier.values()), by_tier=by_tier, by_stage=by_stage, by_tier_and_stage=matrix
+        total=sum(by_tier.values()),
+        by_tier=by_tier,
+        by_stage=by_stage,
+        by_tier_and_stage=matrix,
+        by_label=labels,
     )

@@ -311,3 +311,7 @@ class BatchClock:
 def _count_changes(changes: Sequence[TierChange]) -> None:
     for change in changes:
         metrics.TIER_CHANGES.labels(direction=change.direction.value).inc()
+        for label in change.labels_entered:
+            metrics.LABEL_CHANGES.labels(label=label, change="entered").inc()
+        for label in change.labels_left:
+            metrics.LABEL_CHANGES.labels(label=label, change="left").inc()

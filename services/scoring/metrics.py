@@ -8,3 +8,8 @@ TIER_CHANGES = Counter("tierflow_tier_changes", "Tier or stage changes recorded"
 REVIEWS = Counter("tierflow_reviews", "Customers re-evaluated by the time-driven review")
 BATCH_SECONDS = Histogram("tierflow_scoring_batch_seconds", "Time to apply and commit one micro-batch")
 STATES_WRITTEN = Counter("tierflow_scoring_states_written", "Customer state rows written by micro-batches")
+LABEL_CHANGES = Counter(
+    "tierflow_label_changes",
+    "Customers entering or leaving a label (events, reviews, policy activations)",
+    ["label", "change"],
+)

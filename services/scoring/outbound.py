@@ -30,8 +30,11 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
         direction=change.direction,
         score=change.score,
         policy_version=change.policy_version,
-        reasons=[Reason(rule=r.rule, detail=r.detail[:500]) for r in change.reasons],
+        reasons=[Reason(rule=r.rule, detail=r.detail[:500]) for r in change.reasons[:50]],
         caused_by=change.caused_by,
+        labels=list(change.labels),
+        labels_entered=list(change.labels_entered),
+        labels_left=list(change.labels_left),
     )
     return customer_event(
         event_id=change.id,

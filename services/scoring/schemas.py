@@ -51,6 +51,16 @@ class CustomerFeatures(BaseModel):
     clv: str
 
 
+class LabelPublic(BaseModel):
+    name: str
+    dimension: str
+    since: datetime
+    reason: ReasonPublic
+    outside_since: datetime | None = Field(
+        description="Set while the conditions no longer hold but the label's leave-after period keeps it"
+    )
+
+
 class CustomerPublic(BaseModel):
     customer_id: str
     tier: Tier
@@ -60,6 +70,7 @@ class CustomerPublic(BaseModel):
     tier_since: datetime
     features: CustomerFeatures
     reasons: list[ReasonPublic]
+    labels: list[LabelPublic]
     override: OverridePublic | None
     profile: dict[str, Any]
     next_review_at: datetime
@@ -87,6 +98,9 @@ class TierChangePublic(BaseModel):
         "decision; `override` when an operator set or cleared an override"
     )
     trigger: str
+    labels: list[str] = Field(description="The customer's labels after the change")
+    labels_entered: list[str]
+    labels_left: list[str]
 
 
 class CustomerSummary(BaseModel):
@@ -99,6 +113,7 @@ class CustomerSummary(BaseModel):
     branch_id: str | None
     segment: str | None
     region: str | None
+    labels: list[str]
     updated_at: datetime
 
 
@@ -112,6 +127,7 @@ class Distribution(BaseModel):
     by_tier: dict[str, int]
     by_stage: dict[str, int]
     by_tier_and_stage: dict[str, dict[str, int]]
+    by_label: dict[str, int] = Field(description="Customers holding each label (a customer may hold several)")
 
 
 class MigrationCell(BaseModel):
@@ -121,10 +137,20 @@ class MigrationCell(BaseModel):
     sample: list[str] = Field(default_factory=list)
 
 
+class LabelMigration(BaseModel):
+    label: str
+    entered: int
+    left: int
+    held: int
+
+
 class MigrationMatrix(BaseModel):
     start: datetime
     end: datetime
     moves: list[MigrationCell]
+    label_flows: list[LabelMigration] = Field(
+        description="Per label, customers who entered, left or kept it between `from` and `to`"
+    )
 
 
 class OverrideCreate(BaseModel):
@@ -161,6 +187,14 @@ class StageCell(BaseModel):
     sample: list[str]
 
 
+class LabelFlow(BaseModel):
+    label: str
+    entered: int
+    left: int
+    sample_entered: list[str] = Field(default_factory=list)
+    sample_left: list[str] = Field(default_factory=list)
+
+
 class SimulationPublic(BaseModel):
     candidate_version: str
     active_version: str
@@ -170,6 +204,8 @@ class SimulationPublic(BaseModel):
     stages: dict[str, int]
     tier_migration: list[MigrationCell]
     stage_migration: list[StageCell]
+    labels: dict[str, int] = Field(description="Customers who would hold each label")
+    label_changes: list[LabelFlow] = Field(description="Per label, how many would enter or leave it")
 
 
 class Activation(BaseModel):

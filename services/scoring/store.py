@@ -76,6 +76,8 @@ _LOCK = text(
     """
 ).bindparams(bindparam("ids", type_=_TEXTS), bindparam("known", type_=ARRAY(BigInteger)))
 
+# Label names hold no comma (the policy schema's pattern): a customer's labels travel as one
+# comma-joined text per row, since unnest would flatten an array of arrays.
 # Driver-level SQL: thousands of array elements per batch skip SQLAlchemy's per-element bind
 # processing, and asyncpg keeps the statement prepared (the casts give every parameter its type).
 _SAVE = """
@@ -84,25 +86,29 @@ _SAVE = """
         policy_version = u.policy_version, tier_since = u.tier_since,
         next_review_at = u.next_review_at, branch_id = u.branch_id, segment = u.segment,
         region = u.region, clock_partition = coalesce(u.clock_partition, c.clock_partition),
-        updated_at = $12::timestamptz
+        labels = string_to_array(u.labels, ','), updated_at = $12::timestamptz
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[],
-                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $13::int[])
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $13::int[],
+                $14::text[])
         AS u(customer_id, state, tier, stage, score, policy_version, tier_since, next_review_at,
-             branch_id, segment, region, clock_partition)
+             branch_id, segment, region, clock_partition, labels)
     WHERE c.customer_id = u.customer_id
     RETURNING c.customer_id, c.xmin::text::bigint AS version
 """
 
 _HISTORY = """
     INSERT INTO scoring.tier_history (change_id, customer_id, at, previous_tier, tier, previous_stage,
-        stage, direction, score, policy_version, reasons, caused_by, trigger)
+        stage, direction, score, policy_version, reasons, caused_by, trigger, labels, labels_entered,
+        labels_left)
     SELECT CAST(u.change_id AS uuid), u.customer_id, u.at, u.previous_tier, u.tier, u.previous_stage,
         u.stage, u.direction, u.score, u.policy_version, CAST(u.reasons AS jsonb), CAST(u.caused_by AS jsonb),
-        u.trigger
+        u.trigger, string_to_array(u.labels, ','), string_to_array(u.labels_entered, ','),
+        string_to_array(u.labels_left, ',')
     FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[])
+                $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                $15::text[], $16::text[])
         AS u(change_id, customer_id, at, previous_tier, tier, previous_stage, stage, direction,
-             score, policy_version, reasons, caused_by, trigger)
+             score, policy_version, reasons, caused_by, trigger, labels, labels_entered, labels_left)
     ON CONFLICT (change_id) DO NOTHING
     RETURNING change_id::text AS change_id
 """
@@ -267,6 +273,7 @@ class ScoringStore:
             [p.get("region") for p in profiles],
             now,
             [partitions.get(s.customer_id) if partitions else None for s, _ in decided],
+            [",".join(d.label_names) for _, d in decided],
         )
         written = await self._db.exec_driver_sql(_SAVE, params)
         return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
@@ -291,6 +298,9 @@ class ScoringStore:
                 [json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes],
                 [_cause_json(c.caused_by) for c in changes],
                 [c.trigger.value for c in changes],
+                [",".join(c.labels) for c in changes],
+                [",".join(c.labels_entered) for c in changes],
+                [",".join(c.labels_left) for c in changes],
             ),
         )
         new_ids = {row["change_id"] for row in inserted.mappings()}

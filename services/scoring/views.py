@@ -26,6 +26,10 @@ def _where(filters: dict[str, str | None], branches: frozenset[str] | None) -> t
         if value is not None:
             clauses.append(f"{name} = :{name}")
             params[name] = value
+    label = filters.get("label")
+    if label is not None:
+        clauses.append("labels @> ARRAY[CAST(:label AS text)]")  # the form the GIN index serves
+        params["label"] = label
     return " AND ".join(clauses), params
 
 
@@ -56,7 +60,8 @@ async def tier_history(db: AsyncConnection, customer_id: str, limit: int) -> lis
         text(
             """
             SELECT change_id::text AS change_id, at, previous_tier, tier, previous_stage, stage,
-                   direction, score, policy_version, reasons, caused_by, trigger
+                   direction, score, policy_version, reasons, caused_by, trigger, labels,
+                   labels_entered, labels_left
             FROM scoring.tier_history WHERE customer_id = :id
             ORDER BY at DESC, id DESC LIMIT :limit
             """
@@ -81,7 +86,7 @@ async def customers(
         text(
             f"""
             SELECT customer_id, tier, stage, score, policy_version, tier_since, branch_id, segment,
-                   region, updated_at
+                   region, labels, updated_at
             FROM scoring.customers WHERE {where} ORDER BY customer_id LIMIT :limit
             """  # noqa: S608 - only fixed column names are interpolated
         ),
@@ -97,6 +102,49 @@ async def distribution(
     rows = await db.execute(
         text(f"SELECT tier, stage, count(*) FROM scoring.customers WHERE {where} GROUP BY tier, stage"),  # noqa: S608
         params,
+    )
+    return [(row[0], row[1], int(row[2])) for row in rows]
+
+
+async def label_counts(
+    db: AsyncConnection, filters: dict[str, str | None], branches: frozenset[str] | None
+) -> dict[str, int]:
+    where, params = _where(filters, branches)
+    query = f"SELECT label, count(*) FROM scoring.customers, unnest(labels) AS label WHERE {where} GROUP BY 1"  # noqa: S608
+    rows = await db.execute(text(query), params)
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def label_flows(
+    db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
+) -> list[tuple[str, str, int]]:
+    """Per label, customers (now in `branches`; None: the bank) who entered, left or held it
+    between `start` and `end`, from history."""
+    rows = await db.execute(
+        text(
+            f"""
+            WITH at_start AS (
+                SELECT DISTINCT ON (customer_id) customer_id, labels FROM scoring.tier_history
+                WHERE at <= :start ORDER BY customer_id, at DESC, id DESC
+            ), at_end AS (
+                SELECT DISTINCT ON (customer_id) customer_id, labels FROM scoring.tier_history
+                WHERE at <= :end AND (CAST(:branches AS text[]) IS NULL OR customer_id IN (
+                    SELECT customer_id FROM scoring.customers WHERE {in_branches()}
+                ))
+                ORDER BY customer_id, at DESC, id DESC
+            ), flows AS (
+                SELECT label, CASE WHEN label = ANY(coalesce(s.labels, '{{}}')) THEN 'held' ELSE 'entered' END
+                    AS flow
+                FROM at_end e LEFT JOIN at_start s USING (customer_id), unnest(e.labels) AS label
+                UNION ALL
+                SELECT label, 'left' FROM at_end e JOIN at_start s USING (customer_id),
+                    unnest(s.labels) AS label
+                WHERE NOT label = ANY(e.labels)
+            )
+            SELECT label, flow, count(*) FROM flows GROUP BY 1, 2
+            """  # noqa: S608 - only a fixed condition is interpolated
+        ),
+        {"start": start, "end": end, "branches": branch_list(branches)},
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 

@@ -97,6 +97,10 @@ class InteractionKind(StrEnum):
     RM_MEETING = "rm_meeting"
     CAMPAIGN_RESPONSE = "campaign_response"
     INQUIRY = "inquiry"
+    # A call to the support line, and a failed sign-in to mobile or online banking: together
+    # they show a customer struggling with digital banking.
+    SUPPORT_CALL = "support_call"
+    LOGIN_FAILED = "login_failed"
 
 
 class InteractionData(_Payload):

@@ -17,6 +17,7 @@ from shared.contracts.types import (
     EventId,
     EventSource,
     Identifier,
+    LabelName,
     LongText,
     PayloadTime,
     ShortText,
@@ -45,6 +46,8 @@ class ChangeDirection(StrEnum):
     UPGRADE = "upgrade"
     DOWNGRADE = "downgrade"
     STAGE = "stage"
+    # Neither tier nor stage changed, only the customer's labels (see `labels_entered`/`labels_left`).
+    LABELS = "labels"
 
 
 # Tiers from the lowest up: a change to a higher rank is an upgrade.
@@ -77,6 +80,11 @@ class TierChangedData(_Outbound):
     policy_version: ShortText
     reasons: Annotated[list[Reason], Field(max_length=50)]
     caused_by: CausedBy
+    # The customer's labels (客户标签) after the change, and which of them this change added
+    # or removed; absent from events published before labels existed.
+    labels: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
+    labels_entered: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
+    labels_left: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
 
 
 class CustomerErasedData(_Outbound):

@@ -185,6 +185,8 @@ ReasonText = Annotated[
 ]
 NoteText = Annotated[str, StringConstraints(max_length=1000), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA]
 DetailText = Annotated[str, StringConstraints(max_length=500), _FREE_TEXT_CHECK, _FREE_TEXT_SCHEMA]
+# A customer label's name, as a policy declares it (`investment_intent`, `digital_first`).
+LabelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_timezone)]
 

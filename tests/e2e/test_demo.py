@@ -88,6 +88,24 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
             assert example["customer_id"] in output
 
         # RMs work the queue through the year, so what is still open at its end may be nothing.
+        # Label counts per tier and one customer's label history are the API's too; the
+        # personas express the needs: the student digital first, the retiree branch reliant,
+        # the affluent investor's investment intent, some customers' digital difficulty.
+        held = get("scoring", "/v1/tiers/distribution")["by_label"]
+        assert set(summary["labels_by_tier"]) == set(held)
+        for label, by_tier in summary["labels_by_tier"].items():
+            counted = get("scoring", "/v1/tiers/distribution", label=label)
+            assert by_tier == counted["by_tier"]
+            assert sum(by_tier.values()) == held[label] == counted["by_label"][label]
+        assert {"digital_first", "branch_reliant", "investment_intent", "digital_difficulty"} <= set(held)
+        example = summary["label_example"]
+        history = get("scoring", f"/v1/customers/{example['customer_id']}/tier-history", limit="1000")
+        assert example["history"] == [c for c in history if c["labels_entered"] or c["labels_left"]]
+        assert example["history"], "the example customer entered a label at some point"
+        view = get("scoring", f"/v1/customers/{example['customer_id']}")
+        assert [label["name"] for label in example["labels"]] == [label["name"] for label in view["labels"]]
+        assert f"Label history of {example['customer_id']}" in output
+
         assert summary["outreach_queue"] == get("engagement", "/v1/outreach/queue")
         rms = {rm.rm_id for b in branches(bank) for rm in b.rms}
         assert {rm["rm_id"] for rm in summary["rms"]} >= rms
@@ -131,7 +149,8 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
 
         for heading in ("Tier and stage by branch", "Tier migration", "Open outreach by action",
                         "Open outreach by RM", "Satisfaction by tier", "RMs at work",
-                        "Holdout comparison by tier", "One customer's loop"):  # fmt: skip
+                        "Holdout comparison by tier", "One customer's loop",
+                        "Customer labels by tier"):  # fmt: skip
             assert heading in output
     finally:
         process.send_signal(signal.SIGINT)

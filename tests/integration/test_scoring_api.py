@@ -144,6 +144,13 @@ def candidate_policy() -> dict[str, Any]:
     policy = default_policy().model_dump(mode="json")
     policy["version"] = "lower-gates-2"
     policy["tiers"][1]["any_of"][0][0]["value"] = "75000"  # wealth from 75k
+    policy["labels"].append(
+        {
+            "name": "large_balance",
+            "dimension": "behaviour",
+            "any_of": [[{"feature": "aum", "op": "gte", "value": "500000"}]],
+        }
+    )
     return policy
 
 
@@ -188,6 +195,16 @@ def test_simulation_shows_who_would_move_without_changing_anyone(
         ["C-API-D"],
     )
     assert tier_of(service, "C-API-D") == "vip"
+    assert result["labels"] == {"large_balance": 2}
+    assert result["label_changes"] == [
+        {
+            "label": "large_balance",
+            "entered": 2,
+            "left": 0,
+            "sample_entered": ["C-API-A", "C-API-C"],
+            "sample_left": [],
+        }
+    ]
     posted = call(service, "POST", "/v1/policies/simulate", key=ADMIN_KEY, json=candidate_policy()).json()
     assert posted["tiers"] == result["tiers"]
 
@@ -207,3 +224,39 @@ def test_activating_a_policy_re_evaluates_every_customer(
         "policy_activation",
     )
     assert tier_of(service, "C-API-C") == "private"
+    # The activation enters the new label as the simulation said: a change of labels alone.
+    wait_until(
+        lambda: call(service, "GET", "/v1/customers/C-API-A").json()["policy_version"] == "lower-gates-2",
+        30,
+        "C-API-A's re-evaluation",
+    )
+    labelled = call(service, "GET", "/v1/customers/C-API-A").json()["labels"]
+    assert [(label["name"], label["reason"]["detail"]) for label in labelled] == [
+        ("large_balance", "aum 620000 >= 500000")
+    ]
+    change = call(service, "GET", "/v1/customers/C-API-A/tier-history").json()[0]
+    assert (change["direction"], change["labels_entered"], change["labels"]) == (
+        "labels",
+        ["large_balance"],
+        ["large_balance"],
+    )
+    holders = call(service, "GET", "/v1/customers", params={"label": "large_balance"}).json()["items"]
+    assert [(c["customer_id"], c["labels"]) for c in holders] == [
+        ("C-API-A", ["large_balance"]),
+        ("C-API-C", ["large_balance"]),
+    ]
+    counted = call(service, "GET", "/v1/tiers/distribution", params={"label": "large_balance"}).json()
+    assert (counted["total"], counted["by_tier"], counted["by_label"]) == (
+        2,
+        {"wealth": 1, "private": 1},
+        {"large_balance": 2},
+    )
+    refused = call(service, "GET", "/v1/customers", params={"label": "Large Balance"})
+    assert refused.status_code == 422
+    flows = call(
+        service,
+        "GET",
+        "/v1/tiers/migrations",
+        params={"from": (NOW - timedelta(days=1)).isoformat(), "to": datetime.now(UTC).isoformat()},
+    ).json()["label_flows"]
+    assert flows == [{"label": "large_balance", "entered": 2, "left": 0, "held": 0}]

@@ -230,3 +230,40 @@ def test_memory_stays_flat_as_the_population_grows() -> None:
 
     small, large = peak(500), peak(3_000)
     assert large < small * 1.5, (small, large)
+
+
+def test_personas_express_their_needs_in_channels_investments_and_digital_trouble(
+    year: list[dict[str, Any]],
+) -> None:
+    grouped = by_customer(year)
+    assisted, digital = {"branch", "phone", "rm"}, {"mobile", "online"}
+
+    def channel_share(persona: str, channels: set[str]) -> float:
+        shares = []
+        for cid in persona_customers(persona):
+            used = [r["data"]["channel"] for r in grouped[cid] if r["data"].get("channel")]
+            if used:
+                shares.append(sum(1 for channel in used if channel in channels) / len(used))
+        return mean(shares)
+
+    assert channel_share("student", digital) > 0.8
+    assert channel_share("retiree", assisted) > 0.6
+    investors = [
+        cid
+        for cid in persona_customers("affluent")
+        if any(r["data"].get("category") == "investment" for r in grouped[cid])
+    ]
+    assert len(investors) > 0.75 * len(persona_customers("affluent"))
+
+    def struggling(persona: str) -> float:
+        customers = persona_customers(persona)
+        failed = [
+            cid for cid in customers if any(r["data"].get("kind") == "login_failed" for r in grouped[cid])
+        ]
+        return len(failed) / len(customers)
+
+    assert 0.15 < struggling("retiree") < 0.45
+    assert 0 < struggling("salaried") < 0.08
+    assert struggling("student") == 0
+    kinds = {r["data"]["kind"] for r in year if r["type"] == "bank.interaction.v1"}
+    assert {"login_failed", "support_call"} <= kinds

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.engagement.domain.lifecycle import OPEN_STATES, ItemStatus
-from services.engagement.domain.playbook import Action, Cap, Category, ContactChannel, Playbook, QuietHours
+from services.engagement.domain.playbook import (
+    Action,
+    Cap,
+    Category,
+    ContactChannel,
+    LabelSuppression,
+    Playbook,
+    QuietHours,
+)
 from shared.contracts.types import RiskProfile
 
 CONSENT_KEYS = {
@@ -96,3 +104,21 @@ def outside_quiet_hours(
     end_day = local.date() + timedelta(days=1) if overnight and clock >= quiet.start else local.date()
     resume = datetime.combine(end_day, quiet.end, tzinfo=local.tzinfo)
     return resume.astimezone(at.tzinfo)
+
+
+def label_allowed_channels(
+    action: Action, labels: Collection[str], suppressions: list[LabelSuppression]
+) -> tuple[list[ContactChannel], str]:
+    """The action's channels a held label does not rule out, and why any were ruled out."""
+    refused = {
+        channel: rule.label
+        for rule in suppressions
+        if rule.category is action.category and rule.label in labels
+        for channel in rule.channels
+    }
+    allowed = [channel for channel in action.channels if channel not in refused]
+    if allowed or not refused:
+        return allowed, ""
+    held = sorted(set(refused.values()))
+    channels = ", ".join(channel.value for channel in action.channels)
+    return [], f"{' and '.join(held)} customers get no {action.category.value} by {channels}"

@@ -10,6 +10,7 @@ from typing import Any
 from services.engagement.domain.guardrails import (
     Contact,
     consented_channel,
+    label_allowed_channels,
     marketing_suppressed,
     outside_quiet_hours,
     suitable,
@@ -48,6 +49,9 @@ class Change:
     at: datetime
     profile: dict[str, Any] = field(default_factory=dict)
     complaints_open_high: int = 0
+    labels: tuple[str, ...] = ()
+    labels_entered: tuple[str, ...] = ()
+    labels_left: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,10 @@ def matches(match: Match, change: Change) -> bool:
         match.first_seen is None or match.first_seen == (change.previous_tier is None),
         match.stage_changed is None or match.stage_changed == (change.previous_stage != change.stage),
         match.tier_changed is None or match.tier_changed == (change.previous_tier != change.tier),
+        not match.labels_entered or not set(match.labels_entered).isdisjoint(change.labels_entered),
+        not match.labels_left or not set(match.labels_left).isdisjoint(change.labels_left),
+        set(match.labels_held).issubset(change.labels),
+        set(match.labels_not_held).isdisjoint(change.labels),
     ]
     return all(checks)
 
@@ -169,7 +177,8 @@ def _plan_action(
     now: datetime,
 ) -> PlannedItem:
     rule, profile = planned_by.name, change.profile
-    channel, refusal = consented_channel(action.channels, profile.get("consents") or {})
+    channels, ruled_out = label_allowed_channels(action, change.labels, playbook.label_suppressions)
+    channel, refusal = consented_channel(channels, profile.get("consents") or {})
     fits, unsuitable = suitable(action, profile.get("risk_profile"))
     stopped = ""
     if (rule, action.kind.value) in open_actions:
@@ -182,6 +191,8 @@ def _plan_action(
         stopped = "guardrail: open high-severity complaint suppresses marketing"
     elif not fits:
         stopped = f"guardrail: {unsuitable}"
+    elif ruled_out:
+        stopped = f"guardrail: {ruled_out}"
     elif not within_cap(action.category, contacts, playbook.caps, now):
         cap = playbook.caps[action.category]
         limit = f"{cap.max_contacts} {action.category.value} contacts per {cap.days} days"
@@ -229,4 +240,7 @@ def _drawn(holdout: Holdout | None, customer_id: str) -> tuple[ItemStatus, str]:
 
 def _why(rule: str, change: Change) -> str:
     before = f"{change.previous_tier or 'new'}/{change.previous_stage or 'new'}"
-    return f"{rule}: {before} -> {change.tier}/{change.stage}"
+    labels = [f"entered {name}" for name in change.labels_entered]
+    labels += [f"left {name}" for name in change.labels_left]
+    moved = f" ({', '.join(labels)})" if labels else ""
+    return f"{rule}: {before} -> {change.tier}/{change.stage}{moved}"

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.outbound import ChangeDirection
-from shared.contracts.types import RiskProfile, Stage, Tier
+from shared.contracts.types import LabelName, RiskProfile, Stage, Tier
 
 DEFAULT_PLAYBOOK_FILE = Path(__file__).with_name("default_playbook.yaml")
 
@@ -31,6 +31,8 @@ class ActionKind(StrEnum):
     OFFER = "offer"
     RETURN_VISIT_CALL = "return_visit_call"
     SURVEY = "survey"
+    # Helping a customer who struggles with digital banking: in the app or at a branch.
+    DIGITAL_COACHING = "digital_coaching"
 
 
 class Category(StrEnum):
@@ -65,6 +67,12 @@ class Match(_Strict):
     first_seen: bool | None = None
     stage_changed: bool | None = None
     tier_changed: bool | None = None
+    # Customer labels: the change entered (or left) any of these; the customer holds all of
+    # `labels_held` and none of `labels_not_held` after it.
+    labels_entered: list[LabelName] = Field(default_factory=list)
+    labels_left: list[LabelName] = Field(default_factory=list)
+    labels_held: list[LabelName] = Field(default_factory=list)
+    labels_not_held: list[LabelName] = Field(default_factory=list)
 
 
 class Action(_Strict):
@@ -131,12 +139,21 @@ class QuietHours(_Strict):
     )
 
 
+class LabelSuppression(_Strict):
+    """Customers holding `label` are not contacted through `channels` for this category."""
+
+    label: LabelName
+    category: Category
+    channels: Annotated[list[ContactChannel], Field(min_length=1, max_length=6)]
+
+
 class Playbook(_Strict):
     version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     description: Annotated[str, Field(max_length=2000)] = ""
     default_timezone: str = "Asia/Shanghai"
     caps: dict[Category, Cap] = Field(default_factory=dict)
     quiet_hours: QuietHours = QuietHours()
+    label_suppressions: Annotated[list[LabelSuppression], Field(max_length=50)] = Field(default_factory=list)
     rules: Annotated[list[Rule], Field(min_length=1, max_length=100)]
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.scoring.domain.customer import CustomerState
-from services.scoring.domain.evaluation import Decision, Override, Reason
+from services.scoring.domain.evaluation import Decision, HeldLabel, Override, Reason
 from services.scoring.domain.features import Complaint, DayBucket, Features
 from shared.contracts.types import Stage, Tier
 
@@ -41,7 +41,7 @@ def encode(state: CustomerState) -> dict[str, Any]:
             "last_txn_at": _time(f.last_txn_at),
             "interaction_count": f.interaction_count,
             "last_interaction_at": _time(f.last_interaction_at),
-            "days": {str(d): [b.txn_count, str(b.txn_amount), b.interactions] for d, b in f.days.items()},
+            "days": {str(d): _encode_bucket(b) for d, b in f.days.items()},
             "balances": [[t, str(v)] for t, v in f.balances],
             "breakdown": {k: str(v) for k, v in f.breakdown.items()},
             "products_seen": f.products_seen,
@@ -59,6 +59,19 @@ def encode(state: CustomerState) -> dict[str, Any]:
     }
 
 
+def _encode_bucket(b: DayBucket) -> list[Any]:
+    encoded: list[Any] = [b.txn_count, str(b.txn_amount), b.interactions]
+    extra = [b.credits, str(b.credit_amount), b.support_calls, b.login_failures]
+    # Most days have no inflow and no digital trouble: such a day keeps its short form.
+    return encoded + extra if any((b.credits, b.support_calls, b.login_failures)) else encoded
+
+
+def _decode_bucket(b: list[Any]) -> DayBucket:
+    if len(b) == 3:  # a day without inflows or digital trouble, or one stored before they were counted
+        return DayBucket(b[0], Decimal(b[1]), b[2])
+    return DayBucket(b[0], Decimal(b[1]), b[2], b[3], Decimal(b[4]), b[5], b[6])
+
+
 def _encode_decision(d: Decision) -> dict[str, Any]:
     return {
         "tier": d.tier.value,
@@ -73,6 +86,10 @@ def _encode_decision(d: Decision) -> dict[str, Any]:
         "due_at": _time(d.due_at),
         "next_review_at": _time(d.next_review_at),
         "clv": str(d.clv),
+        "labels": [
+            [h.name, h.dimension, _time(h.since), h.reason.rule, h.reason.detail, _time(h.outside_since)]
+            for h in d.labels
+        ],
     }
 
 
@@ -96,7 +113,7 @@ def decode(customer_id: str, raw: dict[str, Any]) -> CustomerState:
         last_txn_at=_parse_time(f["last_txn_at"]),
         interaction_count=f["interaction_count"],
         last_interaction_at=_parse_time(f["last_interaction_at"]),
-        days={int(d): DayBucket(b[0], Decimal(b[1]), b[2]) for d, b in f["days"].items()},
+        days={int(d): _decode_bucket(b) for d, b in f["days"].items()},
         balances=tuple((t, Decimal(v)) for t, v in f["balances"]),
         breakdown={k: Decimal(v) for k, v in f["breakdown"].items()},
         products_seen=dict(f["products_seen"]),
@@ -128,6 +145,10 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
         due_at=_parse_time(d["due_at"]),
         next_review_at=_required_time(d["next_review_at"]),
         clv=Decimal(d["clv"]),
+        labels=tuple(
+            HeldLabel(name, dimension, _required_time(since), Reason(rule, detail), _parse_time(outside))
+            for name, dimension, since, rule, detail, outside in d.get("labels", ())
+        ),
     )
 
 

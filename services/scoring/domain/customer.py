@@ -14,6 +14,7 @@ from services.scoring.domain.evaluation import (
     Override,
     Reason,
     evaluate,
+    touched_by,
 )
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features, apply_event
@@ -61,6 +62,9 @@ class TierChange:
     # The aggregates the change was decided on: what its event tells subscribers about the
     # customer then, not after later events of the same micro-batch.
     features: Features
+    labels: tuple[str, ...] = ()
+    labels_entered: tuple[str, ...] = ()
+    labels_left: tuple[str, ...] = ()
 
 
 def change_id(customer_id: str, cause: str) -> str:
@@ -79,7 +83,11 @@ def _direction(previous: Decision | None, current: Decision) -> ChangeDirection:
     after = TIER_RANK[current.tier]
     if after > before:
         return ChangeDirection.UPGRADE
-    return ChangeDirection.DOWNGRADE if after < before else ChangeDirection.STAGE
+    if after < before:
+        return ChangeDirection.DOWNGRADE
+    if previous is not None and previous.stage is current.stage:
+        return ChangeDirection.LABELS
+    return ChangeDirection.STAGE
 
 
 def _changed(
@@ -91,8 +99,18 @@ def _changed(
     trigger: Trigger,
     cause: str,
 ) -> TierChange | None:
-    if previous is not None and (previous.tier, previous.stage) == (current.tier, current.stage):
+    held_before = () if previous is None else previous.label_names
+    held_now = current.label_names
+    entered = tuple(name for name in held_now if name not in held_before)
+    left = tuple(name for name in held_before if name not in held_now)
+    if (
+        previous is not None
+        and (previous.tier, previous.stage) == (current.tier, current.stage)
+        and not entered
+        and not left
+    ):
         return None
+    direction = _direction(previous, current)
     return TierChange(
         id=change_id(customer_id, cause),
         customer_id=customer_id,
@@ -100,15 +118,27 @@ def _changed(
         tier=current.tier,
         previous_stage=None if previous is None else previous.stage,
         stage=current.stage,
-        direction=_direction(previous, current),
+        direction=direction,
         score=current.score,
         policy_version=current.policy_version,
-        reasons=current.reasons,
+        reasons=_label_reasons(current, entered, left)
+        if direction is ChangeDirection.LABELS
+        else current.reasons,
         caused_by=caused_by,
         trigger=trigger,
         at=current.evaluated_at,
         features=features,
+        labels=held_now,
+        labels_entered=entered,
+        labels_left=left,
     )
+
+
+def _label_reasons(current: Decision, entered: tuple[str, ...], left: tuple[str, ...]) -> tuple[Reason, ...]:
+    """Why a change of labels alone happened: each entered label's reason, each left one named."""
+    reasons = [label.reason for label in current.labels if label.name in entered]
+    reasons += [Reason(f"label.{name}", "left: its conditions no longer hold") for name in left]
+    return tuple(reasons)
 
 
 def reevaluate(
@@ -165,13 +195,8 @@ def apply(
     """Fold one event in: reviews due before it first, then the event, then the decision."""
     state, changes = catch_up(state, policy, min(event.time, now))
     features = apply_event(state.features, event, amount_in_base)
-    decision = evaluate(
-        features,
-        policy,
-        now,
-        state.decision,
-        state.override,
-    )
+    touched = touched_by(event.type, state.decision, policy, now)
+    decision = evaluate(features, policy, now, state.decision, state.override, touched)
     caused_by = EventCause(source=event.source, id=event.id)
     change = _changed(
         state.decision,

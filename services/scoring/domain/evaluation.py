@@ -6,7 +6,7 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,8 @@ from services.scoring.domain.features import (
     Features,
     aum_at,
     average_daily_balance,
+    credit_months,
+    date_of_day,
     day_of,
     moment_of,
     open_complaints,
@@ -24,9 +26,10 @@ from services.scoring.domain.features import (
     seconds_of,
     window_totals,
 )
-from services.scoring.domain.policy import Condition, Groups, Op, Policy, ScoreTerm
-from shared.contracts.outbound import TIER_RANK, nps_category
-from shared.contracts.types import Stage, Tier
+from services.scoring.domain.policy import Condition, Groups, LabelRule, Op, Policy, ScoreTerm
+from shared.contracts.inbound import BALANCE, CUSTOMER, INTERACTION, TRANSACTION
+from shared.contracts.outbound import COMPLAINT, SURVEY, TIER_RANK, nps_category
+from shared.contracts.types import MONEY_CONTEXT, Stage, Tier
 
 MAX_CATCH_UP_REVIEWS = 400
 
@@ -50,6 +53,18 @@ class Override:
 
 
 @dataclass(frozen=True)
+class HeldLabel:
+    """A label the customer holds, why, and since when; `outside_since` is set while its
+    conditions no longer hold but its leave-after period keeps it."""
+
+    name: str
+    dimension: str
+    since: datetime
+    reason: Reason
+    outside_since: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     tier: Tier
     stage: Stage
@@ -63,6 +78,11 @@ class Decision:
     due_at: datetime | None
     next_review_at: datetime
     clv: Decimal
+    labels: tuple[HeldLabel, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
 
 
 class FeatureVector(dict[str, Any]):
@@ -108,12 +128,41 @@ def _trend(v: FeatureVector) -> Decimal | None:
     return (v["aum_avg_30d"] / long_average) if long_average > 0 else None
 
 
+def _outflow_ratio(v: FeatureVector) -> Decimal | None:
+    """Outflows over inflows in 30 days: above 1 the customer spends more than comes in."""
+    window = v.window(30)
+    if window.credit_amount <= 0:
+        return None
+    return MONEY_CONTEXT.divide(window.txn_amount - window.credit_amount, window.credit_amount)
+
+
+def _channel_share(v: FeatureVector, channels: tuple[str, ...]) -> Decimal | None:
+    """Percent of the activity whose channel is known that went through these channels."""
+    known = sum(v.features.channels.values())
+    if known == 0:
+        return None
+    return Decimal(100 * sum(v.features.channels.get(c, 0) for c in channels)) / known
+
+
+def _days_since_product(v: FeatureVector, product: str) -> int | None:
+    day = v.features.products_seen.get(product)
+    return None if day is None else max(0, day_of(v.now) - day)
+
+
+def _risk_level(v: FeatureVector) -> int | None:
+    risk = v.features.profile.get("risk_profile")
+    return int(risk[1:]) if isinstance(risk, str) and risk[1:].isdigit() else None
+
+
 def _nps_category(v: FeatureVector) -> str | None:
     nps = v.features.nps_latest
     return None if nps is None else nps_category(nps).value
 
 
 _DECIDED = frozenset({"score", "tier"})
+DIGITAL_CHANNELS = ("mobile", "online")
+# Served by a person: at a counter or on the phone.
+ASSISTED_CHANNELS = ("branch", "phone")
 _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
     "txn_count": lambda v: v.features.txn_count,
     "txn_amount": lambda v: v.features.txn_amount,
@@ -146,6 +195,18 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
     ),
     "complaints_open": lambda v: sum(open_complaints(v.features).values()),
     "complaints_open_high": lambda v: open_high_complaints(v.features),
+    "credits_30d": lambda v: v.window(30).credits,
+    "credit_months_90d": lambda v: credit_months(v.features, day_of(v.now), 3),
+    "outflow_ratio_30d": _outflow_ratio,
+    "digital_share": lambda v: _channel_share(v, DIGITAL_CHANNELS),
+    "branch_share": lambda v: _channel_share(v, ASSISTED_CHANNELS),
+    "support_calls_30d": lambda v: v.window(30).support_calls,
+    "login_failures_30d": lambda v: v.window(30).login_failures,
+    "days_since_investment": lambda v: _days_since_product(v, "investments"),
+    "days_since_loan": lambda v: _days_since_product(v, "loan"),
+    "risk_level": _risk_level,
+    # How far back balances are known: averages over a longer window count unknown days as 0.
+    "balance_known_days": lambda v: v.days_since(_first_balance_at(v.features)),
     "segment": lambda v: v.features.profile.get("segment"),
     "region": lambda v: v.features.profile.get("region"),
     "risk_profile": lambda v: v.features.profile.get("risk_profile"),
@@ -281,7 +342,11 @@ def evaluate(
     now: datetime,
     previous: Decision | None,
     override: Override | None = None,
+    touched: frozenset[str] | None = None,
 ) -> Decision:
+    """The decision as of `now`. `touched` names the features the latest event can have
+    changed since `previous` (same policy, same day); labels over none of them are kept as
+    they were. None re-evaluates every label."""
     vector = FeatureVector(features, now)
     vector["score"] = _compiled(policy).score.score(vector)
     candidate, gate_reason = policy_tier(vector, policy)
@@ -302,7 +367,8 @@ def evaluate(
     stage, stage_reason = _stage(vector, policy)
     reasons.append(stage_reason)
     tier_since = previous.tier_since if previous is not None and previous.tier is chosen else now
-    due = exact_review_at(features, policy, now, below_since, override)
+    labels = decide_labels(vector, policy, now, () if previous is None else previous.labels, touched)
+    due = exact_review_at(features, policy, now, below_since, override, labels)
     refresh = now + timedelta(hours=policy.review.refresh_hours)
     return Decision(
         tier=chosen,
@@ -317,7 +383,117 @@ def evaluate(
         due_at=due,
         next_review_at=min(due, refresh) if due else refresh,
         clv=customer_lifetime_value(vector, stage, policy),
+        labels=labels,
     )
+
+
+# Which features an event of each type can change (besides tenure, which any first event
+# starts). Within one day and one policy, a label over none of them cannot change with it.
+_TXN_FEATURES = frozenset(
+    {
+        "txn_count", "txn_amount", "txn_count_30d", "txn_count_90d", "txn_count_365d",
+        "txn_amount_30d", "txn_amount_90d", "txn_amount_365d", "activity_count",
+        "days_since_last_txn", "days_since_last_activity", "products_held", "credits_30d",
+        "credit_months_90d", "outflow_ratio_30d", "digital_share", "branch_share",
+        "days_since_investment", "days_since_loan",
+    }
+)  # fmt: skip
+_INTERACTION_FEATURES = frozenset(
+    {
+        "interaction_count", "interactions_30d", "interactions_90d", "activity_count",
+        "days_since_last_interaction", "days_since_last_activity", "digital_share",
+        "branch_share", "support_calls_30d", "login_failures_30d",
+    }
+)  # fmt: skip
+EVENT_FEATURES: dict[str, frozenset[str]] = {
+    TRANSACTION: _TXN_FEATURES | {"tenure_days"},
+    INTERACTION: _INTERACTION_FEATURES | {"tenure_days"},
+    BALANCE: frozenset(
+        {"aum", "aum_avg_30d", "aum_avg_90d", "aum_trend_30_90", "products_held", "tenure_days"}
+    ),
+    CUSTOMER: frozenset({"segment", "region", "risk_profile", "risk_level", "tenure_days"}),
+    SURVEY: frozenset({"nps_latest", "nps_age_days", "nps_category", "csat_avg", "tenure_days"}),
+    COMPLAINT: frozenset({"complaints_open", "complaints_open_high", "tenure_days"}),
+}
+
+
+def touched_by(
+    event_type: str, previous: Decision | None, policy: Policy, now: datetime
+) -> frozenset[str] | None:
+    """The features an event can have changed since `previous`, or None when everything may have:
+    another policy, another day (windows move at midnight), or an event type not listed."""
+    if previous is None or previous.policy_version != policy.version:
+        return None
+    if day_of(previous.evaluated_at) != day_of(now):
+        return None
+    return EVENT_FEATURES.get(event_type)
+
+
+def decide_labels(
+    vector: dict[str, Any],
+    policy: Policy,
+    now: datetime,
+    previous: tuple[HeldLabel, ...],
+    touched: frozenset[str] | None = None,
+) -> tuple[HeldLabel, ...]:
+    """Every label the customer holds now: entered at once, left after its leave-after period."""
+    before = {label.name: label for label in previous}
+    held: list[HeldLabel] = []
+    for label in _compiled(policy).labels:
+        rule = label.rule
+        was = before.get(rule.name)
+        if touched is not None and not label.always and label.inputs.isdisjoint(touched):
+            if was is not None:
+                held.append(was)
+            continue
+        matched = label.first_match(vector)
+        if matched is not None:
+            reason = Reason(f"label.{rule.name}", explain(list(matched), vector))
+            held.append(HeldLabel(rule.name, rule.dimension.value, was.since if was else now, reason))
+        elif was is not None and rule.leave_after_days:
+            outside = was.outside_since or now
+            until = outside + timedelta(days=rule.leave_after_days)
+            if now < until:
+                detail = (
+                    f"outside its conditions since {outside.date()}; "
+                    f"kept until {until.date()} unless they hold again"
+                )
+                held.append(
+                    HeldLabel(
+                        rule.name, was.dimension, was.since, Reason(f"label.{rule.name}", detail), outside
+                    )
+                )
+    return tuple(held)
+
+
+@dataclass(frozen=True)
+class _CompiledLabel:
+    """A label rule with each condition turned into (feature, test) once per policy."""
+
+    rule: LabelRule
+    groups: tuple[tuple[Condition, ...], ...]
+    tests: tuple[tuple[tuple[str, Callable[[Any], bool]], ...], ...]
+    inputs: frozenset[str]
+    always: bool  # names the score or the tier, which any event can move
+
+    @classmethod
+    def of(cls, rule: LabelRule) -> _CompiledLabel:
+        groups = tuple(tuple(group) for group in rule.any_of)
+        tests = tuple(tuple((c.feature, _test(c)) for c in group) for group in groups)
+        inputs = frozenset(c.feature for group in groups for c in group)
+        return cls(rule, groups, tests, inputs, not inputs.isdisjoint(_DECIDED))
+
+    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
+        for group, tests in zip(self.groups, self.tests, strict=True):
+            if all((actual := vector[feature]) is not None and test(actual) for feature, test in tests):
+                return group
+        return None
+
+
+def _test(condition: Condition) -> Callable[[Any], bool]:
+    compare = _COMPARE[condition.op]
+    expected = condition.value
+    return lambda actual: bool(compare(actual, expected))
 
 
 def _apply_hysteresis(
@@ -376,9 +552,14 @@ def exact_review_at(
     now: datetime,
     below_since: datetime | None,
     override: Override | None,
+    labels: tuple[HeldLabel, ...] = (),
 ) -> datetime | None:
     """The earliest moment a rule could flip with no new event, or None if none can."""
     candidates: list[datetime] = []
+    leave_after = _compiled(policy).leave_after_days
+    for label in labels:
+        if label.outside_since is not None:
+            candidates.append(label.outside_since + timedelta(days=leave_after.get(label.name, 0)))
     if below_since is not None:
         candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
     if override is not None:
@@ -389,6 +570,9 @@ def exact_review_at(
         "days_since_last_activity": _latest(features.last_txn_at, features.last_interaction_at),
         "nps_age_days": features.nps_at,
         "tenure_days": _tenure_start(features),
+        "days_since_investment": _start_of_day(features.products_seen.get("investments")),
+        "days_since_loan": _start_of_day(features.products_seen.get("loan")),
+        "balance_known_days": _first_balance_at(features),
     }
     for feature, days in _compiled(policy).day_thresholds:
         anchor = anchors[feature]
@@ -438,6 +622,9 @@ _DAY_FEATURES = frozenset(
         "days_since_last_activity",
         "nps_age_days",
         "tenure_days",
+        "days_since_investment",
+        "days_since_loan",
+        "balance_known_days",
     }
 )
 
@@ -447,6 +634,8 @@ class _CompiledPolicy:
     day_thresholds: tuple[tuple[str, int], ...]
     balance_thresholds: dict[int, frozenset[Decimal]]
     score: _ScoreTerms
+    labels: tuple[_CompiledLabel, ...]
+    leave_after_days: dict[str, int]
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -457,7 +646,11 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
     cached = _COMPILED.get(id(policy))
     if cached is not None and cached[0] is policy:
         return cached[1]
-    rules = [gate.any_of for gate in policy.tiers] + [rule.any_of for rule in policy.stages]
+    rules = (
+        [gate.any_of for gate in policy.tiers]
+        + [rule.any_of for rule in policy.stages]
+        + [label.any_of for label in policy.labels]
+    )
     conditions = tuple(condition for groups in rules for group in groups for condition in group)
     margin = policy.hysteresis.downgrade_margin
     thresholds: dict[int, set[Decimal]] = {30: set(), 90: set()}
@@ -474,11 +667,21 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         tuple(sorted(day_thresholds)),
         {w: frozenset(v) for w, v in thresholds.items()},
         _ScoreTerms.of(policy.score),
+        tuple(_CompiledLabel.of(label) for label in policy.labels),
+        {label.name: label.leave_after_days for label in policy.labels},
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()
     _COMPILED[id(policy)] = (policy, compiled)
     return compiled
+
+
+def _first_balance_at(features: Features) -> datetime | None:
+    return moment_of(features.balances[0][0]) if features.balances else None
+
+
+def _start_of_day(day: int | None) -> datetime | None:
+    return None if day is None else datetime.combine(date_of_day(day), time(), UTC)
 
 
 def _tenure_start(features: Features) -> datetime | None:

@@ -25,7 +25,9 @@ from shared.contracts.inbound import (
     TRANSACTION,
     BalanceData,
     CustomerData,
+    Direction,
     InteractionData,
+    InteractionKind,
     TransactionData,
 )
 from shared.contracts.outbound import (
@@ -65,6 +67,11 @@ class DayBucket:
     txn_count: int = 0
     txn_amount: Decimal = ZERO
     interactions: int = 0
+    # Inflows (a salary, a deposit) apart from all transactions; outflows are the difference.
+    credits: int = 0
+    credit_amount: Decimal = ZERO
+    support_calls: int = 0
+    login_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,10 @@ def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: 
         bucket.txn_count + add.get("txn_count", 0),
         MONEY_CONTEXT.add(bucket.txn_amount, add.get("txn_amount", ZERO)),
         bucket.interactions + add.get("interactions", 0),
+        bucket.credits + add.get("credits", 0),
+        MONEY_CONTEXT.add(bucket.credit_amount, add.get("credit_amount", ZERO)),
+        bucket.support_calls + add.get("support_calls", 0),
+        bucket.login_failures + add.get("login_failures", 0),
     )
     cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
     kept = {d: b for d, b in days.items() if d > cutoff}
@@ -168,13 +179,22 @@ def _transaction(features: Features, time: datetime, data: TransactionData, amou
     product = CATEGORY_PRODUCTS.get(data.category.value if data.category else "")
     if product:
         products[product] = max(products.get(product, 0), day)
+    credit = data.direction is Direction.CREDIT
     return _evolve(
         features,
         txn_count=features.txn_count + 1,
         txn_amount=MONEY_CONTEXT.add(features.txn_amount, amount),
         first_txn_at=_earliest(features.first_txn_at, time),
         last_txn_at=_latest(features.last_txn_at, time),
-        days=_with_bucket(features.days, day, _newest_day(features), txn_count=1, txn_amount=amount),
+        days=_with_bucket(
+            features.days,
+            day,
+            _newest_day(features),
+            txn_count=1,
+            txn_amount=amount,
+            credits=int(credit),
+            credit_amount=amount if credit else ZERO,
+        ),
         products_seen=products,
         channels=_count_channel(features.channels, data.channel.value if data.channel else None),
     )
@@ -185,7 +205,14 @@ def _interaction(features: Features, time: datetime, data: InteractionData) -> F
         features,
         interaction_count=features.interaction_count + 1,
         last_interaction_at=_latest(features.last_interaction_at, time),
-        days=_with_bucket(features.days, day_of(time), _newest_day(features), interactions=1),
+        days=_with_bucket(
+            features.days,
+            day_of(time),
+            _newest_day(features),
+            interactions=1,
+            support_calls=int(data.kind is InteractionKind.SUPPORT_CALL),
+            login_failures=int(data.kind is InteractionKind.LOGIN_FAILED),
+        ),
         channels=_count_channel(features.channels, data.channel.value if data.channel else None),
     )
 
@@ -254,6 +281,10 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
     counts = dict.fromkeys(windows, 0)
     amounts = dict.fromkeys(windows, ZERO)
     interactions = dict.fromkeys(windows, 0)
+    credits = dict.fromkeys(windows, 0)
+    credit_amounts = dict.fromkeys(windows, ZERO)
+    support_calls = dict.fromkeys(windows, 0)
+    login_failures = dict.fromkeys(windows, 0)
     for day, bucket in features.days.items():
         age = today - day
         if age < 0:
@@ -263,7 +294,31 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
                 counts[window] += bucket.txn_count
                 amounts[window] = MONEY_CONTEXT.add(amounts[window], bucket.txn_amount)
                 interactions[window] += bucket.interactions
-    return {w: DayBucket(counts[w], amounts[w], interactions[w]) for w in windows}
+                if bucket.credits:
+                    credits[window] += bucket.credits
+                    credit_amounts[window] = MONEY_CONTEXT.add(credit_amounts[window], bucket.credit_amount)
+                support_calls[window] += bucket.support_calls
+                login_failures[window] += bucket.login_failures
+    return {
+        w: DayBucket(
+            counts[w],
+            amounts[w],
+            interactions[w],
+            credits[w],
+            credit_amounts[w],
+            support_calls[w],
+            login_failures[w],
+        )
+        for w in windows
+    }
+
+
+def credit_months(features: Features, today: int, months: int) -> int:
+    """Of the last `months` 30-day periods ending `today`, how many saw an inflow (a salary's pattern)."""
+    periods = {
+        (today - day) // 30 for day, bucket in features.days.items() if bucket.credits and day <= today
+    }
+    return len(periods & set(range(months)))
 
 
 def average_daily_balance(features: Features, now: datetime, window_days: int) -> Decimal:

@@ -1,4 +1,4 @@
-"""A tiering policy is data: score weights, tier gates, stage rules, hysteresis, review.
+"""A tiering policy is data: score weights, tier gates, stage rules, labels, hysteresis, review.
 
 Policies are validated by this schema whether they come from YAML, JSON or the API.
 """
@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.outbound import TIER_RANK
-from shared.contracts.types import Stage, Tier
+from shared.contracts.types import LabelName, Stage, Tier
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.yaml")
 
@@ -26,6 +26,9 @@ NUMERIC_FEATURES = frozenset(
         "days_since_last_interaction", "days_since_last_activity", "aum", "aum_avg_30d",
         "aum_avg_90d", "aum_trend_30_90", "products_held", "tenure_days", "nps_latest",
         "nps_age_days", "csat_avg", "complaints_open", "complaints_open_high", "score",
+        "credits_30d", "credit_months_90d", "outflow_ratio_30d", "digital_share", "branch_share",
+        "support_calls_30d", "login_failures_30d", "days_since_investment", "days_since_loan",
+        "risk_level", "balance_known_days",
     }
 )  # fmt: skip
 TEXT_FEATURES = frozenset({"nps_category", "tier", "segment", "region", "risk_profile"})
@@ -113,6 +116,25 @@ class StageRule(_Strict):
     any_of: Groups = Field(default_factory=list)
 
 
+class LabelDimension(StrEnum):
+    """The source articles' dimensions besides value (which the tiers cover)."""
+
+    NEEDS = "needs"
+    BEHAVIOUR = "behaviour"
+    LOYALTY = "loyalty"
+
+
+class LabelRule(_Strict):
+    """A customer label (客户标签): held while any group of conditions holds; once held, it is
+    kept for `leave_after_days` outside its conditions, so a label does not flicker."""
+
+    name: LabelName
+    dimension: LabelDimension
+    description: Annotated[str, Field(max_length=500)] = ""
+    any_of: Annotated[Groups, Field(min_length=1)]
+    leave_after_days: Annotated[int, Field(ge=0, le=365)] = 0
+
+
 class Hysteresis(_Strict):
     downgrade_grace_days: Annotated[int, Field(ge=0, le=365)] = 30
     downgrade_margin: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal("0.2")
@@ -140,6 +162,7 @@ class Policy(_Strict):
     score: Annotated[list[ScoreTerm], Field(min_length=1, max_length=30)]
     tiers: Annotated[list[TierGate], Field(min_length=1, max_length=4)]
     stages: Annotated[list[StageRule], Field(min_length=1, max_length=20)]
+    labels: Annotated[list[LabelRule], Field(max_length=50)] = Field(default_factory=list)
     hysteresis: Hysteresis = Hysteresis()
     review: Review = Review()
     clv: Clv = Clv()
@@ -155,6 +178,9 @@ class Policy(_Strict):
             raise ValueError("the last gate must be mass, with no conditions (everyone else)")
         if self.stages[-1].any_of:
             raise ValueError("the last stage rule must have no conditions (everyone else)")
+        names = [label.name for label in self.labels]
+        if len(set(names)) != len(names):
+            raise ValueError("each label may be declared once")
         return self
 
     def gate_of(self, tier: Tier) -> TierGate | None:

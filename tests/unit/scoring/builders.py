@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from services.scoring.domain.customer import CustomerState, TierChange, apply
 from services.scoring.domain.events import ScoringEvent
+from services.scoring.domain.policy import Policy, default_policy
 from shared.contracts.inbound import (
     BALANCE,
     CUSTOMER,
@@ -23,6 +25,23 @@ from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyDa
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 SOURCE = "core-banking"
 _ids = itertools.count(1)
+
+
+DEFAULT_POLICY = default_policy()
+
+
+def run(
+    *events: tuple[ScoringEvent, Decimal | None],
+    policy: Policy = DEFAULT_POLICY,
+    state: CustomerState | None = None,
+) -> tuple[CustomerState, list[TierChange]]:
+    """Apply events in order with the clock at each event's time (replay semantics)."""
+    state = state or CustomerState.new("C1")
+    changes: list[TierChange] = []
+    for event, amount in events:
+        state, new = apply(state, event, amount, policy, event.time)
+        changes += new
+    return state, changes
 
 
 def days(n: float) -> timedelta:
@@ -43,8 +62,10 @@ def balance(at: datetime, aum: str, customer: str = "C1", **extra: Any) -> tuple
     return ScoringEvent(SOURCE, f"e{next(_ids)}", BALANCE, at, data), Decimal(aum)
 
 
-def interaction(at: datetime, kind: str = "login", customer: str = "C1") -> tuple[ScoringEvent, None]:
-    data = InteractionData.model_validate({"customer_id": customer, "kind": kind, "channel": "mobile"})
+def interaction(
+    at: datetime, kind: str = "login", customer: str = "C1", channel: str = "mobile"
+) -> tuple[ScoringEvent, None]:
+    data = InteractionData.model_validate({"customer_id": customer, "kind": kind, "channel": channel})
     return ScoringEvent(SOURCE, f"e{next(_ids)}", INTERACTION, at, data), None
 
 

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.domain.codec import decode, encode
-from services.scoring.domain.customer import CustomerState, TierChange, Trigger, apply, review, set_override
+from services.scoring.domain.customer import CustomerState, TierChange, Trigger, review, set_override
 from services.scoring.domain.evaluation import Override, derive, evaluate, score
+from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features
 from services.scoring.domain.policy import Policy, default_policy, load_policy
 from shared.contracts.outbound import EventCause
@@ -23,23 +24,12 @@ from tests.unit.scoring.builders import (
     days,
     interaction,
     profile,
+    run,
     survey,
     txn,
 )
 
 POLICY = default_policy()
-
-
-def run(
-    *events: tuple[object, Decimal | None], policy: Policy = POLICY, state: CustomerState | None = None
-) -> tuple[CustomerState, list[TierChange]]:
-    """Apply events in order with the clock at each event's time (replay semantics)."""
-    state = state or CustomerState.new("C1")
-    changes: list[TierChange] = []
-    for event, amount in events:
-        state, new = apply(state, event, amount, policy, event.time)  # type: ignore[attr-defined, arg-type]
-        changes += new
-    return state, changes
 
 
 def review_until(state: CustomerState, moment: datetime) -> tuple[CustomerState, list[TierChange]]:
@@ -239,7 +229,7 @@ def test_policies_are_validated_with_clear_messages() -> None:
     aum=st.decimals(min_value=Decimal(0), max_value=Decimal("9000000"), places=2),
 )
 def test_state_survives_the_json_round_trip_exactly(amounts: list[Decimal], aum: Decimal) -> None:
-    events: list[tuple[object, Decimal | None]] = [
+    events: list[tuple[ScoringEvent, Decimal | None]] = [
         txn(T0 + days(i * 3), str(a)) for i, a in enumerate(amounts)
     ]
     events += [
