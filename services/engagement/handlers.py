@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +86,21 @@ def change_decoder(settings: Settings) -> Decoder[Change | ErasureNotice]:
 
 
 @dataclass
+class _Tally:
+    """What one batch did, for the metrics once its transaction has committed."""
+
+    changes: int = 0
+    duplicates: int = 0
+    items: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def count(self) -> None:
+        metrics.CHANGES_APPLIED.inc(self.changes)
+        metrics.DUPLICATES.inc(self.duplicates)
+        for (kind, status), planned in self.items.items():
+            metrics.ITEMS.labels(kind=kind, status=status).inc(planned)
+
+
+@dataclass
 class Engagement:
     engine: AsyncEngine
     outreach_topic: str
@@ -114,6 +130,7 @@ class Engagement:
 
     async def apply_batch(self, batch: Sequence[Delivered[Change | ErasureNotice]]) -> None:
         erased = 0
+        tally = _Tally()
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             playbook = await store.active_playbook() or default_playbook()
@@ -125,9 +142,12 @@ class Engagement:
                 change = delivered.value
                 # On the event clock "now" is the latest change time applied, this one included.
                 applied = change.at if applied is None else max(applied, change.at)
-                await self._apply(store, change, playbook, self.clock.now(applied, datetime.now(UTC)))
+                now = self.clock.now(applied, datetime.now(UTC))
+                await self._apply(store, change, playbook, now, tally)
             if applied is not None:
                 await advance_watermark(db, SCHEMA, applied)
+        # Counted once committed: a batch that fails is applied again (in halves), not counted twice.
+        tally.count()
         ERASURES.labels(service="engagement").inc(erased)
 
     async def _erase(self, store: EngagementStore, notice: ErasureNotice) -> int:
@@ -140,11 +160,13 @@ class Engagement:
         async with self.engine.connect() as db:
             return await service_now(db, SCHEMA, self.clock)
 
-    async def _apply(self, store: EngagementStore, change: Change, playbook: Playbook, now: datetime) -> None:
+    async def _apply(
+        self, store: EngagementStore, change: Change, playbook: Playbook, now: datetime, tally: _Tally
+    ) -> None:
         if await store.erased_among([change.customer_id]):
             raise CustomerErased
         if not await store.claim_event(change.source, change.event_id, change.at):
-            metrics.DUPLICATES.inc()
+            tally.duplicates += 1
             return
         await store.remember_customer(change)
         open_items = await store.open_items(change.customer_id)
@@ -154,12 +176,12 @@ class Engagement:
             await self._move(store, item_id, _withdrawn(reason), SYSTEM, reason, now)
         branch = change.profile.get("branch_id")
         for item in decided.items:
-            metrics.ITEMS.labels(kind=item.kind, status=item.status.value).inc()
+            tally.items[(item.kind, item.status.value)] += 1
             if item.needs_assignee:
                 rm_id = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
                 item = assign_planned(item, rm_id)
             await store.add_item(item, branch, SYSTEM, now)
-        metrics.CHANGES_APPLIED.inc()
+        tally.changes += 1
 
     async def claim(self, item_id: str, actor: Actor, at: datetime | None = None) -> None:
         await self._transition(
