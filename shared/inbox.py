@@ -32,10 +32,14 @@ async def claim_event(
 
 @cache
 def _claim(schema: str) -> TextClause:
-    # Markers from before partitioning carry no event time: they are looked up apart.
+    # An event is known by source and id, whatever time a resend states: the marker is looked for
+    # in every partition (the primary key's leading columns serve it). Markers from before
+    # partitioning carry no event time: they are looked up apart.
     return text(
         f"INSERT INTO {schema}.applied_events (source, event_id, event_time) "  # noqa: S608 - a service's own schema name
         "SELECT :source, :id, :time WHERE NOT EXISTS ("
+        f"SELECT 1 FROM {schema}.applied_events WHERE source = :source AND event_id = :id) "
+        "AND NOT EXISTS ("
         f"SELECT 1 FROM {schema}.applied_events_legacy "
         "WHERE source IN (:source, :legacy) AND event_id = :id) "
         "ON CONFLICT DO NOTHING RETURNING event_id"

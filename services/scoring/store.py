@@ -39,15 +39,19 @@ _CUSTOMER_TABLES = (
 )
 _TIMES = ARRAY(DateTime(timezone=True))
 
-# An event is known by its source and id; its marker lies in the partition of its time, which a
-# resend keeps. Markers from before partitioning are looked up apart; one from before sources
-# were recorded (source '') stands for its id from any source.
+# An event is known by its source and id; its marker lies in the partition of its time, and is
+# looked for in every partition, so a resend stating another time is still a duplicate (the
+# primary key's leading columns serve the lookup). Markers from before partitioning are looked
+# up apart; one from before sources were recorded (source '') stands for its id from any source.
 _CLAIM = text(
     """
     INSERT INTO scoring.applied_events (source, event_id, event_time, customer_id)
     SELECT u.source, u.event_id, u.event_time, u.customer_id
     FROM unnest(:sources, :ids, :times, :customers) AS u(source, event_id, event_time, customer_id)
     WHERE NOT EXISTS (
+        SELECT 1 FROM scoring.applied_events AS seen
+        WHERE seen.source = u.source AND seen.event_id = u.event_id
+    ) AND NOT EXISTS (
         SELECT 1 FROM scoring.applied_events_legacy AS legacy
         WHERE legacy.source IN (u.source, :legacy) AND legacy.event_id = u.event_id
     )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from services.scoring.store import ScoringStore
 from shared.consumer import PoisonMessage
 from shared.db import create_engine
 from shared.event_rules import refuse_beyond_horizon
@@ -153,3 +154,30 @@ async def run_maintenance(settings: Settings) -> dict[str, int]:
         return deleted
     finally:
         await engine.dispose()
+
+
+def test_a_resend_is_a_duplicate_whatever_time_it_states(infra: Infra) -> None:
+    """Markers lie in the partition of the event's time, but an event is known by source and id:
+    a producer that stamps `time` when it sends, and resends after a timeout, is not counted twice."""
+    database_url = fresh_database(infra, f"resend_{uuid.uuid4().hex[:8]}")
+    settings = Infra(database_url, infra.bootstrap_servers, infra.workdir).settings()
+    later = NOW + timedelta(seconds=1)
+    months_on = NOW - timedelta(days=45)  # another partition of the markers
+
+    async def scenario() -> None:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as db:
+                assert await claim_event(db, "engagement", "src", "x", NOW)
+                assert not await claim_event(db, "engagement", "src", "x", later)
+                assert not await claim_event(db, "engagement", "src", "x", months_on)
+                store = ScoringStore(db)
+                assert await store.claim_events([("src", "y", NOW, "C1")]) == {("src", "y")}
+                assert await store.claim_events([("src", "y", later, "C1"), ("src", "z", later, "C1")]) == {
+                    ("src", "z")
+                }
+                assert await store.claim_events([("src", "y", months_on, "C1")]) == set()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
