@@ -55,8 +55,10 @@ class EngagementStore:
                 text("DELETE FROM engagement.items WHERE customer_id = :c RETURNING id"), customer
             )
         ]
+        # By customer: retention deletes a closed item years before its audit rows and notes.
         audit = await self._db.execute(
-            text("DELETE FROM engagement.item_audit WHERE item_id = ANY(:ids)"), {"ids": items}
+            text("DELETE FROM engagement.item_audit WHERE item_id = ANY(:ids) OR customer_id = :c"),
+            {"ids": items, **customer},
         )
         profile = await self._db.execute(
             text("DELETE FROM engagement.customers WHERE customer_id = :c"), customer
@@ -223,8 +225,10 @@ class EngagementStore:
     ) -> None:
         await self._db.execute(
             text(
-                "INSERT INTO engagement.item_audit (item_id, from_status, to_status, actor, note) "
-                "VALUES (CAST(:id AS uuid), :before, :after, :actor, :note)"
+                "INSERT INTO engagement.item_audit "
+                "(item_id, from_status, to_status, actor, note, customer_id) "
+                "SELECT id, :before, :after, :actor, :note, customer_id FROM engagement.items "
+                "WHERE id = CAST(:id AS uuid)"
             ),
             {
                 "id": item_id,

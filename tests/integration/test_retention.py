@@ -181,3 +181,46 @@ def test_a_resend_is_a_duplicate_whatever_time_it_states(infra: Infra) -> None:
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_an_erasure_finds_the_rms_notes_of_items_retention_has_deleted(infra: Infra) -> None:
+    """Closed items go after two years, their audit rows (with the RMs' notes) after seven: the
+    notes must still be found, by customer, when the customer is erased in between."""
+    from services.engagement.domain.lifecycle import ItemStatus
+    from services.engagement.store import EngagementStore
+    from shared.contracts.internal import ErasureNotice
+
+    database_url = fresh_database(infra, f"auditerase_{uuid.uuid4().hex[:8]}")
+    fetch_rows(
+        database_url,
+        "INSERT INTO engagement.items (id, customer_id, rule, kind, category, priority, status, due_at, "
+        "sla_due_at, expires_at, template, reason, needs_rm, trigger_event_id, context_tier, context_stage, "
+        "closed_at, created_at, updated_at) VALUES ($1, 'C-NOTES', 'r', 'rm_call', 'service', 'high', "
+        "'completed', $2, $2, $2, 'tpl', 'why', true, 'e', 'vip', 'core', $2, $2, $2)",
+        uuid.uuid4(),
+        OLD,
+    )
+    settings = Infra(database_url, infra.bootstrap_servers, infra.workdir).settings(
+        TIERFLOW_CLOSED_OUTREACH_RETENTION="P1D"
+    )
+
+    async def scenario() -> None:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as db:
+                (item_id,) = (await db.execute(text("SELECT id::text FROM engagement.items"))).one()
+                store = EngagementStore(db, "customer.outreach.v1")
+                await store.audit(item_id, None, ItemStatus.COMPLETED, "RM-7", "spoke about her divorce")
+        finally:
+            await engine.dispose()
+        assert (await run_maintenance(settings))["engagement.items"] == 1
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as db:
+                notice = ErasureNotice("tierflow/scoring", "erasure-1", "C-NOTES", NOW)
+                await EngagementStore(db, "customer.outreach.v1").erase(notice)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    assert fetch_rows(database_url, "SELECT count(*) FROM engagement.item_audit")[0][0] == 0
