@@ -22,10 +22,13 @@ def in_control_group(customer_id: str, holdout: Holdout) -> bool:
     return Decimal(bucket) < holdout.share * _BUCKETS
 
 
-def experiment_of(holdout: Holdout | None, category: Category, complaints_open_high: int) -> Holdout | None:
+def experiment_of(
+    holdout: Holdout | None, category: Category, complaints_open_high: int, at_risk: bool
+) -> Holdout | None:
     """The holdout an action is drawn for: marketing and retention only, and nobody with an
-    open high-severity complaint (service recovery comes first for them, never a control group)."""
-    if holdout is None or category not in HOLDOUT_CATEGORIES or complaints_open_high:
+    open high-severity complaint or at risk of leaving (service recovery comes first for them,
+    never a control group), whatever the rule's conditions name."""
+    if holdout is None or category not in HOLDOUT_CATEGORIES or complaints_open_high or at_risk:
         return None
     return holdout
 

@@ -204,7 +204,11 @@ def _plan_action(
     # Only a customer every guardrail lets through is drawn, so the control group is made of
     # customers who would have been contacted: the comparison is like for like.
     holdout = (
-        None if stopped else experiment_of(planned_by.holdout, action.category, change.complaints_open_high)
+        None
+        if stopped
+        else experiment_of(
+            planned_by.holdout, action.category, change.complaints_open_high, change.stage == Stage.AT_RISK
+        )
     )
     status, reason = (ItemStatus.CANCELLED, stopped) if stopped else _drawn(holdout, change.customer_id)
     return PlannedItem(

@@ -104,6 +104,10 @@ def test_service_is_never_held_out_nor_a_customer_with_an_open_high_complaint() 
     ]
     complaining = upgrade_of(HELD, complaints_open_high=1)
     assert [i.status for i in plan(complaining, [], [], playbook, NOON).items] == [ItemStatus.QUEUED] * 2
+    # A rule that does not name the at-risk stage still meets customers who are drifting away:
+    # their calls are service recovery too.
+    drifting = upgrade_of(HELD, previous_stage="core", stage="at_risk")
+    assert [i.status for i in plan(drifting, [], [], playbook, NOON).items] == [ItemStatus.QUEUED] * 2
     with pytest.raises(ValidationError, match="marketing or retention action"):
         Rule.model_validate({**rule, "actions": [service]})
     with pytest.raises(ValidationError, match="never held out"):
