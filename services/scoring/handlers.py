@@ -206,7 +206,8 @@ class Scoring:
                 due = dict.fromkeys(await store.due_for_review(now, limit, lagging), now)
             if not due:
                 return 0
-            states = await store.lock_customers(due)
+            # Only rows that still exist: a customer erased since they were found due stays erased.
+            states = await store.lock_customers(due, create_missing=False)
             changes: list[TierChange] = []
             for customer_id, state in states.items():
                 moment = not_before_last_decision(due[customer_id], state)
@@ -214,9 +215,9 @@ class Scoring:
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
             await store.record_changes(changes, self.tier_changes_topic)
-        metrics.REVIEWS.inc(len(due))
+        metrics.REVIEWS.inc(len(states))
         _count_changes(changes)
-        return len(due)
+        return len(states)
 
     async def ensure_policy(self) -> None:
         async with self.engine.begin() as connection:

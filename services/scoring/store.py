@@ -232,9 +232,10 @@ class ScoringStore:
         return {(row[0], row[1]) for row in result}
 
     async def lock_customers(
-        self, customer_ids: Iterable[str], cache: StateCache | None = None
+        self, customer_ids: Iterable[str], cache: StateCache | None = None, *, create_missing: bool = True
     ) -> dict[str, CustomerState]:
-        """Lock (creating if new) the rows of these customers, in id order to avoid deadlocks.
+        """Lock (creating if new, unless not `create_missing`) the rows of these customers, in id
+        order to avoid deadlocks; a customer without a row is left out when none is created.
 
         A state found in `cache` at the row's current version is not read again: the row
         version (xmin) changes with every write, whoever makes it (an override, the review
@@ -243,7 +244,8 @@ class ScoringStore:
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
-        await self._db.execute(_PLACEHOLDERS, {"ids": ids})
+        if create_missing:
+            await self._db.execute(_PLACEHOLDERS, {"ids": ids})
         known = cache.versions(ids) if cache is not None else [None] * len(ids)
         rows = await self._db.execute(_LOCK, {"ids": ids, "known": known})
         states: dict[str, CustomerState] = {}

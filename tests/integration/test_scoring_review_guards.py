@@ -147,3 +147,20 @@ def test_a_policy_activated_while_a_batch_is_decided_reaches_that_batch(infra: I
 async def activate(engine: AsyncEngine, version: str) -> None:
     async with engine.begin() as db:
         await ScoringStore(db).activate_policy(version)
+
+
+def test_a_review_does_not_bring_back_a_customer_erased_after_being_found_due(infra: Infra) -> None:
+    """The review loop finds customers due, then locks them: one erased in between has no row
+    left, and the lock must not create one (a row with the erased id, forever)."""
+    database_url = fresh_database(infra, f"reviewerased_{uuid.uuid4().hex[:6]}")
+
+    async def scenario() -> dict[str, object]:
+        engine = create_engine(infra.settings(DATABASE_URL=database_url))
+        try:
+            async with engine.begin() as db:
+                return dict(await ScoringStore(db).lock_customers(["C-ERASED"], create_missing=False))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == {}
+    assert fetch_rows(database_url, "SELECT count(*) FROM scoring.customers")[0][0] == 0
