@@ -247,5 +247,7 @@ async def expire(connection: AsyncConnection, cutoffs: Cutoffs, limit: int) -> d
         Expiry("feedback.invitations", "expires_at", cutoffs.surveys),
         Expiry("feedback.complaints", "resolved_at", cutoffs.complaints, where="status = 'resolved'"),
         Expiry("feedback.complaint_audit", "at", cutoffs.audits),
+        # Who was drawn into which group lives as long as the outreach items it stands for.
+        Expiry("feedback.experiment_members", "enrolled_at", cutoffs.closed_outreach),
     ]
     return await delete_expired(connection, expiries, limit)

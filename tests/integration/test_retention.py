@@ -129,6 +129,7 @@ def test_each_service_deletes_what_is_past_its_retention_and_keeps_what_is_open(
         "feedback.invitations": 0,
         "feedback.complaints": 2,
         "feedback.complaint_audit": 0,
+        "feedback.experiment_members": 0,
     }
     assert fetch_rows(database_url, "SELECT status FROM engagement.items ORDER BY created_at") == [
         ("queued",),
