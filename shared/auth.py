@@ -102,6 +102,8 @@ def _principal(key_id: str, grant: str, where: str) -> Principal:
         rm_id, at, branch = grant.removeprefix(_BOUND_RM).rpartition("@")
         if not at or not rm_id or not branch:
             raise ApiKeyError(f"{where}: a bound RM key must look like KEY=rm:RM_ID@BRANCH")
+        if "+" in branch:
+            raise ApiKeyError(f"{where}: an RM belongs to one branch (KEY=rm:RM_ID@BRANCH)")
         return Principal(key_id, frozenset({Role.RM}), _name(rm_id, "RM id", where), _branches(branch, where))
     role_list, at, branch_list = grant.partition("@")
     roles = _roles(role_list, where)

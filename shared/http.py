@@ -79,10 +79,18 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 async def authenticated(request: Request, credentials: Credentials) -> Principal:
     """A dependency admitting any valid key. Failed attempts are counted per client address; an
-    address with too many in a window gets 429 before its key is even looked at, so guessing keys
-    costs a window per few attempts. (Async, like the checks built on it, so that the counts are
-    kept on the event loop rather than from worker threads at once.)"""
+    address with too many in a window gets 429 for every request without a valid key, so guessing
+    keys costs a window per few attempts, while the valid keys of others behind the same address
+    (a proxy, the console, NAT) keep working. (Async, like the checks built on it, so that the
+    counts are kept on the event loop rather than from worker threads at once.)"""
     failures: FailureWindows = request.app.state.auth_failures
+    keyring: ApiKeyring = request.app.state.keyring
+    principal = None
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        principal = keyring.authenticate(credentials.credentials)
+    if principal is not None:
+        request.state.principal = principal
+        return principal
     address = request.client.host if request.client else "unknown"
     now = time.monotonic()
     wait = failures.refused_for(address, now)
@@ -90,18 +98,12 @@ async def authenticated(request: Request, credentials: Credentials) -> Principal
         AUTH_FAILURES.labels("throttled").inc()
         retry = {"Retry-After": str(math.ceil(wait))}
         raise ApiError(429, "too many failed authentications from this address; retry later", headers=retry)
+    failures.failed(address, now)
     if credentials is None or credentials.scheme.lower() != "bearer":
-        failures.failed(address, now)
         AUTH_FAILURES.labels("missing").inc()
         raise ApiError(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
-    keyring: ApiKeyring = request.app.state.keyring
-    principal = keyring.authenticate(credentials.credentials)
-    if principal is None:
-        failures.failed(address, now)
-        AUTH_FAILURES.labels("invalid").inc()
-        raise ApiError(401, "invalid API key", headers=_CHALLENGE)
-    request.state.principal = principal
-    return principal
+    AUTH_FAILURES.labels("invalid").inc()
+    raise ApiError(401, "invalid API key", headers=_CHALLENGE)
 
 
 Authenticated = Annotated[Principal, Depends(authenticated)]

@@ -24,5 +24,8 @@ def serve(service: str, build_app: Callable[[Settings], FastAPI]) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
         limit_concurrency=1000,
+        # The client address is the peer's: a forwarded-for header would let anyone choose the
+        # address their failed authentications are counted against.
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()

@@ -243,7 +243,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
 
     @router.get("/tiers/changes-per-day")
     async def get_changes_per_day(
-        _key: OpsKey,
+        key: OpsKey,
         start: Annotated[datetime, Query(alias="from")],
         end: Annotated[datetime, Query(alias="to")],
     ) -> list[TierChangesOnDay]:
@@ -253,7 +253,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         if end < start:
             raise ApiError(422, "to must not be before from", errors=[])
         async with engine.connect() as db:
-            rows = await views.changes_per_day(db, start, end)
+            rows = await views.changes_per_day(db, start, end, key.branch_scope(None))
         days: dict[Any, dict[str, int]] = {}
         for day, direction, count in rows:
             days.setdefault(day, {})[direction] = count

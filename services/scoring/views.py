@@ -176,16 +176,22 @@ async def migrations(
     return [(row[0], row[1], int(row[2])) for row in rows]
 
 
-async def changes_per_day(db: AsyncConnection, start: datetime, end: datetime) -> list[tuple[Any, str, int]]:
+async def changes_per_day(
+    db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
+) -> list[tuple[Any, str, int]]:
+    """Changes per UTC day and direction, of the customers now in `branches` (None: the bank)."""
     rows = await db.execute(
         text(
-            """
+            f"""
             SELECT (at AT TIME ZONE 'UTC')::date AS day, direction, count(*)
             FROM scoring.tier_history WHERE at >= :start AND at < :end
+                AND (CAST(:branches AS text[]) IS NULL OR customer_id IN (
+                    SELECT customer_id FROM scoring.customers WHERE {in_branches()}
+                ))
             GROUP BY 1, 2 ORDER BY 1, 2
-            """
+            """  # noqa: S608 - only a fixed condition is interpolated
         ),
-        {"start": start, "end": end},
+        {"start": start, "end": end, "branches": branch_list(branches)},
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 

@@ -363,6 +363,13 @@ def test_keys_bound_to_people_act_as_them_and_see_their_branches_only(
     assert total(rm7) == total(ADMIN_KEY, branch_id="B1") >= 1
     assert total(rm7, branch_id="B2") == 0
 
+    def changes(key: str) -> int:
+        span = {"from": "2000-01-01T00:00:00+00:00", "to": "2100-01-01T00:00:00+00:00"}
+        days = httpx.get(f"{scoring}/v1/tiers/changes-per-day", params=span, headers=_as(key)).json()
+        return sum(sum(day["changes"].values()) for day in days)
+
+    assert 1 <= changes(B2_OPS_KEY) < changes(ADMIN_KEY), "a scoped key counts its branches' changes"
+
     # Engagement: each key sees its branch's queue; other branches' items are not there for it.
     def outreach(key: str) -> set[str]:
         return {i["branch_id"] for i in httpx.get(f"{engagement}/v1/outreach", headers=_as(key)).json()}
@@ -470,12 +477,19 @@ def test_intake_is_limited_per_key_and_guessing_keys_is_throttled_per_address(in
 
         guesses = [httpx.get(f"{ingest.base_url}/v1/me", headers=_as(f"guess-{n}")) for n in range(3)]
         assert [g.status_code for g in guesses] == [401, 401, 401]
-        throttled = httpx.get(f"{ingest.base_url}/v1/me", headers=_as(ADMIN_KEY))
-        assert throttled.status_code == 429, "the address is refused before any key is looked at"
+        throttled = httpx.get(f"{ingest.base_url}/v1/me", headers=_as("guess-again"))
+        assert throttled.status_code == 429, "the address guesses no more keys this window"
         assert 50 <= int(throttled.headers["retry-after"]) <= 60
+        # Nor does a forwarded-for header make the guesses come from elsewhere.
+        spoofed = httpx.get(
+            f"{ingest.base_url}/v1/me", headers={**_as("guess-4"), "X-Forwarded-For": "203.0.113.9"}
+        )
+        assert spoofed.status_code == 429
+        # Others behind the same address (a proxy, the console, NAT) keep working with their keys.
+        assert httpx.get(f"{ingest.base_url}/v1/me", headers=_as(ADMIN_KEY)).status_code == 200
         metrics = httpx.get(f"{ingest.base_url}/metrics").text
         assert 'tierflow_auth_failures_total{reason="invalid"} 3.0' in metrics
-        assert 'tierflow_auth_failures_total{reason="throttled"} 1.0' in metrics
+        assert 'tierflow_auth_failures_total{reason="throttled"} 2.0' in metrics
         assert httpx.get(f"{ingest.base_url}/readyz").status_code in (200, 503)  # probes stay open
     finally:
         ingest.stop()

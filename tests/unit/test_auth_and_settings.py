@@ -159,6 +159,7 @@ def test_an_ops_key_scoped_to_branches_sees_those_and_a_plain_one_the_bank() -> 
         ("k1=rm:BR014-RM1", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
         ("k1=rm:@BR014", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
         ("k1=rm:RM1@", "entry 1: a bound RM key must look like KEY=rm:RM_ID@BRANCH"),
+        ("k1=rm:RM1@B1+B2", "entry 1: an RM belongs to one branch"),
         ("k1=admin;k2=rm:RM 1@B1", "entry 2: RM id 'RM 1' must be"),
         ("k1=ops@", "entry 1: branch id '' must be"),
         ("k1=ops@BR014+", "entry 1: branch id '' must be"),
