@@ -79,8 +79,6 @@ def test_a_partition_name_gives_back_its_span() -> None:
 
 
 SETTINGS = Settings(applied_events_horizon=HORIZON, applied_events_partition=DAY)
-OLD = (datetime.now(UTC) - HORIZON - timedelta(minutes=1)).isoformat()
-INSIDE = (datetime.now(UTC) - HORIZON + timedelta(minutes=5)).isoformat()
 
 
 def record(event: dict[str, object], key: bytes = b"C0001") -> ConsumerRecord[bytes, bytes]:
@@ -89,16 +87,23 @@ def record(event: dict[str, object], key: bytes = b"C0001") -> ConsumerRecord[by
 
 
 def test_every_consumer_dead_letters_an_event_older_than_the_horizon_and_reads_one_inside() -> None:
+    # Times taken when the test runs, not when the module is imported: the horizon moves with
+    # the clock, and a long test run would otherwise carry INSIDE past it.
+    now = datetime.now(UTC)
+    old, inside = (
+        (now - HORIZON - timedelta(minutes=1)).isoformat(),
+        (now - HORIZON + timedelta(minutes=5)).isoformat(),
+    )
     reason = re.escape("is before the duplicate horizon (10 days")
     bank_event = factories.transaction()
     with pytest.raises(PoisonMessage, match=reason):
-        scoring_decoder(SETTINGS)(record({**bank_event, "time": OLD}))
-    assert scoring_decoder(SETTINGS)(record({**bank_event, "time": INSIDE})).id == bank_event["id"]
+        scoring_decoder(SETTINGS)(record({**bank_event, "time": old}))
+    assert scoring_decoder(SETTINGS)(record({**bank_event, "time": inside})).id == bank_event["id"]
     change = factories.tier_changed()
     for decode in (change_decoder(SETTINGS), feedback_decoder(SETTINGS)):
         with pytest.raises(PoisonMessage, match=reason):
-            decode(record({**change, "time": OLD}))
-        assert decode(record({**change, "time": INSIDE})) is not None
+            decode(record({**change, "time": old}))
+        assert decode(record({**change, "time": inside})) is not None
 
 
 def test_the_horizon_must_span_at_least_two_partitions() -> None:
