@@ -110,10 +110,15 @@ class Engagement:
         return EngagementStore(connection, self.outreach_topic)
 
     async def ensure_playbook(self) -> None:
+        """As scoring does with its policy: a new installation starts on the shipped default
+        playbook; one that runs another is offered a newer shipped default inactive."""
+        shipped = default_playbook()
         async with self.engine.begin() as db:
             store = self.store(db)
             if await store.active_playbook() is None:
-                await store.install_playbook(default_playbook(), SYSTEM, active=True)
+                await store.install_playbook(shipped, SYSTEM, active=True)
+            elif await store.offer_playbook(shipped, SYSTEM):
+                log.info("a newer default playbook is installed inactive", version=shipped.version)
 
     async def install_playbook(self, playbook: Playbook, actor: str) -> None:
         """Store a new version, inactive; a version that exists already raises IntegrityError."""

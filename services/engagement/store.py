@@ -271,6 +271,17 @@ class EngagementStore:
             {"v": playbook.version, "d": playbook.model_dump_json(), "a": actor, "active": active},
         )
 
+    async def offer_playbook(self, playbook: Playbook, actor: str) -> bool:
+        """Install the playbook inactive unless its version exists; whether it was installed."""
+        installed = await self._db.scalar(
+            text(
+                "INSERT INTO engagement.playbooks (version, document, created_by, active) "
+                "VALUES (:v, CAST(:d AS jsonb), :a, false) ON CONFLICT (version) DO NOTHING RETURNING version"
+            ),
+            {"v": playbook.version, "d": playbook.model_dump_json(), "a": actor},
+        )
+        return installed is not None
+
     async def activate_playbook(self, version: str) -> bool:
         exists = await self._db.scalar(
             text("SELECT 1 FROM engagement.playbooks WHERE version = :v"), {"v": version}

@@ -220,11 +220,17 @@ class Scoring:
         return len(states)
 
     async def ensure_policy(self) -> None:
+        """A new installation starts on the shipped default policy. An installation that runs
+        another policy is offered a newer shipped default inactive, to simulate and activate when
+        the bank decides: tiers never move because TierFlow was upgraded."""
+        shipped = default_policy()
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
             if await store.active_policy() is None:
-                await store.install_policy(default_policy(), actor="tierflow", activate=True)
-                log.info("installed the default policy", version=default_policy().version)
+                await store.install_policy(shipped, actor="tierflow", activate=True)
+                log.info("installed the default policy", version=shipped.version)
+            elif await store.offer_policy(shipped, actor="tierflow"):
+                log.info("a newer default policy is installed inactive", version=shipped.version)
 
     async def erase(self, customer_id: str, reason: str, actor: str) -> datetime:
         """Erase the customer: rows, tombstone, erasure record and `customer.erased.v1`, in one

@@ -466,6 +466,20 @@ class ScoringStore:
         if activate:
             await self.activate_policy(policy.version)
 
+    async def offer_policy(self, policy: Policy, actor: str) -> bool:
+        """Install the policy inactive unless its version exists; whether it was installed."""
+        installed = await self._db.scalar(
+            text(
+                """
+                INSERT INTO scoring.policies (version, document, created_by)
+                VALUES (:version, CAST(:document AS jsonb), :actor)
+                ON CONFLICT (version) DO NOTHING RETURNING version
+                """
+            ),
+            {"version": policy.version, "document": policy.model_dump_json(), "actor": actor},
+        )
+        return installed is not None
+
     async def activate_policy(self, version: str) -> None:
         await self._db.execute(_POLICY_EXCLUSIVE)
         await self._db.execute(text("UPDATE scoring.policies SET active = false WHERE active"))

@@ -314,7 +314,7 @@ def test_playbooks_are_versioned_and_the_active_one_decides(sandbox: ScoringSand
         "the default playbook",
     )
     listed = httpx.get(f"{engagement.base_url}/v1/playbooks", headers=admin).json()
-    assert [(p["version"], p["active"]) for p in listed] == [("default-1", True)]
+    assert [(p["version"], p["active"]) for p in listed] == [(default_playbook().version, True)]
 
     playbook = default_playbook().model_dump(mode="json")
     playbook["version"] = "sms-retention-2"

@@ -159,7 +159,7 @@ def test_policies_are_validated_versioned_and_immutable(
 ) -> None:
     _, service = scoring
     listed = call(service, "GET", "/v1/policies").json()
-    assert [(p["version"], p["active"]) for p in listed] == [("default-1", True)]
+    assert [(p["version"], p["active"]) for p in listed] == [(default_policy().version, True)]
     broken = {**candidate_policy(), "version": "broken-1", "tiers": []}
     refused = call(service, "POST", "/v1/policies", key=ADMIN_KEY, json=broken)
     assert refused.status_code == 422

@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from services.scoring.domain.policy import default_policy
 from tests import factories
 from tests.infra import INGEST_KEY, OPS_KEY, Infra, start_service, wait_until
 from tests.integration.scoring_support import ScoringSandbox, metric, partition_neighbour, view
@@ -132,7 +133,7 @@ def test_tier_changes_reach_the_stream_as_cloudevents_any_client_can_read(sandbo
     assert final["tier"] == "wealth"
     assert final["previous_tier"] == events[0]["data"]["tier"]
     assert final["direction"] == "upgrade"
-    assert final["policy_version"] == "default-1"
+    assert final["policy_version"] == default_policy().version
     assert {"rule": "tier.wealth", "detail": "aum_avg_30d 620000 >= 500000"} in final["reasons"]
     assert set(final) >= {
         "customer_id", "previous_tier", "tier", "previous_stage", "stage", "direction", "score",

@@ -135,7 +135,7 @@ def test_every_decision_explains_itself_with_the_rule_and_the_values() -> None:
     rules = {r.rule: r.detail for r in state.decision.reasons}
     assert rules["tier.wealth"] == "aum_avg_30d 620000 >= 500000"
     assert any(rule.startswith("stage.") for rule in rules)
-    assert state.decision.policy_version == "default-1"
+    assert state.decision.policy_version == default_policy().version
 
 
 def test_an_override_wins_until_it_expires_and_then_the_policy_decides_again() -> None:
@@ -187,7 +187,7 @@ def test_a_review_gives_the_same_change_ids_whenever_the_loop_gets_to_it() -> No
     state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
     stricter = load_policy(
         POLICY.model_dump_json()
-        .replace('"version":"default-1"', '"version":"strict-2"')
+        .replace(f'"version":"{POLICY.version}"', '"version":"strict-2"')
         .replace("500000", "5000000")
     )
     early = review(state, stricter, T0 + timedelta(hours=1))[1]
