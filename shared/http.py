@@ -8,14 +8,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -58,6 +60,25 @@ class ApiError(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A report's `from` and `to` query parameters: both with a time zone, `to` not before `from`."""
+
+    start: datetime
+    end: datetime
+
+
+def _period(
+    start: Annotated[AwareDatetime, Query(alias="from")], end: Annotated[AwareDatetime, Query(alias="to")]
+) -> Period:
+    if end < start:
+        raise ApiError(422, "to must not be before from", errors=[])
+    return Period(start, end)
+
+
+PeriodQuery = Annotated[Period, Depends(_period)]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.feedback import views
@@ -24,7 +24,7 @@ from shared.batches import BatchRefused, accept_all, model_validator
 from shared.bodies import read_json, refused_batch
 from shared.contracts.outbound import ComplaintData, SurveyData
 from shared.contracts.types import CustomerIdPath, IdentifierPath, TimeBounds
-from shared.http import ApiError, Responses, require, require_branch_reader, require_whole_bank
+from shared.http import ApiError, PeriodQuery, Responses, require, require_branch_reader, require_whole_bank
 from shared.settings import Settings
 from shared.whoami import whoami_router
 
@@ -128,29 +128,23 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
     @router.get("/reports/satisfaction")
     async def satisfaction(
         key: OpsKey,
-        start: Annotated[AwareDatetime, Query(alias="from")],
-        end: Annotated[AwareDatetime, Query(alias="to")],
+        period: PeriodQuery,
         by: Literal["tier", "stage", "branch", "channel"] = "tier",
     ) -> list[dict[str, Any]]:
         """NPS (promoters % - detractors %) and CSAT average by tier, stage, branch or channel."""
         async with engine.connect() as db:
-            return await views.satisfaction(db, start, end, by, key.branch_scope(None))
+            return await views.satisfaction(db, period.start, period.end, by, key.branch_scope(None))
 
     @router.get("/reports/complaints")
-    async def complaint_report(
-        key: OpsKey,
-        start: Annotated[AwareDatetime, Query(alias="from")],
-        end: Annotated[AwareDatetime, Query(alias="to")],
-    ) -> list[dict[str, Any]]:
+    async def complaint_report(key: OpsKey, period: PeriodQuery) -> list[dict[str, Any]]:
         """Complaint volume, open count and average resolution time by tier and severity."""
         async with engine.connect() as db:
-            return await views.complaints(db, start, end, key.branch_scope(None))
+            return await views.complaints(db, period.start, period.end, key.branch_scope(None))
 
     @router.get("/reports/effectiveness")
     async def effectiveness(
         _key: BankWideOpsKey,
-        start: Annotated[AwareDatetime, Query(alias="from")],
-        end: Annotated[AwareDatetime, Query(alias="to")],
+        period: PeriodQuery,
         days: Annotated[int, Query(ge=1, le=365)] = 30,
     ) -> dict[str, Any]:
         """Per action and tier: reach, conversion, satisfaction after contact, and tier movement
@@ -159,7 +153,7 @@ def build_router(settings: Settings, engine: AsyncEngine, feedback: Feedback) ->
         movement and later NPS, each difference with its 95% interval and conclusion..
         It compares across the bank, so a key scoped to branches may not read it."""
         async with engine.connect() as db:
-            return await views.effectiveness(db, start, end, days)
+            return await views.effectiveness(db, period.start, period.end, days)
 
     router.include_router(whoami_router())
     return router

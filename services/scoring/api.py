@@ -44,7 +44,7 @@ from services.scoring.store import ScoringStore
 from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.contracts.types import CustomerIdPath, Stage, Tier, VersionPath
-from shared.http import ApiError, Responses, require, require_branch_reader
+from shared.http import ApiError, PeriodQuery, Responses, require, require_branch_reader
 from shared.whoami import whoami_router
 
 OpsKey = Annotated[Principal, Depends(require(Role.OPS))]
@@ -215,17 +215,10 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         return _distribution(cells, labels)
 
     @router.get("/tiers/migrations")
-    async def get_migrations(
-        key: OpsKey,
-        start: Annotated[datetime, Query(alias="from")],
-        end: Annotated[datetime, Query(alias="to")],
-    ) -> MigrationMatrix:
+    async def get_migrations(key: OpsKey, period: PeriodQuery) -> MigrationMatrix:
         """Tier of every customer at `from` against their tier at `to` (`none`: not yet known), and
         per label how many customers entered, left or kept it in between."""
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ApiError(422, "from and to need a time zone offset", errors=[])
-        if end < start:
-            raise ApiError(422, "to must not be before from", errors=[])
+        start, end = period.start, period.end
         async with engine.connect() as db:
             cells = await views.migrations(db, start, end, key.branch_scope(None))
             flows = await views.label_flows(db, start, end, key.branch_scope(None))
@@ -242,18 +235,10 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         return MigrationMatrix(start=start, end=end, moves=moves, label_flows=label_flows)
 
     @router.get("/tiers/changes-per-day")
-    async def get_changes_per_day(
-        key: OpsKey,
-        start: Annotated[datetime, Query(alias="from")],
-        end: Annotated[datetime, Query(alias="to")],
-    ) -> list[TierChangesOnDay]:
+    async def get_changes_per_day(key: OpsKey, period: PeriodQuery) -> list[TierChangesOnDay]:
         """Tier and stage changes recorded per UTC day in [from, to), by direction; quiet days omitted."""
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ApiError(422, "from and to need a time zone offset", errors=[])
-        if end < start:
-            raise ApiError(422, "to must not be before from", errors=[])
         async with engine.connect() as db:
-            rows = await views.changes_per_day(db, start, end, key.branch_scope(None))
+            rows = await views.changes_per_day(db, period.start, period.end, key.branch_scope(None))
         days: dict[Any, dict[str, int]] = {}
         for day, direction, count in rows:
             days.setdefault(day, {})[direction] = count

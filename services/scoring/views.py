@@ -115,6 +115,21 @@ async def label_counts(
     return {row[0]: int(row[1]) for row in rows}
 
 
+# Customers now in the bound `:branches` (NULL: the bank), for reports over history.
+_NOW_IN_BRANCHES = f"""(CAST(:branches AS text[]) IS NULL OR customer_id IN
+    (SELECT customer_id FROM scoring.customers WHERE {in_branches()}))"""  # noqa: S608 - a fixed condition
+
+
+def _as_of(column: str, moment: str) -> str:
+    """Each customer's `column` in their latest history row at or before the bound `:moment`."""
+    return f"""SELECT DISTINCT ON (customer_id) customer_id, {column} FROM scoring.tier_history
+        WHERE at <= :{moment} AND {_NOW_IN_BRANCHES} ORDER BY customer_id, at DESC, id DESC"""  # noqa: S608
+
+
+def _span(start: datetime, end: datetime, branches: frozenset[str] | None) -> dict[str, Any]:
+    return {"start": start, "end": end, "branches": branch_list(branches)}
+
+
 async def label_flows(
     db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
 ) -> list[tuple[str, str, int]]:
@@ -123,16 +138,8 @@ async def label_flows(
     rows = await db.execute(
         text(
             f"""
-            WITH at_start AS (
-                SELECT DISTINCT ON (customer_id) customer_id, labels FROM scoring.tier_history
-                WHERE at <= :start ORDER BY customer_id, at DESC, id DESC
-            ), at_end AS (
-                SELECT DISTINCT ON (customer_id) customer_id, labels FROM scoring.tier_history
-                WHERE at <= :end AND (CAST(:branches AS text[]) IS NULL OR customer_id IN (
-                    SELECT customer_id FROM scoring.customers WHERE {in_branches()}
-                ))
-                ORDER BY customer_id, at DESC, id DESC
-            ), flows AS (
+            WITH at_start AS ({_as_of("labels", "start")}), at_end AS ({_as_of("labels", "end")}),
+            flows AS (
                 SELECT label, CASE WHEN label = ANY(coalesce(s.labels, '{{}}')) THEN 'held' ELSE 'entered' END
                     AS flow
                 FROM at_end e LEFT JOIN at_start s USING (customer_id), unnest(e.labels) AS label
@@ -142,9 +149,9 @@ async def label_flows(
                 WHERE NOT label = ANY(e.labels)
             )
             SELECT label, flow, count(*) FROM flows GROUP BY 1, 2
-            """  # noqa: S608 - only a fixed condition is interpolated
+            """  # noqa: S608 - only fixed conditions are interpolated
         ),
-        {"start": start, "end": end, "branches": branch_list(branches)},
+        _span(start, end, branches),
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 
@@ -156,22 +163,13 @@ async def migrations(
     rows = await db.execute(
         text(
             f"""
-            WITH at_start AS (
-                SELECT DISTINCT ON (customer_id) customer_id, tier FROM scoring.tier_history
-                WHERE at <= :start ORDER BY customer_id, at DESC, id DESC
-            ), at_end AS (
-                SELECT DISTINCT ON (customer_id) customer_id, tier FROM scoring.tier_history
-                WHERE at <= :end ORDER BY customer_id, at DESC, id DESC
-            )
+            WITH at_start AS ({_as_of("tier", "start")}), at_end AS ({_as_of("tier", "end")})
             SELECT coalesce(s.tier, 'none'), e.tier, count(*)
             FROM at_end e LEFT JOIN at_start s USING (customer_id)
-            WHERE CAST(:branches AS text[]) IS NULL OR e.customer_id IN (
-                SELECT customer_id FROM scoring.customers WHERE {in_branches()}
-            )
             GROUP BY 1, 2
-            """  # noqa: S608 - only a fixed condition is interpolated
+            """  # noqa: S608 - only fixed conditions are interpolated
         ),
-        {"start": start, "end": end, "branches": branch_list(branches)},
+        _span(start, end, branches),
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 
@@ -184,14 +182,11 @@ async def changes_per_day(
         text(
             f"""
             SELECT (at AT TIME ZONE 'UTC')::date AS day, direction, count(*)
-            FROM scoring.tier_history WHERE at >= :start AND at < :end
-                AND (CAST(:branches AS text[]) IS NULL OR customer_id IN (
-                    SELECT customer_id FROM scoring.customers WHERE {in_branches()}
-                ))
+            FROM scoring.tier_history WHERE at >= :start AND at < :end AND {_NOW_IN_BRANCHES}
             GROUP BY 1, 2 ORDER BY 1, 2
             """  # noqa: S608 - only a fixed condition is interpolated
         ),
-        {"start": start, "end": end, "branches": branch_list(branches)},
+        _span(start, end, branches),
     )
     return [(row[0], row[1], int(row[2])) for row in rows]
 

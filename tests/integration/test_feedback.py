@@ -127,6 +127,10 @@ def test_a_detractor_in_private_banking_gets_service_recovery_and_the_answer_clo
     ).json()
     private = next(r for r in satisfaction if r["grp"] == "private")
     assert (private["nps_responses"], float(private["nps"])) == (1, -100.0)
+    backwards = {"from": period["to"], "to": period["from"]}
+    for report_path in ("satisfaction", "complaints", "effectiveness"):
+        refused = httpx.get(f"{feedback.base_url}/v1/reports/{report_path}", params=backwards, headers=OPS)
+        assert (refused.status_code, refused.json()["detail"]) == (422, "to must not be before from")
 
     resolved = httpx.patch(
         f"{feedback.base_url}/v1/complaints/K-1", json={"status": "resolved"}, headers=AUTH

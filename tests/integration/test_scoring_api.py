@@ -96,6 +96,12 @@ def test_the_migration_matrix_shows_where_customers_came_from(
     moves = call(service, "GET", "/v1/tiers/migrations", params=params).json()["moves"]
     assert sum(m["count"] for m in moves) == 4
     assert all(m["from_tier"] == "none" for m in moves)
+    for report in ("/v1/tiers/migrations", "/v1/tiers/changes-per-day"):
+        backwards = call(service, "GET", report, params={"from": params["to"], "to": params["from"]})
+        assert (backwards.status_code, backwards.json()["detail"]) == (422, "to must not be before from")
+        naive = call(service, "GET", report, params={**params, "from": "2026-01-01T00:00:00"})
+        assert naive.status_code == 422
+        assert [e["field"] for e in naive.json()["errors"]] == ["query.from"]
 
 
 def test_an_override_wins_is_audited_and_can_be_cleared(
