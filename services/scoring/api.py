@@ -148,19 +148,24 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         """The customer's tier, stage, score, features and the reasons for the decision."""
         return await load_view(customer_id, key.branches)
 
-    @router.delete("/customers/{customer_id}", status_code=202, responses=_NOT_FOUND)
+    @router.delete(
+        "/customers/{customer_id}", status_code=202, responses={404: {"description": "Erased already"}}
+    )
     async def erase_customer(customer_id: PathId, body: ErasureCreate, key: AdminKey) -> ErasurePublic:
         """Erase the customer's personal data (PIPL Art. 47, GDPR Art. 17): scoring's state,
         features, history and overrides go in one transaction with a tombstone, an erasure record
         (who, when, why; no personal data) and `customer.erased.v1` for every subscriber.
-        Answered once committed; from then on the customer is unknown and their events refused."""
+        Answered once committed; from then on the customer is unknown and their events refused.
+        A customer scoring never decided is erased too (`scoring_held_data: false`): engagement
+        or feedback may hold their data. 404 once erased."""
         try:
-            erased_at = await scoring.erase(customer_id, body.reason, key.key_id)
+            erased_at, decided = await scoring.erase(customer_id, body.reason, key.key_id)
         except UnknownCustomer:
-            raise ApiError(404, f"unknown customer {customer_id!r}") from None
+            raise ApiError(404, f"customer {customer_id!r} is erased already") from None
         return ErasurePublic(
             customer_id=customer_id,
             erased_at=erased_at,
+            scoring_held_data=decided,
             note="engagement, feedback and subscribers erase on consuming customer.erased.v1",
         )
 

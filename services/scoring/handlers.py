@@ -232,14 +232,20 @@ class Scoring:
             elif await store.offer_policy(shipped, actor="tierflow"):
                 log.info("a newer default policy is installed inactive", version=shipped.version)
 
-    async def erase(self, customer_id: str, reason: str, actor: str) -> datetime:
+    async def erase(self, customer_id: str, reason: str, actor: str) -> tuple[datetime, bool]:
         """Erase the customer: rows, tombstone, erasure record and `customer.erased.v1`, in one
-        transaction; returns when. `UnknownCustomer` if scoring never decided a tier for them."""
+        transaction; returns when, and whether scoring had decided a tier for them. A customer
+        scoring never decided is erased all the same: engagement or feedback may hold their data,
+        and the tombstone refuses their events from now on. `UnknownCustomer` if erased already."""
         erased_at = datetime.now(UTC)
         async with self.engine.begin() as connection:
             store = ScoringStore(connection)
-            if not await store.lock_existing(customer_id):
+            # The row (a placeholder for a customer scoring never saw) holds off a batch bringing
+            # their first event until the tombstone is committed; the batch then finds it.
+            state = (await store.lock_customers([customer_id]))[customer_id]
+            if await store.erased_among([customer_id]):
                 raise UnknownCustomer(customer_id)
+            decided = state.decision is not None
             await store.erase(
                 customer_id,
                 at=erased_at,
@@ -247,10 +253,11 @@ class Scoring:
                 reason=reason,
                 event_id=str(uuid.uuid4()),
                 topic=self.tier_changes_topic,
+                placeholder=not decided,
             )
         self.cache.forget(customer_id)
         ERASURES.labels(service="scoring").inc()
-        return erased_at
+        return erased_at, decided
 
     async def set_override(
         self, customer_id: str, tier: Tier, reason: str, expires_at: datetime, actor: str

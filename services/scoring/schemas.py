@@ -169,6 +169,7 @@ class ErasureCreate(BaseModel):
 class ErasurePublic(BaseModel):
     customer_id: str
     erased_at: datetime
+    scoring_held_data: bool = Field(description="false: scoring had decided no tier for the customer")
     note: str
 
 

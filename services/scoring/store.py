@@ -324,19 +324,20 @@ class ScoringStore:
     async def erased_among(self, customer_ids: Iterable[str]) -> set[str]:
         return await erased_among(self._db, SCHEMA, customer_ids)
 
-    async def lock_existing(self, customer_id: str) -> bool:
-        """Lock the customer's row if scoring knows them (has decided a tier)."""
-        found = await self._db.scalar(
-            text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL FOR UPDATE"),
-            {"id": customer_id},
-        )
-        return found is not None
-
     async def erase(
-        self, customer_id: str, *, at: datetime, actor: str, reason: str, event_id: str, topic: str
+        self,
+        customer_id: str,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str,
+        event_id: str,
+        topic: str,
+        placeholder: bool = False,
     ) -> dict[str, int]:
         """Remove every row of the customer, keep the tombstone and the erasure record, and put
-        `customer.erased.v1` in the outbox after the customer's unsent events are dropped."""
+        `customer.erased.v1` in the outbox after the customer's unsent events are dropped. With
+        `placeholder`, the customer row is the lock's own and is not counted as held data."""
         removed: dict[str, int] = {}
         for table in _CUSTOMER_TABLES:
             result = await self._db.execute(
@@ -344,6 +345,7 @@ class ScoringStore:
                 {"id": customer_id},
             )
             removed[table] = result.rowcount
+        removed["customers"] -= placeholder
         removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, customer_id)
         await record_erasure(
             self._db,

@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from services.scoring.domain.policy import default_policy
+from shared.erasure import ERASED_REASON
+from shared.topics import BANK_EVENTS
 from tests import factories
 from tests.infra import ADMIN_KEY, INGEST_KEY, OPS_KEY, Infra, ServiceProcess, wait_until
 from tests.integration.scoring_support import ScoringSandbox
@@ -266,3 +268,30 @@ def test_activating_a_policy_re_evaluates_every_customer(
         params={"from": (NOW - timedelta(days=1)).isoformat(), "to": datetime.now(UTC).isoformat()},
     ).json()["label_flows"]
     assert flows == [{"label": "large_balance", "entered": 2, "left": 0, "held": 0}]
+
+
+def test_a_customer_scoring_never_decided_can_be_erased_and_their_events_are_refused_after(
+    scoring: tuple[ScoringSandbox, ServiceProcess],
+) -> None:
+    box, service = scoring
+    never_seen = "C-API-NEVER-SEEN"
+    url = f"/v1/customers/{never_seen}"
+    request: dict[str, Any] = {"json": {"reason": "data subject request DSR-2026-118"}, "key": ADMIN_KEY}
+    erased = call(service, "DELETE", url, **request)
+    assert erased.status_code == 202, erased.text
+    assert (erased.json()["customer_id"], erased.json()["scoring_held_data"]) == (never_seen, False)
+    (record,) = box.query("SELECT removed FROM scoring.erasures")
+    assert set(json.loads(record["removed"]).values()) == {0}, "nothing was held, nothing is counted"
+    assert call(service, "DELETE", url, **request).status_code == 404
+
+    applied = box.applied()
+    box.produce([factories.customer(never_seen), factories.transaction(never_seen, "10.00")])
+
+    def refused() -> list[str]:
+        letters = read_messages(box.infra.bootstrap_servers, box.topics.dlq(BANK_EVENTS))
+        return [m.headers["tierflow-error"].decode() for m in letters if m.key == never_seen.encode()]
+
+    wait_until(lambda: len(refused()) == 2, 60, "both events dead-lettered")
+    assert all(ERASED_REASON in reason for reason in refused())
+    assert box.applied() == applied
+    assert call(service, "GET", url).status_code == 404
