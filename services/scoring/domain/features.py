@@ -353,10 +353,14 @@ def aum_at(features: Features, now: datetime) -> Decimal:
     return level
 
 
-def products_held(features: Features, today: int) -> int:
+def held_products(features: Features, today: int) -> tuple[str, ...]:
     held = {name for name, value in features.breakdown.items() if value > 0}
     held |= {name for name, day in features.products_seen.items() if today - day < LONGEST_WINDOW_DAYS}
-    return len(held)
+    return tuple(sorted(held))
+
+
+def products_held(features: Features, today: int) -> int:
+    return len(held_products(features, today))
 
 
 def open_complaints(features: Features) -> dict[str, int]:
