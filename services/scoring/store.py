@@ -215,6 +215,10 @@ class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
 
+    @property
+    def connection(self) -> AsyncConnection:
+        return self._db
+
     async def claim_events(self, events: Sequence[tuple[str, str, datetime, str]]) -> set[tuple[str, str]]:
         """Mark (source, id, time, customer) events applied; returns the (source, id) pairs to apply now."""
         if not events:
