@@ -16,9 +16,11 @@ HOUSEHOLD_CONTRIBUTIONS = "household.contributions.v1"
 DLQ_SUFFIX = ".dlq"
 
 # Topics consumed by a TierFlow worker get a dead-letter companion.
-CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH)
+CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH, HOUSEHOLD_CONTRIBUTIONS)
 CONSUMED_BY = {
     "scoring": (BANK_EVENTS, FEEDBACK_EVENTS),
+    # Scoring's household stage: a loop of the scoring process with a consumer group of its own.
+    "households": (HOUSEHOLD_CONTRIBUTIONS,),
     "engagement": (TIER_CHANGES,),
     "feedback": (TIER_CHANGES, OUTREACH),
 }

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import metrics
 from services.scoring.domain.household import Published, demoted, fold
 from services.scoring.household_messages import decode_contribution
 from services.scoring.household_store import HouseholdStore, RoleAudit
@@ -43,13 +44,15 @@ def contribution_decoder() -> Callable[[ConsumerRecord[bytes, bytes]], Published
 class HouseholdStage:
     engine: AsyncEngine
 
-    async def apply_batch(self, batch: Sequence[Delivered[Published]]) -> int:
-        """Fold the batch; returns how many messages changed a household (repeats do not)."""
+    async def apply_batch(self, batch: Sequence[Delivered[Published]]) -> None:
         async with consumer_transaction(self.engine) as connection:
-            return await self.fold_messages(HouseholdStore(connection), [item.value for item in batch])
+            folded = await self.fold_messages(HouseholdStore(connection), [item.value for item in batch])
+        metrics.HOUSEHOLD_CONTRIBUTIONS.labels(outcome="folded").inc(folded)
+        metrics.HOUSEHOLD_CONTRIBUTIONS.labels(outcome="repeat_or_stale").inc(len(batch) - folded)
 
     @staticmethod
     async def fold_messages(store: HouseholdStore, messages: Sequence[Published]) -> int:
+        """Fold the messages; returns how many changed a household (repeats and stale ones do not)."""
         households = await store.lock_households({m.household_id for m in messages})
         originals = dict(households)
         audits: list[RoleAudit] = []
