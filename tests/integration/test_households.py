@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from services.scoring.domain.codec import decode
@@ -24,8 +25,17 @@ from shared.contracts.types import MONEY_CONTEXT
 from shared.db import create_engine
 from shared.topics import HOUSEHOLD_CONTRIBUTIONS
 from tests import factories
-from tests.infra import Infra, fetch_rows, fresh_database
-from tests.integration.scoring_support import as_delivered
+from tests.infra import (
+    B2_OPS_KEY,
+    BOUND_RM_KEYS,
+    OPS_KEY,
+    Infra,
+    ServiceProcess,
+    fetch_rows,
+    fresh_database,
+    wait_until,
+)
+from tests.integration.scoring_support import ScoringSandbox, as_delivered
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -163,3 +173,44 @@ def test_a_household_folded_from_shuffled_messages_equals_the_one_folded_in_orde
     asyncio.run(run_scoring(ordered_url, infra))
     asyncio.run(run_stage(ordered_url, infra, [contributions(ordered_url)]))
     assert from_shuffled == households(ordered_url)
+
+
+def read(service: ServiceProcess, path: str, key: str = OPS_KEY) -> httpx.Response:
+    return httpx.get(f"{service.base_url}{path}", headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_the_running_stage_folds_a_household_that_the_api_serves_to_keys_of_the_primarys_branch(
+    infra: Infra,
+) -> None:
+    sandbox = ScoringSandbox(infra)
+    try:
+        scoring = sandbox.start(TIERFLOW_SCORING_CLOCK="fixed", TIERFLOW_SCORING_AS_OF=AS_OF.isoformat())
+        t = AS_OF - timedelta(days=5)
+        sandbox.produce(
+            [
+                *member("HX1", "HX", "primary", "3500000.00", t),
+                *member("HX2", "HX", "spouse", "2710000.00", t),
+                at(factories.customer("HX1", branch_id="B2", rm_id="RM-21"), t + timedelta(hours=1)),
+            ]
+        )
+
+        def folded() -> bool:
+            response = read(scoring, "/v1/households/HX")
+            return response.status_code == 200 and response.json()["branch_id"] == "B2"
+
+        wait_until(folded, 60, "the household folded by the stage")
+        household = read(scoring, "/v1/households/HX").json()
+        assert household["aum"] == "6210000.00"
+        assert household["primary_id"] == "HX1"
+        assert household["rm_id"] == "RM-21"
+        assert {m["customer_id"]: m["role"] for m in household["members"]} == {
+            "HX1": "primary",
+            "HX2": "spouse",
+        }
+        assert read(scoring, "/v1/households/HX", B2_OPS_KEY).status_code == 200
+        assert read(scoring, "/v1/households/HX", BOUND_RM_KEYS["RM-1"]).status_code == 404
+        assert read(scoring, "/v1/households/NOPE").status_code == 404
+        view = read(scoring, "/v1/customers/HX2").json()
+        assert view["household"] == {"household_id": "HX", "role": "spouse"}
+    finally:
+        sandbox.stop_all()
