@@ -26,7 +26,7 @@ from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
 from services.scoring.domain.simulation import Simulation, simulate
-from services.scoring.households import publish_contributions
+from services.scoring.households import publish_contributions, withdraw_from_household
 from services.scoring.store import ScoringStore, StateCache
 from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
@@ -243,6 +243,7 @@ class Scoring:
             store = ScoringStore(connection)
             if not await store.lock_existing(customer_id):
                 raise UnknownCustomer(customer_id)
+            await withdraw_from_household(connection, customer_id, erased_at, self.household_topic)
             await store.erase(
                 customer_id,
                 at=erased_at,

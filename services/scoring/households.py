@@ -5,6 +5,7 @@ customers, the household stage folds the contributions."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,3 +48,14 @@ async def publish_contributions(
             published += sent
     await store.save_memberships(changed, published, topic)
     return len(published)
+
+
+async def withdraw_from_household(db: AsyncConnection, customer_id: str, at: datetime, topic: str) -> None:
+    """The customer's removal from their household, published before they are erased: an erased
+    member takes their contribution with them."""
+    store = HouseholdStore(db)
+    last = (await store.memberships([customer_id])).get(customer_id)
+    if last is None or last.contribution is None:
+        return
+    membership, sent = publications(customer_id, last, None, at)
+    await store.save_memberships({customer_id: membership}, sent, topic)

@@ -36,6 +36,7 @@ _CUSTOMER_TABLES = (
     "applied_events",
     "applied_events_legacy",
     "override_audit",
+    "household_memberships",
 )
 _TIMES = ARRAY(DateTime(timezone=True))
 

@@ -214,3 +214,24 @@ def test_the_running_stage_folds_a_household_that_the_api_serves_to_keys_of_the_
         assert view["household"] == {"household_id": "HX", "role": "spouse"}
     finally:
         sandbox.stop_all()
+
+
+def test_an_erased_member_takes_their_contribution_out_of_the_household(infra: Infra) -> None:
+    database_url = fresh_database(infra, f"households_{uuid.uuid4().hex[:6]}")
+    asyncio.run(run_scoring(database_url, infra))
+
+    async def erase(customer_id: str) -> None:
+        settings = infra.settings(DATABASE_URL=database_url)
+        engine = create_engine(settings)
+        try:
+            await Scoring(engine, settings, "customer.tier-changes.v1").erase(customer_id, "asked", "admin")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(erase("HD"))
+    asyncio.run(run_stage(database_url, infra, [contributions(database_url)]))
+    assert households(database_url)["H2"][0] == 1
+    assert households(database_url)["H2"][6] is None  # the primary was erased
+    assert (
+        fetch_rows(database_url, "SELECT 1 FROM scoring.household_memberships WHERE customer_id = 'HD'") == []
+    )
