@@ -11,12 +11,16 @@ BANK_EVENTS = "bank.events.v1"
 TIER_CHANGES = "customer.tier-changes.v1"
 OUTREACH = "engagement.outreach.v1"
 FEEDBACK_EVENTS = "feedback.events.v1"
+# Scoring's own: each household member's contribution, keyed by household, for the household stage.
+HOUSEHOLD_CONTRIBUTIONS = "household.contributions.v1"
 DLQ_SUFFIX = ".dlq"
 
 # Topics consumed by a TierFlow worker get a dead-letter companion.
-CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH)
+CONSUMED = (BANK_EVENTS, TIER_CHANGES, FEEDBACK_EVENTS, OUTREACH, HOUSEHOLD_CONTRIBUTIONS)
 CONSUMED_BY = {
     "scoring": (BANK_EVENTS, FEEDBACK_EVENTS),
+    # Scoring's household stage: a loop of the scoring process with a consumer group of its own.
+    "households": (HOUSEHOLD_CONTRIBUTIONS,),
     "engagement": (TIER_CHANGES,),
     "feedback": (TIER_CHANGES, OUTREACH),
 }
@@ -31,6 +35,7 @@ RETENTION = {
     TIER_CHANGES: timedelta(days=30),
     OUTREACH: timedelta(days=30),
     FEEDBACK_EVENTS: timedelta(days=30),
+    HOUSEHOLD_CONTRIBUTIONS: timedelta(days=7),
 }
 DLQ_RETENTION = timedelta(days=30)
 
@@ -61,6 +66,10 @@ class Topics:
     def bank_events(self) -> str:
         return self.name(BANK_EVENTS)
 
+    @property
+    def household_contributions(self) -> str:
+        return self.name(HOUSEHOLD_CONTRIBUTIONS)
+
     def config_of(self, topic: str) -> dict[str, str]:
         """The configuration a topic given by its full name is created with (none for another topic)."""
         retention = {self.name(base): kept for base, kept in RETENTION.items()}
@@ -71,5 +80,5 @@ class Topics:
         return {"cleanup.policy": "delete", "retention.ms": str(milliseconds)}
 
     def all(self) -> list[str]:
-        main = [BANK_EVENTS, TIER_CHANGES, OUTREACH, FEEDBACK_EVENTS]
+        main = [BANK_EVENTS, TIER_CHANGES, OUTREACH, FEEDBACK_EVENTS, HOUSEHOLD_CONTRIBUTIONS]
         return [self.name(t) for t in main] + [self.dlq(t) for t in CONSUMED]

@@ -54,6 +54,7 @@ async def worker_groups(settings: Settings) -> dict[str, str]:
         "scoring": group_id(settings.scoring_group, generation),
         "engagement": settings.engagement_group,
         "feedback": settings.feedback_group,
+        "households": settings.household_group,
     }
 
 

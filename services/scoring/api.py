@@ -16,6 +16,8 @@ from services.scoring.domain.features import open_complaints
 from services.scoring.domain.policy import Policy, load_policy
 from services.scoring.domain.simulation import Move
 from services.scoring.handlers import Scoring, UnknownCustomer
+from services.scoring.household_api import household_router
+from services.scoring.household_schemas import customer_household
 from services.scoring.schemas import (
     Activation,
     CustomerFeatures,
@@ -127,6 +129,7 @@ def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> 
             active=override.active(now),
         ),
         profile=f.profile,
+        household=customer_household(f.profile),
         next_review_at=decision.next_review_at,
         updated_at=updated_at,
     )
@@ -357,6 +360,7 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
             ],
         )
 
+    router.include_router(household_router(engine))
     router.include_router(whoami_router())
     return router
 

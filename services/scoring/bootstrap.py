@@ -13,6 +13,7 @@ from services.scoring import metrics
 from services.scoring.api import build_router
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.handlers import Scoring, event_decoder
+from services.scoring.household_stage import HouseholdStage, contribution_decoder
 from services.scoring.replay import current_generation, group_id
 from services.scoring.store import StateCache, expire
 from shared.clock import ClockMode
@@ -63,6 +64,17 @@ def build_app(settings: Settings) -> FastAPI:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     relay = resources.outbox_relay("scoring")
+    stage = HouseholdStage(engine)
+
+    async def fold_households(stop: asyncio.Event) -> None:
+        worker = resources.consumer(
+            "households",
+            settings.household_group,
+            contribution_decoder(),
+            stage.apply_batch,
+            settings.household_batch_size,
+        )
+        await worker.run(stop)
 
     async def consume(stop: asyncio.Event) -> None:
         await scoring.ensure_policy()
@@ -104,6 +116,7 @@ def build_app(settings: Settings) -> FastAPI:
         loops={
             "consumer": consume,
             "review": review,
+            "households": fold_households,
             "outbox-relay": relay.run,
             "maintenance": resources.maintenance("scoring", expire),
         },

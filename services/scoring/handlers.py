@@ -26,6 +26,7 @@ from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
 from services.scoring.domain.simulation import Simulation, simulate
+from services.scoring.households import publish_contributions, withdraw_from_household
 from services.scoring.store import ScoringStore, StateCache
 from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
@@ -94,6 +95,10 @@ class Scoring:
         """The topic whose partitions keep the event clock and hold the customers (their key)."""
         return Topics.from_settings(self.settings).bank_events
 
+    @property
+    def household_topic(self) -> str:
+        return Topics.from_settings(self.settings).household_contributions
+
     async def apply_batch(self, batch: Sequence[Delivered[ScoringEvent]]) -> None:
         async with consumer_transaction(self.engine) as connection:
             applied, changes, written, states = await self._apply(ScoringStore(connection), batch)
@@ -124,6 +129,7 @@ class Scoring:
         if await store.erased_among(states):
             raise CustomerErased
         clock = await self._start_clock(store)
+        before = dict(states)
         changes: list[TierChange] = []
         partitions: dict[str, int] = {}
         for item in fresh:
@@ -138,6 +144,7 @@ class Scoring:
             await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
         written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)
         await store.record_changes(changes, self.tier_changes_topic)
+        await publish_contributions(store.connection, before, states, self.household_topic)
         return len(fresh), changes, written, states
 
     def _apply_one(
@@ -208,6 +215,7 @@ class Scoring:
                 return 0
             # Only rows that still exist: a customer erased since they were found due stays erased.
             states = await store.lock_customers(due, create_missing=False)
+            before = dict(states)
             changes: list[TierChange] = []
             for customer_id, state in states.items():
                 moment = not_before_last_decision(due[customer_id], state)
@@ -215,6 +223,7 @@ class Scoring:
                 changes += new
             await store.save_customers(list(states.values()), datetime.now(UTC))
             await store.record_changes(changes, self.tier_changes_topic)
+            await publish_contributions(connection, before, states, self.household_topic)
         metrics.REVIEWS.inc(len(states))
         _count_changes(changes)
         return len(states)
@@ -246,6 +255,7 @@ class Scoring:
             if await store.erased_among([customer_id]):
                 raise UnknownCustomer(customer_id)
             decided = state.decision is not None
+            await withdraw_from_household(connection, customer_id, erased_at, self.household_topic)
             await store.erase(
                 customer_id,
                 at=erased_at,

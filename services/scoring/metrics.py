@@ -13,3 +13,8 @@ LABEL_CHANGES = Counter(
     "Customers entering or leaving a label (events, reviews, policy activations)",
     ["label", "change"],
 )
+HOUSEHOLD_CONTRIBUTIONS = Counter(
+    "tierflow_household_contributions",
+    "Household contributions the household stage consumed: folded, or a repeat or stale one skipped",
+    ["outcome"],
+)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from services.scoring.household_schemas import CustomerHousehold
 from shared.contracts.types import ReasonText, Stage, Tier
 
 
@@ -73,6 +74,7 @@ class CustomerPublic(BaseModel):
     labels: list[LabelPublic]
     override: OverridePublic | None
     profile: dict[str, Any]
+    household: CustomerHousehold | None = None
     next_review_at: datetime
     updated_at: datetime
 

@@ -36,6 +36,7 @@ _CUSTOMER_TABLES = (
     "applied_events",
     "applied_events_legacy",
     "override_audit",
+    "household_memberships",
 )
 _TIMES = ARRAY(DateTime(timezone=True))
 
@@ -214,6 +215,10 @@ def _cause_json(cause: CausedBy) -> str:
 class ScoringStore:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
+
+    @property
+    def connection(self) -> AsyncConnection:
+        return self._db
 
     async def claim_events(self, events: Sequence[tuple[str, str, datetime, str]]) -> set[tuple[str, str]]:
         """Mark (source, id, time, customer) events applied; returns the (source, id) pairs to apply now."""

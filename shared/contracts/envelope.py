@@ -111,6 +111,10 @@ class ValidEvent:
         """The canonical structured-mode JSON object: money as decimal strings, times in UTC."""
         wire = self.envelope.model_dump(mode="json", exclude_none=True, exclude={"data"})
         wire["data"] = self.data.model_dump(mode="json", exclude_none=True)
+        # An explicit null that means something (leaving a household) survives the trip.
+        for name in getattr(self.data, "explicit_nulls", ()):
+            if name in self.data.model_fields_set and getattr(self.data, name) is None:
+                wire["data"][name] = None
         return wire
 
     def to_bytes(self) -> bytes:

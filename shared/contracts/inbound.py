@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from shared.contracts.types import (
     Channel,
     CurrencyCode,
     CustomerId,
+    HouseholdRole,
     Identifier,
     NonNegativeMoney,
     PayloadTime,
@@ -32,6 +33,9 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     customer_id: CustomerId
+    # Fields whose explicit `null` means something (unlike every other optional field, where
+    # null and absent both mean "unchanged"): the wire form keeps it.
+    explicit_nulls: ClassVar[frozenset[str]] = frozenset()
 
 
 class Consents(BaseModel):
@@ -52,6 +56,24 @@ class CustomerData(_Payload):
     rm_id: Identifier | None = None
     consents: Consents | None = None
     timezone: TimeZoneName | None = None
+    # A customer belongs to at most one household: a new id moves them, an explicit null
+    # takes them out of the one they are in.
+    household_id: Identifier | None = None
+    household_role: HouseholdRole | None = None
+
+    explicit_nulls: ClassVar[frozenset[str]] = frozenset({"household_id"})
+
+    @property
+    def leaves_household(self) -> bool:
+        return "household_id" in self.model_fields_set and self.household_id is None
+
+    @model_validator(mode="after")
+    def _no_role_when_leaving(self) -> Self:
+        if self.leaves_household and self.household_role is not None:
+            raise ValueError(
+                "household_role needs a household_id: a customer leaving a household has no role in it"
+            )
+        return self
 
 
 class Direction(StrEnum):

@@ -255,6 +255,14 @@ class Stage(StrEnum):
     CHURNED = "churned"
 
 
+class HouseholdRole(StrEnum):
+    PRIMARY = "primary"
+    SPOUSE = "spouse"
+    CHILD = "child"
+    PARENT = "parent"
+    OTHER = "other"
+
+
 class Segment(StrEnum):
     INDIVIDUAL = "individual"
     CORPORATE = "corporate"

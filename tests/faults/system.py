@@ -130,6 +130,7 @@ class System:
             "TIERFLOW_SCORING_GROUP": self.group("scoring"),
             "TIERFLOW_ENGAGEMENT_GROUP": self.group("engagement"),
             "TIERFLOW_FEEDBACK_GROUP": self.group("feedback"),
+            "TIERFLOW_HOUSEHOLD_GROUP": self.group("households"),
             "TIERFLOW_SCORING_CLOCK": "fixed",
             "TIERFLOW_SCORING_AS_OF": BANK.end.isoformat(),
             "TIERFLOW_REVIEW_POLL_S": "0.5",

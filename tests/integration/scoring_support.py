@@ -54,6 +54,7 @@ class ScoringSandbox:
             "TIERFLOW_SCORING_GROUP": self.group,
             "TIERFLOW_ENGAGEMENT_GROUP": f"{self.group}-engagement",
             "TIERFLOW_FEEDBACK_GROUP": f"{self.group}-feedback",
+            "TIERFLOW_HOUSEHOLD_GROUP": f"{self.group}-households",
             "TIERFLOW_REVIEW_POLL_S": "0.5",
             **extra,
         }

@@ -214,6 +214,30 @@ def test_a_bad_profile_is_refused_field_by_field(ingest: Ingest) -> None:
     assert {e["field"] for e in response.json()["errors"]} == {"data.risk_profile", "data.segment"}
 
 
+def test_a_profile_leaving_its_household_keeps_the_explicit_null_on_the_topic(ingest: Ingest) -> None:
+    before = ingest.published()
+    response = httpx.put(
+        f"{ingest.service.base_url}/v1/customers/C-PROFILE-3/profile",
+        json={"household_id": None, "region": None},
+        headers={"authorization": f"Bearer {INGEST_KEY}"},
+    )
+    assert response.status_code == 202, response.text
+    messages = read_messages(ingest.bootstrap, ingest.topic, before + 1)
+    event = next(json.loads(m.value) for m in messages if m.key == b"C-PROFILE-3")
+    assert event["data"] == {"customer_id": "C-PROFILE-3", "household_id": None}
+
+
+def test_a_household_role_is_refused_when_unknown_or_when_leaving(ingest: Ingest) -> None:
+    url = f"{ingest.service.base_url}/v1/customers/C-PROFILE-4/profile"
+    headers = {"authorization": f"Bearer {INGEST_KEY}"}
+    unknown = httpx.put(url, json={"household_id": "H1", "household_role": "cousin"}, headers=headers)
+    assert unknown.status_code == 422
+    assert [e["field"] for e in unknown.json()["errors"]] == ["data.household_role"]
+    leaving = httpx.put(url, json={"household_id": None, "household_role": "spouse"}, headers=headers)
+    assert leaving.status_code == 422
+    assert "household_role needs a household_id" in leaving.json()["errors"][0]["message"]
+
+
 def test_probes_and_metrics_need_no_key_and_everything_else_does(ingest: Ingest) -> None:
     base = ingest.service.base_url
     assert httpx.get(f"{base}/healthz").json()["status"] == "ok"

@@ -12,7 +12,14 @@ import pytest
 from services.scoring.replay import replay
 from shared.kafka import LazyProducer, Record
 from shared.settings import Settings
-from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, OUTREACH, TIER_CHANGES, Topics
+from shared.topics import (
+    BANK_EVENTS,
+    FEEDBACK_EVENTS,
+    HOUSEHOLD_CONTRIBUTIONS,
+    OUTREACH,
+    TIER_CHANGES,
+    Topics,
+)
 from tests.infra import Infra, create_topics, fresh_database
 from tierflow.lag import worker_lag
 
@@ -27,6 +34,7 @@ def test_lag_counts_what_each_group_has_not_processed_and_follows_scoring_replay
         TIERFLOW_SCORING_GROUP=f"{name}-scoring",
         TIERFLOW_ENGAGEMENT_GROUP=f"{name}-engagement",
         TIERFLOW_FEEDBACK_GROUP=f"{name}-feedback",
+        TIERFLOW_HOUSEHOLD_GROUP=f"{name}-households",
     )
     settings = infra.settings(**env)
     create_topics(settings)
@@ -40,6 +48,7 @@ def test_lag_counts_what_each_group_has_not_processed_and_follows_scoring_replay
         ("engagement", f"{name}-engagement", topics.name(TIER_CHANGES)): 3,
         ("feedback", f"{name}-feedback", topics.name(TIER_CHANGES)): 3,
         ("feedback", f"{name}-feedback", topics.name(OUTREACH)): 0,
+        ("households", f"{name}-households", topics.name(HOUSEHOLD_CONTRIBUTIONS)): 0,
     }
 
     # A replay gives scoring a fresh group: everything is to be processed again, under its name.

@@ -426,3 +426,30 @@ def test_free_text_refuses_hidden_characters(
 def test_free_text_keeps_line_breaks_and_tabs() -> None:
     survey = {"customer_id": "C1", "survey_id": "S1", "kind": "nps", "score": 9, "comment": "one\n\ttwo\r\n"}
     assert SurveyData.model_validate(survey).comment == "one\n\ttwo\r\n"
+
+
+def test_a_household_membership_is_an_identifier_and_a_known_role() -> None:
+    event = validate(
+        factories.with_data(at(factories.customer(), NOW), household_id="H1234", household_role="spouse")
+    )
+    assert (
+        event.to_wire()["data"] | {"household_id": "H1234", "household_role": "spouse"}
+        == event.to_wire()["data"]
+    )
+    errors = errors_of(
+        factories.with_data(at(factories.customer(), NOW), household_id="H 1", household_role="cousin")
+    )
+    assert set(errors) == {"data.household_id", "data.household_role"}
+
+
+def test_an_explicit_null_household_survives_the_wire_while_other_nulls_are_dropped() -> None:
+    leaving = factories.with_data(at(factories.customer(), NOW), household_id=None, region=None)
+    wire = validate(validate(leaving).to_wire()).to_wire()
+    assert wire["data"]["household_id"] is None
+    assert "region" not in wire["data"]
+    assert "household_id" not in validate(at(factories.customer(), NOW)).to_wire()["data"]
+
+
+def test_a_customer_leaving_a_household_cannot_hold_a_role_in_it() -> None:
+    leaving = factories.with_data(at(factories.customer(), NOW), household_id=None, household_role="primary")
+    assert "household_role needs a household_id" in errors_of(leaving)["data"]

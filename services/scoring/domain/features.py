@@ -246,7 +246,14 @@ def _profile(features: Features, time: datetime, data: CustomerData) -> Features
     if features.profile_at is not None and time < features.profile_at:
         return features
     fields = data.model_dump(mode="json", exclude_none=True, exclude={"customer_id"})
-    return _evolve(features, profile={**features.profile, **fields}, profile_at=time)
+    profile = {**features.profile, **fields}
+    moved = "household_id" in fields and fields["household_id"] != features.profile.get("household_id")
+    if data.leaves_household or (moved and "household_role" not in fields):
+        # A role is held in one household: it does not follow the customer out or into another.
+        profile.pop("household_role", None)
+    if data.leaves_household:
+        profile.pop("household_id", None)
+    return _evolve(features, profile=profile, profile_at=time)
 
 
 def _survey(features: Features, time: datetime, data: SurveyData) -> Features:
@@ -346,10 +353,14 @@ def aum_at(features: Features, now: datetime) -> Decimal:
     return level
 
 
-def products_held(features: Features, today: int) -> int:
+def held_products(features: Features, today: int) -> tuple[str, ...]:
     held = {name for name, value in features.breakdown.items() if value > 0}
     held |= {name for name, day in features.products_seen.items() if today - day < LONGEST_WINDOW_DAYS}
-    return len(held)
+    return tuple(sorted(held))
+
+
+def products_held(features: Features, today: int) -> int:
+    return len(held_products(features, today))
 
 
 def open_complaints(features: Features) -> dict[str, int]:

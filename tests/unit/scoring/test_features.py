@@ -92,3 +92,22 @@ def test_complaints_open_and_resolve_by_the_newest_update() -> None:
         complaint(T0 + days(2), "K2", "low", "open"),
     )
     assert open_complaints(features) == {"low": 1}
+
+
+def test_a_household_is_joined_by_id_and_left_only_by_an_explicit_null() -> None:
+    joined = fold(profile(T0, household_id="H1", household_role="spouse", rm_id="RM1"))
+    assert (joined.profile["household_id"], joined.profile["household_role"]) == ("H1", "spouse")
+    unchanged = apply_event(joined, *profile(T0 + days(1), rm_id="RM2", region=None))
+    assert (unchanged.profile["household_id"], unchanged.profile["rm_id"]) == ("H1", "RM2")
+    left = apply_event(unchanged, *profile(T0 + days(2), household_id=None))
+    assert "household_id" not in left.profile
+    assert "household_role" not in left.profile
+    assert left.profile["rm_id"] == "RM2"
+
+
+def test_a_role_does_not_follow_a_customer_into_another_household() -> None:
+    moved = fold(
+        profile(T0, household_id="H1", household_role="primary"), profile(T0 + days(1), household_id="H2")
+    )
+    assert moved.profile["household_id"] == "H2"
+    assert "household_role" not in moved.profile
