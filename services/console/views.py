@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -223,4 +224,33 @@ async def reports(user: UserClient, start: datetime, end: datetime, by: str) -> 
         _maybe(user.get("feedback", "/v1/reports/complaints", **span)),
         _maybe(user.get("feedback", "/v1/reports/effectiveness", **span)),
     )
-    return {"satisfaction": satisfaction, "complaints": complaints, "effectiveness": effectiveness}
+    if not isinstance(effectiveness, UpstreamError):
+        for side in ("contacted", "not_contacted"):
+            effectiveness[side] = _numbers(effectiveness[side])
+    return {
+        "satisfaction": satisfaction if isinstance(satisfaction, UpstreamError) else _numbers(satisfaction),
+        "complaints": complaints if isinstance(complaints, UpstreamError) else _numbers(complaints),
+        "effectiveness": effectiveness,
+        "naming_columns": NAMING_COLUMNS,
+    }
+
+
+# Report columns that name something (the rest are counts and averages).
+NAMING_COLUMNS = frozenset({"grp", "tier", "stage", "severity", "action", "channel", "experiment", "arm"})
+
+
+def _numbers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Report rows with averages the API sends as decimal strings turned into numbers."""
+    return [
+        {key: _number(value) if key not in NAMING_COLUMNS else value for key, value in row.items()}
+        for row in rows
+    ]
+
+
+def _number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return value
