@@ -10,7 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from services.scoring.domain.customer import CustomerState
-from services.scoring.domain.evaluation import Decision, HeldLabel, Override, Reason, ReasonCondition
+from services.scoring.domain.evaluation import (
+    Decision,
+    HeldLabel,
+    Override,
+    Reason,
+    ReasonCondition,
+    detail_of,
+)
 from services.scoring.domain.features import Complaint, DayBucket, Features
 from shared.contracts.types import Stage, Tier
 
@@ -87,17 +94,16 @@ def _encode_decision(d: Decision) -> dict[str, Any]:
         "next_review_at": _time(d.next_review_at),
         "clv": str(d.clv),
         "labels": [
-            [h.name, h.dimension, _time(h.since), h.reason.rule, h.reason.detail, _time(h.outside_since)]
-            + ([[list(c) for c in h.reason.conditions]] if h.reason.conditions else [])
+            [h.name, h.dimension, _time(h.since), *_encode_reason(h.reason), _time(h.outside_since)]
             for h in d.labels
         ],
     }
 
 
 def _encode_reason(r: Reason) -> list[Any]:
-    # A reason without conditions keeps the short form every reason had before they were kept.
-    encoded: list[Any] = [r.rule, r.detail]
-    return [*encoded, [list(c) for c in r.conditions]] if r.conditions else encoded
+    # The detail is the conditions in words: a reason with conditions keeps only them, so the
+    # state grows no larger than before they were kept; one without keeps its detail, as then.
+    return [r.rule, [list(c) for c in r.conditions] if r.conditions else r.detail]
 
 
 def reason_json(r: Reason) -> dict[str, Any]:
@@ -105,8 +111,11 @@ def reason_json(r: Reason) -> dict[str, Any]:
     return {"rule": r.rule, "detail": r.detail, "conditions": [c._asdict() for c in r.conditions]}
 
 
-def _decode_reason(rule: str, detail: str, conditions: list[list[str]] | None = None) -> Reason:
-    return Reason(rule, detail, tuple(ReasonCondition(*c) for c in conditions or ()))
+def _decode_reason(rule: str, kept: str | list[list[str]]) -> Reason:
+    if isinstance(kept, str):
+        return Reason(rule, kept)
+    conditions = tuple(ReasonCondition(*c) for c in kept)
+    return Reason(rule, detail_of(conditions), conditions)
 
 
 def _encode_override(o: Override) -> dict[str, Any]:
@@ -166,10 +175,10 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
                 name,
                 dimension,
                 _required_time(since),
-                _decode_reason(rule, detail, *conditions),
+                _decode_reason(rule, kept),
                 _parse_time(outside),
             )
-            for name, dimension, since, rule, detail, outside, *conditions in d.get("labels", ())
+            for name, dimension, since, rule, kept, outside in d.get("labels", ())
         ),
     )
 

@@ -332,7 +332,7 @@ _SYMBOLS: dict[str, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", 
 def because(rule: str, conditions: Sequence[Condition], vector: dict[str, Any]) -> Reason:
     """The reason a rule matched: its conditions with the customer's values, and the same in words."""
     shown = _conditions(conditions, vector)
-    return Reason(rule, _detail(shown), shown)
+    return Reason(rule, detail_of(shown), shown)
 
 
 def _conditions(conditions: Sequence[Condition], vector: dict[str, Any]) -> tuple[ReasonCondition, ...]:
@@ -342,7 +342,8 @@ def _conditions(conditions: Sequence[Condition], vector: dict[str, Any]) -> tupl
     )
 
 
-def _detail(conditions: tuple[ReasonCondition, ...]) -> str:
+def detail_of(conditions: tuple[ReasonCondition, ...]) -> str:
+    """A rule's conditions in English words, as every reason's `detail` reads."""
     parts = [f"{c.feature} {c.value} {_SYMBOLS[c.operator]} {c.threshold}" for c in conditions]
     return "; ".join(parts) or "no other rule matched"
 

@@ -158,12 +158,21 @@ def test_state_written_before_reasons_had_conditions_still_decodes() -> None:
     state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
     assert state.decision is not None
     raw = json.loads(json.dumps(encode(state)))
-    raw["decision"]["reasons"] = [reason[:2] for reason in raw["decision"]["reasons"]]
-    raw["decision"]["labels"] = [label[:6] for label in raw["decision"]["labels"]]
+    raw["decision"]["reasons"] = [[r.rule, r.detail] for r in state.decision.reasons]
     decision = decode("C1", raw).decision
     assert decision is not None
-    assert [r.rule for r in decision.reasons] == [r.rule for r in state.decision.reasons]
+    assert [(r.rule, r.detail) for r in decision.reasons] == [
+        (r.rule, r.detail) for r in state.decision.reasons
+    ]
     assert all(r.conditions == () for r in decision.reasons)
+
+
+def test_a_reason_with_conditions_is_stored_as_its_conditions_alone() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    stored = json.loads(json.dumps(encode(state)))["decision"]["reasons"]
+    assert ["tier.wealth", [["aum_avg_30d", "gte", "620000", "500000"]]] in stored
+    assert decode("C1", encode(state)) == state
 
 
 def test_an_override_wins_until_it_expires_and_then_the_policy_decides_again() -> None:
