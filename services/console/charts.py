@@ -30,6 +30,11 @@ def _nice_ceiling(value: int) -> int:
         magnitude *= 10
 
 
+def _intervals(peak: int) -> int:
+    """How many grid intervals split 0..peak at whole counts: a count axis has no 2.5."""
+    return next(n for n in (4, 5, 2, 1) if peak % n == 0)
+
+
 def stacked_columns(
     title: str,
     categories: Sequence[str],
@@ -45,9 +50,10 @@ def stacked_columns(
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_ceiling(max((sum(v.values()) for v in values), default=0))
     parts = [_open(width, height, title), _text(left, 16, unit, "axis-unit")]
-    for tick in range(5):
-        amount = peak * tick // 4
-        y = top + plot_h - plot_h * tick / 4
+    steps = _intervals(peak)
+    for tick in range(steps + 1):
+        amount = peak * tick // steps
+        y = top + plot_h - plot_h * tick / steps
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(_text(left - 6, y + 4, f"{amount:,}", "tick end"))
     slot = plot_w / max(len(categories), 1)
@@ -127,12 +133,13 @@ def stacked_bars(
     plot_w = width - left - right
     peak = _nice_ceiling(max((sum(counts.get(key, {}).values()) for key, _ in rows), default=0))
     parts = [_open(width, height, title)]
-    for tick in range(5):
-        x = left + plot_w * tick / 4
+    steps = _intervals(peak)
+    for tick in range(steps + 1):
+        x = left + plot_w * tick / steps
         parts.append(
             f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
         )
-        parts.append(_text(x, top + row_h * len(rows) + 14, f"{peak * tick // 4:,}", "tick middle"))
+        parts.append(_text(x, top + row_h * len(rows) + 14, f"{peak * tick // steps:,}", "tick middle"))
     parts.append(_text(left + plot_w / 2, top + row_h * len(rows) + 32, unit, "axis-unit middle"))
     for r, (key, label) in enumerate(rows):
         y = top + row_h * r

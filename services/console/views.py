@@ -214,6 +214,7 @@ def simulation(fmt: Formatter, result: dict[str, Any]) -> dict[str, Any]:
             fmt.text("policies.current") + " ↓", fmt.text("policies.candidate") + " →",
         ),
         "samples": samples,
+        "tier_counts": [(t, result["tiers"].get(t, 0)) for t in TIERS],
     }  # fmt: skip
 
 

@@ -189,6 +189,9 @@ def test_column_and_bar_charts_have_axes_with_units_and_a_legend() -> None:
     assert ">up<" in columns
     assert ">down<" in columns
     assert ">5<" in columns  # the y axis rounds 3 up to a readable 5
+    ten = str(stacked_columns("changes", ["Oct 1"], series, [{"upgrade": 8}], "changes"))
+    ticks = re.findall(r'class="tick end"[^>]*>([^<]+)<', ten)
+    assert ticks == ["0", "2", "4", "6", "8", "10"]  # whole counts only, no 2.5 shown as 2
     bars = str(
         stacked_bars("tiers", [("vip", "VIP")], series, {"vip": {"upgrade": 40, "downgrade": 2}}, "customers")
     )
