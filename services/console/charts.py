@@ -18,6 +18,11 @@ HEAT_STEPS = 6
 class Series:
     key: str
     label: str
+    # The palette colour (`series-N`); None takes the series' place in its chart.
+    colour: int | None = None
+
+    def css(self, number: int) -> str:
+        return f"series-{number if self.colour is None else self.colour}"
 
 
 def _nice_ceiling(value: int) -> int:
@@ -68,7 +73,7 @@ def stacked_columns(
                 h = plot_h * count / peak
                 base -= h
                 parts.append(
-                    f'<rect class="series-{number}" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
+                    f'<rect class="{item.css(number)}" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
                     f'height="{h:.1f}"><title>{escape(category)}: {escape(item.label)} {count:,}</title>'
                     "</rect>"
                 )
@@ -151,7 +156,7 @@ def stacked_bars(
             if count:
                 w = plot_w * count / peak
                 parts.append(
-                    f'<rect class="series-{number}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="22">'
+                    f'<rect class="{item.css(number)}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="22">'
                     f"<title>{escape(label)} · {escape(item.label)}: {count:,}</title></rect>"
                 )
                 x += w
@@ -180,7 +185,7 @@ def _text(x: float, y: float, content: str, css: str) -> str:
 def _legend(series: Sequence[Series], x: float, y: float) -> str:
     parts = []
     for number, item in enumerate(series):
-        parts.append(f'<rect class="series-{number}" x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10"/>')
+        parts.append(f'<rect class="{item.css(number)}" x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10"/>')
         parts.append(_text(x + 14, y, item.label, "legend"))
         x += 30 + _text_width(item.label)
     return "".join(parts)

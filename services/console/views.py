@@ -19,7 +19,8 @@ from shared.contracts.types import Stage
 TIERS = [tier.value for tier in reversed(TIERS_LOW_TO_HIGH)]
 STAGES = [stage.value for stage in Stage]
 WORKERS = ("scoring", "engagement", "feedback")
-DIRECTIONS = ("upgrade", "downgrade", "stage")
+# Each direction's palette colour: up green, down red, a stage change in the neutral blue.
+DIRECTIONS = {"upgrade": 3, "downgrade": 5, "stage": 2}
 PAGE_SIZE = 50
 
 
@@ -77,7 +78,7 @@ async def overview(
         by_day = {row["day"]: row["changes"] for row in per_day}
         page["changes_chart"] = charts.stacked_columns(
             fmt.text("overview.changes"), [fmt.short_day(d) for d in days],
-            [charts.Series(d, fmt.label("direction", d)) for d in DIRECTIONS],
+            [charts.Series(d, fmt.label("direction", d), colour) for d, colour in DIRECTIONS.items()],
             [by_day.get(d, {}) for d in days], fmt.text("changes"),
         )  # fmt: skip
         page["changes_total"] = sum(sum(row["changes"].values()) for row in per_day)

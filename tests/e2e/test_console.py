@@ -104,7 +104,9 @@ def stack(infra: Infra) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(stack: Stack) -> Iterator[Any]:
+    # After the stack: its set-up runs event loops of its own, which the browser's driver's
+    # running loop would refuse when a test that needs both is run alone.
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched

@@ -192,6 +192,8 @@ def test_column_and_bar_charts_have_axes_with_units_and_a_legend() -> None:
     ten = str(stacked_columns("changes", ["Oct 1"], series, [{"upgrade": 8}], "changes"))
     ticks = re.findall(r'class="tick end"[^>]*>([^<]+)<', ten)
     assert ticks == ["0", "2", "4", "6", "8", "10"]  # whole counts only, no 2.5 shown as 2
+    coloured = str(stacked_columns("c", ["Oct 1"], [Series("downgrade", "down", 5)], [{"downgrade": 1}], "c"))
+    assert coloured.count('class="series-5"') == 2  # the column and its legend keep the colour given
     bars = str(
         stacked_bars("tiers", [("vip", "VIP")], series, {"vip": {"upgrade": 40, "downgrade": 2}}, "customers")
     )
