@@ -18,6 +18,11 @@ HEAT_STEPS = 6
 class Series:
     key: str
     label: str
+    # The palette colour (`series-N`); None takes the series' place in its chart.
+    colour: int | None = None
+
+    def css(self, number: int) -> str:
+        return f"series-{number if self.colour is None else self.colour}"
 
 
 def _nice_ceiling(value: int) -> int:
@@ -28,6 +33,11 @@ def _nice_ceiling(value: int) -> int:
             if step * magnitude >= value:
                 return step * magnitude
         magnitude *= 10
+
+
+def _intervals(peak: int) -> int:
+    """How many grid intervals split 0..peak at whole counts: a count axis has no 2.5."""
+    return next(n for n in (4, 5, 2, 1) if peak % n == 0)
 
 
 def stacked_columns(
@@ -45,9 +55,10 @@ def stacked_columns(
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_ceiling(max((sum(v.values()) for v in values), default=0))
     parts = [_open(width, height, title), _text(left, 16, unit, "axis-unit")]
-    for tick in range(5):
-        amount = peak * tick // 4
-        y = top + plot_h - plot_h * tick / 4
+    steps = _intervals(peak)
+    for tick in range(steps + 1):
+        amount = peak * tick // steps
+        y = top + plot_h - plot_h * tick / steps
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(_text(left - 6, y + 4, f"{amount:,}", "tick end"))
     slot = plot_w / max(len(categories), 1)
@@ -62,7 +73,7 @@ def stacked_columns(
                 h = plot_h * count / peak
                 base -= h
                 parts.append(
-                    f'<rect class="series-{number}" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
+                    f'<rect class="{item.css(number)}" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
                     f'height="{h:.1f}"><title>{escape(category)}: {escape(item.label)} {count:,}</title>'
                     "</rect>"
                 )
@@ -127,12 +138,13 @@ def stacked_bars(
     plot_w = width - left - right
     peak = _nice_ceiling(max((sum(counts.get(key, {}).values()) for key, _ in rows), default=0))
     parts = [_open(width, height, title)]
-    for tick in range(5):
-        x = left + plot_w * tick / 4
+    steps = _intervals(peak)
+    for tick in range(steps + 1):
+        x = left + plot_w * tick / steps
         parts.append(
             f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
         )
-        parts.append(_text(x, top + row_h * len(rows) + 14, f"{peak * tick // 4:,}", "tick middle"))
+        parts.append(_text(x, top + row_h * len(rows) + 14, f"{peak * tick // steps:,}", "tick middle"))
     parts.append(_text(left + plot_w / 2, top + row_h * len(rows) + 32, unit, "axis-unit middle"))
     for r, (key, label) in enumerate(rows):
         y = top + row_h * r
@@ -144,7 +156,7 @@ def stacked_bars(
             if count:
                 w = plot_w * count / peak
                 parts.append(
-                    f'<rect class="series-{number}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="22">'
+                    f'<rect class="{item.css(number)}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="22">'
                     f"<title>{escape(label)} · {escape(item.label)}: {count:,}</title></rect>"
                 )
                 x += w
@@ -173,7 +185,7 @@ def _text(x: float, y: float, content: str, css: str) -> str:
 def _legend(series: Sequence[Series], x: float, y: float) -> str:
     parts = []
     for number, item in enumerate(series):
-        parts.append(f'<rect class="series-{number}" x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10"/>')
+        parts.append(f'<rect class="{item.css(number)}" x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10"/>')
         parts.append(_text(x + 14, y, item.label, "legend"))
         x += 30 + _text_width(item.label)
     return "".join(parts)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
@@ -209,7 +211,180 @@ TEXTS: dict[str, tuple[str, str]] = {
     "col.stage": ("Stage", "阶段"),
     "col.branch": ("Branch", "网点"),
     "col.channel": ("Channel", "渠道"),
+    "unknown": ("unknown", "未知"),
+    "reports.holdouts": ("Treated against held out (randomised)", "触达组与随机对照组"),
+    "reports.experiment": ("Experiment", "实验"),
+    "col.tier_up": ("Moved up (difference)", "升级比例（差值）"),
+    "col.nps_later": ("NPS later (difference)", "后续 NPS（差值）"),
+    "conclusion.treated higher": ("treated higher", "触达组更高"),
+    "conclusion.treated lower": ("treated lower", "触达组更低"),
+    "conclusion.no difference shown": ("no difference shown", "未见差异"),
+    "conclusion.too small to conclude": ("too small to conclude", "样本太小，无法判断"),
+    # Values the services send as enum names, by prefix (see Formatter.label).
+    "action.assign_rm": ("Assign an RM", "分配客户经理"),
+    "action.rm_call": ("RM call", "客户经理致电"),
+    "action.sms": ("SMS", "短信"),
+    "action.email": ("Email", "电子邮件"),
+    "action.app_push": ("App push", "App 推送"),
+    "action.branch_invitation": ("Branch invitation", "网点邀约"),
+    "action.offer": ("Offer", "产品优惠"),
+    "action.return_visit_call": ("Return-visit call", "回访电话"),
+    "action.survey": ("Survey", "满意度调查"),
+    "action.digital_coaching": ("Digital coaching", "数字渠道辅导"),
+    "status.queued": ("queued", "待分配"),
+    "status.assigned": ("assigned", "已分配"),
+    "status.in_progress": ("in progress", "处理中"),
+    "status.completed": ("completed", "已完成"),
+    "status.cancelled": ("cancelled", "已取消"),
+    "status.expired": ("expired", "已过期"),
+    "status.held_out": ("held out", "对照组保留"),
+    "status.open": ("open", "未解决"),
+    "status.resolved": ("resolved", "已解决"),
+    "priority.high": ("high", "高"),
+    "priority.normal": ("normal", "中"),
+    "priority.low": ("low", "低"),
+    "outcome.reached": ("reached", "已联系上"),
+    "outcome.not_reached": ("not reached", "未联系上"),
+    "outcome.converted": ("converted", "已转化"),
+    "outcome.declined": ("declined", "已婉拒"),
+    "kind.nps": ("NPS", "NPS"),
+    "kind.csat": ("CSAT", "CSAT"),
+    "severity.low": ("low", "低"),
+    "severity.medium": ("medium", "中"),
+    "severity.high": ("high", "高"),
+    "severity.critical": ("critical", "严重"),
+    "category.card": ("card", "银行卡"),
+    "category.transfer": ("transfer", "转账"),
+    "category.fees": ("fees", "收费"),
+    "category.service": ("service", "服务"),
+    "category.app": ("app", "手机银行"),
+    "category.marketing": ("marketing", "营销"),
+    "category.retention": ("retention", "挽留"),
+    "channel": ("Channel", "渠道"),
+    "channel.branch": ("branch", "网点"),
+    "channel.mobile": ("mobile", "手机银行"),
+    "channel.online": ("online", "网上银行"),
+    "channel.atm": ("ATM", "ATM"),
+    "channel.phone": ("phone", "电话"),
+    "channel.rm": ("RM", "客户经理"),
+    "channel.sms": ("SMS", "短信"),
+    "channel.email": ("email", "电子邮件"),
+    "channel.app": ("app", "App"),
+    "channel.internal": ("internal", "内部"),
+    "channel.unknown": ("unknown", "未知"),
+    "segment.individual": ("individual", "个人"),
+    "segment.corporate": ("corporate", "企业"),
+    "segment.institution": ("institution", "机构"),
+    "nps_category.promoter": ("promoter", "推荐者"),
+    "nps_category.passive": ("passive", "中立者"),
+    "nps_category.detractor": ("detractor", "贬损者"),
+    "cause.review": ("review", "定期复核"),
+    "cause.override": ("override", "人工调整"),
+    "cause.event": ("event", "业务事件"),
+    "arm.treated": ("treated", "触达组"),
+    "arm.held_out": ("held out", "对照组"),
+    "dimension.needs": ("needs", "需求"),
+    "dimension.behaviour": ("behaviour", "行为"),
+    "dimension.loyalty": ("loyalty", "忠诚度"),
+    "labels": ("Labels", "客户标签"),
+    "label.investment_intent": ("investment intent", "投资意向"),
+    "label.borrowing_need": ("borrowing need", "融资需求"),
+    "label.salary_earner": ("salary earner", "代发工资客户"),
+    "label.digital_first": ("digital first", "数字化优先"),
+    "label.branch_reliant": ("branch reliant", "依赖网点"),
+    "label.digital_difficulty": ("digital difficulty", "数字渠道困难"),
+    "label.high_loyalty": ("high loyalty", "高忠诚度"),
+    "label.service_sensitive": ("service sensitive", "服务敏感"),
+    # A reason's condition: the feature, then how the customer's value compares with the policy's.
+    "op.gte": ("at least", "不低于"),
+    "op.gt": ("above", "高于"),
+    "op.lte": ("at most", "不高于"),
+    "op.lt": ("below", "低于"),
+    "op.eq": ("is", "等于"),
+    "op.ne": ("is not", "不等于"),
+    "reason.condition": (
+        "{feature} {value} ({operator} {threshold})",
+        "{feature} {value}（{operator} {threshold}）",
+    ),
+    "outreach.label_entered": ("entered {label}", "新增{label}"),
+    "outreach.label_left": ("left {label}", "移除{label}"),
+    "reason.separator": ("; ", "；"),
+    "reason.fallback": ("no other rule matched", "未满足其他规则"),
+    "rule.hysteresis.hold": ("Grace period", "降级宽限"),
+    "rule.hysteresis.downgrade": ("Downgrade", "降级"),
+    "reason.override": ("set by hand (see the override)", "人工调整（见人工调整一栏）"),
+    "reason.hysteresis.hold": (
+        "below the gate of the tier held, kept during the grace period",
+        "低于原层级门槛，宽限期内保留原层级",
+    ),
+    "reason.hysteresis.downgrade": (
+        "below the gate of the tier held beyond the margin or the grace period",
+        "低于原层级门槛且超出容差或宽限期，予以降级",
+    ),
+    "reason.label_left": ("its conditions no longer hold", "条件不再满足，标签已移除"),
+    "reason.label_kept": (
+        "kept for a while although its conditions no longer hold",
+        "条件已不满足，保留期内暂时保留",
+    ),
+    "feature.txn_count": ("transactions", "交易笔数"),
+    "feature.txn_amount": ("transaction volume", "交易金额"),
+    "feature.txn_count_30d": ("transactions (30 days)", "近30日交易笔数"),
+    "feature.txn_count_90d": ("transactions (90 days)", "近90日交易笔数"),
+    "feature.txn_count_365d": ("transactions (365 days)", "近365日交易笔数"),
+    "feature.txn_amount_30d": ("transaction volume (30 days)", "近30日交易金额"),
+    "feature.txn_amount_90d": ("transaction volume (90 days)", "近90日交易金额"),
+    "feature.txn_amount_365d": ("transaction volume (365 days)", "近365日交易金额"),
+    "feature.interaction_count": ("interactions", "互动次数"),
+    "feature.interactions_30d": ("interactions (30 days)", "近30日互动次数"),
+    "feature.interactions_90d": ("interactions (90 days)", "近90日互动次数"),
+    "feature.activity_count": ("activities", "活动次数"),
+    "feature.days_since_last_txn": ("days since the last transaction", "距上次交易天数"),
+    "feature.days_since_last_interaction": ("days since the last interaction", "距上次互动天数"),
+    "feature.days_since_last_activity": ("days since the last activity", "距上次活动天数"),
+    "feature.aum": ("AUM", "资产规模"),
+    "feature.aum_avg_30d": ("average AUM (30 days)", "近30日日均资产"),
+    "feature.aum_avg_90d": ("average AUM (90 days)", "近90日日均资产"),
+    "feature.aum_trend_30_90": ("AUM trend (30 vs 90 days)", "资产趋势（30日/90日）"),
+    "feature.products_held": ("products held", "持有产品数"),
+    "feature.tenure_days": ("days as a customer", "客户关系天数"),
+    "feature.nps_latest": ("latest NPS", "最近一次 NPS"),
+    "feature.nps_age_days": ("days since the latest NPS", "距最近一次 NPS 天数"),
+    "feature.nps_category": ("NPS category", "NPS 类别"),
+    "feature.csat_avg": ("average CSAT", "CSAT 均值"),
+    "feature.complaints_open": ("open complaints", "未解决投诉"),
+    "feature.complaints_open_high": ("open serious complaints", "未解决的严重投诉"),
+    "feature.credits_30d": ("inflows (30 days)", "近30日入账笔数"),
+    "feature.credit_months_90d": ("months with inflows (of 3)", "近3个月有入账的月数"),
+    "feature.outflow_ratio_30d": ("net outflow ratio (30 days)", "近30日净流出比"),
+    "feature.digital_share": ("digital share (%)", "数字渠道占比（%）"),
+    "feature.branch_share": ("assisted share (%)", "人工渠道占比（%）"),
+    "feature.support_calls_30d": ("support calls (30 days)", "近30日客服来电"),
+    "feature.login_failures_30d": ("failed sign-ins (30 days)", "近30日登录失败次数"),
+    "feature.days_since_investment": ("days since the last investment", "距上次投资天数"),
+    "feature.days_since_loan": ("days since the last loan", "距上次贷款天数"),
+    "feature.risk_level": ("risk level", "风险等级"),
+    "feature.balance_known_days": ("days of known balances", "已知余额天数"),
+    "feature.segment": ("segment", "客户类型"),
+    "feature.region": ("region", "地区"),
+    "feature.risk_profile": ("risk profile", "风险评级"),
+    "feature.score": ("score", "评分"),
+    "feature.tier": ("tier", "层级"),
+    "feature.clv": ("customer lifetime value", "客户终身价值"),
 }
+
+
+# Features whose values are money in the base currency, and those whose values are names.
+MONEY_FEATURES = frozenset(
+    {"aum", "aum_avg_30d", "aum_avg_90d", "txn_amount", "txn_amount_30d", "txn_amount_90d", "txn_amount_365d"}
+)
+NAMED_FEATURES = frozenset({"nps_category", "segment", "tier"})
+
+
+# How engagement words the reason for a planned item (services/engagement/domain/planning.py).
+_PLANNED = re.compile(
+    r"(?P<rule>[^:]+): (?P<tier_before>\w+)/(?P<stage_before>\w+) -> (?P<tier>\w+)/(?P<stage>\w+)"
+    r"(?: \((?P<labels>(?:entered|left) \w+(?:, (?:entered|left) \w+)*)\))?"
+)
 
 
 def negotiate(accept_language: str | None, chosen: str | None) -> str:
@@ -248,12 +423,79 @@ class Formatter:
     def label(self, prefix: str, value: str | None) -> str:
         """A tier, stage or direction in this language; an unknown value as it is."""
         key = f"{prefix}.{value if value is not None else 'none'}"
-        return self.text(key) if key in TEXTS else str(value)
+        if key in TEXTS:
+            return self.text(key)
+        return self.text("unknown") if value == "unknown" else str(value)
 
     def column(self, key: str, grouped_by: str = "") -> str:
         """A report column's heading; `grp` is the column the report is grouped by."""
         name = grouped_by if key == "grp" else key
         return self.text(f"col.{name}") if f"col.{name}" in TEXTS else name
+
+    def reason(self, reason: Mapping[str, Any]) -> str:
+        """A reason in this language, from its conditions where it has them.
+
+        Reasons without conditions are a catch-all rule, hysteresis, an override or a label kept
+        or left; a reason recorded before conditions were kept is shown as it was recorded."""
+        conditions = reason.get("conditions") or []
+        if conditions:
+            return self.text("reason.separator").join(self._condition(c) for c in conditions)
+        rule, detail = str(reason["rule"]), str(reason["detail"])
+        if detail == "no other rule matched":
+            return self.text("reason.fallback")
+        if rule in ("override", "hysteresis.hold", "hysteresis.downgrade"):
+            return self.text(f"reason.{rule}")
+        if rule.startswith("label.") and detail.startswith(("left", "outside")):
+            return self.text("reason.label_left" if detail.startswith("left") else "reason.label_kept")
+        return detail
+
+    def outreach_reason(self, reason: str) -> str:
+        """Why engagement planned an item (`rule: vip/new -> wealth/core (entered x, left y)`) in
+        this language; any other reason (a guardrail, a holdout) as engagement wrote it."""
+        found = _PLANNED.fullmatch(reason)
+        if found is None:
+            return reason
+        before, after = (
+            f"{self.label('tier', tier if tier != 'new' else None)}/{self.label('stage', stage)}"
+            for tier, stage in (
+                (found["tier_before"], found["stage_before"]),
+                (found["tier"], found["stage"]),
+            )
+        )
+        labels = [
+            self.text(f"outreach.label_{change}", label=self.label("label", name))
+            for change, name in (part.split(" ", 1) for part in (found["labels"] or "").split(", ") if part)
+        ]
+        moved = self.text("reason.separator").join(labels)
+        return f"{found['rule']}: {before} → {after}" + (f" ({moved})" if moved else "")
+
+    def rule(self, rule: str) -> str:
+        """The rule behind a reason by name: a tier, a stage, a label, hysteresis or an override."""
+        kind, _, name = rule.partition(".")
+        if kind in ("tier", "stage", "label"):
+            return self.label(kind, name)
+        return self.text("customer.override") if rule == "override" else self.label("rule", rule)
+
+    def _condition(self, condition: Mapping[str, str]) -> str:
+        feature = condition["feature"]
+        return self.text(
+            "reason.condition",
+            feature=self.label("feature", feature),
+            value=self._value(feature, condition["value"]),
+            operator=self.label("op", condition["operator"]),
+            threshold=self._value(feature, condition["threshold"]),
+        )
+
+    def _value(self, feature: str, value: str) -> str:
+        if feature in NAMED_FEATURES:
+            return self.label(feature, value)
+        if feature in MONEY_FEATURES:
+            return self.money(value)
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return value
+        return self.number(number, 0 if number == number.to_integral_value() else 2)
 
     def short_day(self, value: str) -> str:
         """A day as an axis label: `Oct 3` or `10月3日`."""
@@ -291,6 +533,9 @@ class Formatter:
             "number": self.number,
             "money": self.money,
             "percent": self.percent,
+            "reason": self.reason,
+            "rule": self.rule,
+            "outreach_reason": self.outreach_reason,
             "when": self.when,
             "day": self.day,
             "language": self.language,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -18,7 +19,8 @@ from shared.contracts.types import Stage
 TIERS = [tier.value for tier in reversed(TIERS_LOW_TO_HIGH)]
 STAGES = [stage.value for stage in Stage]
 WORKERS = ("scoring", "engagement", "feedback")
-DIRECTIONS = ("upgrade", "downgrade", "stage")
+# Each direction's palette colour: up green, down red, a stage change in the neutral blue.
+DIRECTIONS = {"upgrade": 3, "downgrade": 5, "stage": 2}
 PAGE_SIZE = 50
 
 
@@ -76,7 +78,7 @@ async def overview(
         by_day = {row["day"]: row["changes"] for row in per_day}
         page["changes_chart"] = charts.stacked_columns(
             fmt.text("overview.changes"), [fmt.short_day(d) for d in days],
-            [charts.Series(d, fmt.label("direction", d)) for d in DIRECTIONS],
+            [charts.Series(d, fmt.label("direction", d), colour) for d, colour in DIRECTIONS.items()],
             [by_day.get(d, {}) for d in days], fmt.text("changes"),
         )  # fmt: skip
         page["changes_total"] = sum(sum(row["changes"].values()) for row in per_day)
@@ -213,6 +215,7 @@ def simulation(fmt: Formatter, result: dict[str, Any]) -> dict[str, Any]:
             fmt.text("policies.current") + " ↓", fmt.text("policies.candidate") + " →",
         ),
         "samples": samples,
+        "tier_counts": [(t, result["tiers"].get(t, 0)) for t in TIERS],
     }  # fmt: skip
 
 
@@ -223,4 +226,33 @@ async def reports(user: UserClient, start: datetime, end: datetime, by: str) -> 
         _maybe(user.get("feedback", "/v1/reports/complaints", **span)),
         _maybe(user.get("feedback", "/v1/reports/effectiveness", **span)),
     )
-    return {"satisfaction": satisfaction, "complaints": complaints, "effectiveness": effectiveness}
+    if not isinstance(effectiveness, UpstreamError):
+        for side in ("contacted", "not_contacted"):
+            effectiveness[side] = _numbers(effectiveness[side])
+    return {
+        "satisfaction": satisfaction if isinstance(satisfaction, UpstreamError) else _numbers(satisfaction),
+        "complaints": complaints if isinstance(complaints, UpstreamError) else _numbers(complaints),
+        "effectiveness": effectiveness,
+        "naming_columns": NAMING_COLUMNS,
+    }
+
+
+# Report columns that name something (the rest are counts and averages).
+NAMING_COLUMNS = frozenset({"grp", "tier", "stage", "severity", "action", "channel", "experiment", "arm"})
+
+
+def _numbers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Report rows with averages the API sends as decimal strings turned into numbers."""
+    return [
+        {key: _number(value) if key not in NAMING_COLUMNS else value for key, value in row.items()}
+        for row in rows
+    ]
+
+
+def _number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return value

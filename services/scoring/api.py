@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import views
+from services.scoring.domain.codec import reason_json
 from services.scoring.domain.customer import CustomerState, OverrideRefused
 from services.scoring.domain.evaluation import derive
 from services.scoring.domain.features import open_complaints
@@ -107,13 +108,13 @@ def customer_view(state: CustomerState, updated_at: datetime, now: datetime) -> 
             tenure_days=vector["tenure_days"],
             clv=money(decision.clv),
         ),
-        reasons=[ReasonPublic(rule=r.rule, detail=r.detail) for r in decision.reasons],
+        reasons=[ReasonPublic.model_validate(reason_json(r)) for r in decision.reasons],
         labels=[
             LabelPublic(
                 name=label.name,
                 dimension=label.dimension,
                 since=label.since,
-                reason=ReasonPublic(rule=label.reason.rule, detail=label.reason.detail),
+                reason=ReasonPublic.model_validate(reason_json(label.reason)),
                 outside_since=label.outside_since,
             )
             for label in decision.labels

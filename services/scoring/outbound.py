@@ -11,6 +11,7 @@ from shared.contracts.outbound import (
     TIER_CHANGED,
     CustomerErasedData,
     Reason,
+    ReasonCondition,
     TierChangedData,
 )
 from shared.publishing import OutboxMessage, customer_event
@@ -30,7 +31,14 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
         direction=change.direction,
         score=change.score,
         policy_version=change.policy_version,
-        reasons=[Reason(rule=r.rule, detail=r.detail[:500]) for r in change.reasons[:50]],
+        reasons=[
+            Reason(
+                rule=r.rule,
+                detail=r.detail[:500],
+                conditions=[ReasonCondition(**c._asdict()) for c in r.conditions[:50]],
+            )
+            for r in change.reasons[:50]
+        ],
         caused_by=change.caused_by,
         labels=list(change.labels),
         labels_entered=list(change.labels_entered),

@@ -12,9 +12,20 @@ from services.scoring.household_schemas import CustomerHousehold
 from shared.contracts.types import ReasonText, Stage, Tier
 
 
+class ReasonConditionPublic(BaseModel):
+    feature: str
+    operator: Literal["gte", "gt", "lte", "lt", "eq", "ne"]
+    value: str = Field(description="The customer's value, numbers as decimal strings")
+    threshold: str = Field(description="The policy's value the customer's was compared with")
+
+
 class ReasonPublic(BaseModel):
     rule: str
-    detail: str
+    detail: str = Field(description="The reason in English words")
+    conditions: list[ReasonConditionPublic] = Field(
+        default_factory=list,
+        description="The matched rule's conditions; empty for hysteresis, override and labels left",
+    )
 
 
 class OverridePublic(BaseModel):

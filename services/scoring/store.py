@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import BigInteger, DateTime, Integer, Text
 
-from services.scoring.domain.codec import decode, encode
+from services.scoring.domain.codec import decode, encode, reason_json
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
@@ -306,7 +306,7 @@ class ScoringStore:
                 [c.direction.value for c in changes],
                 [c.score for c in changes],
                 [c.policy_version for c in changes],
-                [json.dumps([{"rule": r.rule, "detail": r.detail} for r in c.reasons]) for c in changes],
+                [json.dumps([reason_json(r) for r in c.reasons]) for c in changes],
                 [_cause_json(c.caused_by) for c in changes],
                 [c.trigger.value for c in changes],
                 [",".join(c.labels) for c in changes],

@@ -37,9 +37,21 @@ class _Outbound(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class ReasonCondition(_Outbound):
+    """One condition of the rule behind a reason: `value` is the customer's, `threshold` the policy's
+    (numbers as decimal strings, as in `detail`), so each language can word the reason itself."""
+
+    feature: ShortText
+    operator: Literal["gte", "gt", "lte", "lt", "eq", "ne"]
+    value: ShortText
+    threshold: ShortText
+
+
 class Reason(_Outbound):
     rule: ShortText
     detail: DetailText
+    # Empty when the reason is not a rule's conditions (hysteresis, an override, a label left).
+    conditions: Annotated[list[ReasonCondition], Field(max_length=50)] = []
 
 
 class ChangeDirection(StrEnum):

@@ -7,7 +7,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tierflow.processes import free_port
@@ -39,3 +41,14 @@ def environment(ports: dict[str, int]) -> dict[str, str]:
     env["TIERFLOW_EMBEDDED_POSTGRES_PORT"] = str(ports["postgres"])
     env["TIERFLOW_EMBEDDED_BROKER_PORT"] = str(ports["broker"])
     return env
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def get_json(url: str, key: str, **params: str) -> Any:
+    """The body of a GET made with the key, which must answer 200."""
+    response = httpx.get(url, params=params, headers=bearer(key), timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.contracts.outbound import COMPLAINT, SURVEY
-from tests.e2e.conftest import environment
+from tests.e2e.conftest import environment, get_json
 from tests.infra import REPO
 from tierflow.simulate import Bank, branches, events, records
 
@@ -51,14 +50,7 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
         key = (data_dir / "api-key").read_text().strip()
 
         def get(service: str, path: str, **params: str) -> Any:
-            response = httpx.get(
-                f"http://127.0.0.1:{ports[service]}{path}",
-                params=params,
-                headers={"authorization": f"Bearer {key}"},
-                timeout=30,
-            )
-            assert response.status_code == 200, response.text
-            return response.json()
+            return get_json(f"http://127.0.0.1:{ports[service]}{path}", key, **params)
 
         bank = Bank(CUSTOMERS, 40, start=END - timedelta(days=365), cohort=CUSTOMERS)
         stream = list(records(bank))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.e2e.conftest import environment
+from tests.e2e.conftest import bearer, environment
 from tests.infra import REPO
 from tests.kafka_reader import read_messages
 from tierflow.processes import port_is_open
@@ -81,12 +81,7 @@ def test_one_command_runs_the_stack_and_a_posted_event_reaches_the_topic(
 
         event = factories.transaction("C-E2E-1", amount="99.90")
         assert httpx.post(f"{up.url('ingest')}/v1/events", json=event, timeout=10).status_code == 401
-        accepted = httpx.post(
-            f"{up.url('ingest')}/v1/events",
-            json=event,
-            headers={"authorization": f"Bearer {key}"},
-            timeout=30,
-        )
+        accepted = httpx.post(f"{up.url('ingest')}/v1/events", json=event, headers=bearer(key), timeout=30)
         assert accepted.status_code == 202, accepted.text
 
         messages = read_messages(f"127.0.0.1:{ports['broker']}", "bank.events.v1", 1)

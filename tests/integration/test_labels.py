@@ -77,6 +77,10 @@ def test_a_stream_moves_a_customer_in_and_out_of_labels_and_events_api_and_outre
     assert held["digital_difficulty"]["reason"] == {
         "rule": "label.digital_difficulty",
         "detail": "login_failures_30d 3 >= 3; digital_share 100 > 0",
+        "conditions": [
+            {"feature": "login_failures_30d", "operator": "gte", "value": "3", "threshold": "3"},
+            {"feature": "digital_share", "operator": "gt", "value": "100", "threshold": "0"},
+        ],
     }
     assert held["investment_intent"]["dimension"] == "needs"
 

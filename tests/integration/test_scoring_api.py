@@ -231,6 +231,9 @@ def test_activating_a_policy_re_evaluates_every_customer(
         "wealth",
         "policy_activation",
     )
+    gate = next(reason for reason in change["reasons"] if reason["rule"] == "tier.wealth")
+    shown = next(reason for reason in view["reasons"] if reason["rule"] == "tier.wealth")
+    assert gate["conditions"] == shown["conditions"] != []
     assert tier_of(service, "C-API-C") == "private"
     # The activation enters the new label as the simulation said: a change of labels alone.
     wait_until(
@@ -241,6 +244,9 @@ def test_activating_a_policy_re_evaluates_every_customer(
     labelled = call(service, "GET", "/v1/customers/C-API-A").json()["labels"]
     assert [(label["name"], label["reason"]["detail"]) for label in labelled] == [
         ("large_balance", "aum 620000 >= 500000")
+    ]
+    assert labelled[0]["reason"]["conditions"] == [
+        {"feature": "aum", "operator": "gte", "value": "620000", "threshold": "500000"}
     ]
     change = call(service, "GET", "/v1/customers/C-API-A/tier-history").json()[0]
     assert (change["direction"], change["labels_entered"], change["labels"]) == (

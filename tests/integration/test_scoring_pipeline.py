@@ -134,7 +134,13 @@ def test_tier_changes_reach_the_stream_as_cloudevents_any_client_can_read(sandbo
     assert final["previous_tier"] == events[0]["data"]["tier"]
     assert final["direction"] == "upgrade"
     assert final["policy_version"] == default_policy().version
-    assert {"rule": "tier.wealth", "detail": "aum_avg_30d 620000 >= 500000"} in final["reasons"]
+    assert {
+        "rule": "tier.wealth",
+        "detail": "aum_avg_30d 620000 >= 500000",
+        "conditions": [
+            {"feature": "aum_avg_30d", "operator": "gte", "value": "620000", "threshold": "500000"}
+        ],
+    } in final["reasons"]
     assert set(final) >= {
         "customer_id", "previous_tier", "tier", "previous_stage", "stage", "direction", "score",
         "policy_version", "reasons", "caused_by",

@@ -10,7 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from services.scoring.domain.customer import CustomerState
-from services.scoring.domain.evaluation import Decision, HeldLabel, Override, Reason
+from services.scoring.domain.evaluation import (
+    Decision,
+    HeldLabel,
+    Override,
+    Reason,
+    ReasonCondition,
+    detail_of,
+)
 from services.scoring.domain.features import Complaint, DayBucket, Features
 from shared.contracts.types import Stage, Tier
 
@@ -77,7 +84,7 @@ def _encode_decision(d: Decision) -> dict[str, Any]:
         "tier": d.tier.value,
         "stage": d.stage.value,
         "score": d.score,
-        "reasons": [[r.rule, r.detail] for r in d.reasons],
+        "reasons": [_encode_reason(r) for r in d.reasons],
         "policy_version": d.policy_version,
         "evaluated_at": _time(d.evaluated_at),
         "tier_since": _time(d.tier_since),
@@ -87,10 +94,28 @@ def _encode_decision(d: Decision) -> dict[str, Any]:
         "next_review_at": _time(d.next_review_at),
         "clv": str(d.clv),
         "labels": [
-            [h.name, h.dimension, _time(h.since), h.reason.rule, h.reason.detail, _time(h.outside_since)]
+            [h.name, h.dimension, _time(h.since), *_encode_reason(h.reason), _time(h.outside_since)]
             for h in d.labels
         ],
     }
+
+
+def _encode_reason(r: Reason) -> list[Any]:
+    # The detail is the conditions in words: a reason with conditions keeps only them, so the
+    # state grows no larger than before they were kept; one without keeps its detail, as then.
+    return [r.rule, [list(c) for c in r.conditions] if r.conditions else r.detail]
+
+
+def reason_json(r: Reason) -> dict[str, Any]:
+    """A reason as the API serves it and the tier history keeps it."""
+    return {"rule": r.rule, "detail": r.detail, "conditions": [c._asdict() for c in r.conditions]}
+
+
+def _decode_reason(rule: str, kept: str | list[list[str]]) -> Reason:
+    if isinstance(kept, str):
+        return Reason(rule, kept)
+    conditions = tuple(ReasonCondition(*c) for c in kept)
+    return Reason(rule, detail_of(conditions), conditions)
 
 
 def _encode_override(o: Override) -> dict[str, Any]:
@@ -136,7 +161,7 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
         tier=Tier(d["tier"]),
         stage=Stage(d["stage"]),
         score=d["score"],
-        reasons=tuple(Reason(rule, detail) for rule, detail in d["reasons"]),
+        reasons=tuple(_decode_reason(*r) for r in d["reasons"]),
         policy_version=d["policy_version"],
         evaluated_at=_required_time(d["evaluated_at"]),
         tier_since=_required_time(d["tier_since"]),
@@ -146,8 +171,14 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
         next_review_at=_required_time(d["next_review_at"]),
         clv=Decimal(d["clv"]),
         labels=tuple(
-            HeldLabel(name, dimension, _required_time(since), Reason(rule, detail), _parse_time(outside))
-            for name, dimension, since, rule, detail, outside in d.get("labels", ())
+            HeldLabel(
+                name,
+                dimension,
+                _required_time(since),
+                _decode_reason(rule, kept),
+                _parse_time(outside),
+            )
+            for name, dimension, since, rule, kept, outside in d.get("labels", ())
         ),
     )
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.scoring.domain.features import (
     ZERO,
@@ -34,10 +34,22 @@ from shared.contracts.types import MONEY_CONTEXT, Stage, Tier
 MAX_CATCH_UP_REVIEWS = 400
 
 
+class ReasonCondition(NamedTuple):
+    """One condition of the rule that matched, with the customer's value, as the detail shows them,
+    so each language can word the reason its own way."""
+
+    feature: str
+    operator: str
+    value: str
+    threshold: str
+
+
 @dataclass(frozen=True)
 class Reason:
     rule: str
     detail: str
+    # Empty for reasons that are not a rule's conditions (hysteresis, override, a label kept or left).
+    conditions: tuple[ReasonCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -314,11 +326,25 @@ def first_group(groups: Groups, vector: dict[str, Any], margin: Decimal = ZERO) 
     return next((group for group in groups if all(holds(c, vector, margin) for c in group)), None)
 
 
-def explain(conditions: list[Condition], vector: dict[str, Any]) -> str:
-    symbols = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", Op.EQ: "=", Op.NE: "!="}
-    parts = [
-        f"{c.feature} {_show(vector.get(c.feature))} {symbols[c.op]} {_show(c.value)}" for c in conditions
-    ]
+_SYMBOLS: dict[str, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", Op.EQ: "=", Op.NE: "!="}
+
+
+def because(rule: str, conditions: Sequence[Condition], vector: dict[str, Any]) -> Reason:
+    """The reason a rule matched: its conditions with the customer's values, and the same in words."""
+    shown = _conditions(conditions, vector)
+    return Reason(rule, detail_of(shown), shown)
+
+
+def _conditions(conditions: Sequence[Condition], vector: dict[str, Any]) -> tuple[ReasonCondition, ...]:
+    return tuple(
+        ReasonCondition(c.feature, c.op.value, _show(vector.get(c.feature)), _show(c.value))
+        for c in conditions
+    )
+
+
+def detail_of(conditions: tuple[ReasonCondition, ...]) -> str:
+    """A rule's conditions in English words, as every reason's `detail` reads."""
+    parts = [f"{c.feature} {c.value} {_SYMBOLS[c.operator]} {c.threshold}" for c in conditions]
     return "; ".join(parts) or "no other rule matched"
 
 
@@ -332,7 +358,7 @@ def policy_tier(vector: dict[str, Any], policy: Policy) -> tuple[Tier, Reason]:
     for gate in policy.tiers:
         matched = first_group(gate.any_of, vector)
         if matched is not None:
-            return gate.tier, Reason(f"tier.{gate.tier.value}", explain(matched, vector))
+            return gate.tier, because(f"tier.{gate.tier.value}", matched, vector)
     raise AssertionError("the last gate matches everyone")  # guaranteed by the policy schema
 
 
@@ -448,7 +474,7 @@ def decide_labels(
             continue
         matched = label.first_match(vector)
         if matched is not None:
-            reason = Reason(f"label.{rule.name}", explain(list(matched), vector))
+            reason = because(f"label.{rule.name}", matched, vector)
             held.append(HeldLabel(rule.name, rule.dimension.value, was.since if was else now, reason))
         elif was is not None and rule.leave_after_days:
             outside = was.outside_since or now
@@ -531,7 +557,7 @@ def _stage(vector: dict[str, Any], policy: Policy) -> tuple[Stage, Reason]:
     for rule in policy.stages:
         matched = first_group(rule.any_of, vector)
         if matched is not None:
-            return rule.stage, Reason(f"stage.{rule.stage.value}", explain(matched, vector))
+            return rule.stage, because(f"stage.{rule.stage.value}", matched, vector)
     raise AssertionError("the last stage rule matches everyone")  # guaranteed by the policy schema
 
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from services.console.charts import Series, heat_map, stacked_bars, stacked_columns
 from services.console.i18n import TEXTS, Formatter, negotiate
 from services.console.sessions import Expiry, Identity, SessionStore
+from services.engagement.domain.lifecycle import ItemStatus
+from services.engagement.domain.playbook import ActionKind, Category, ContactChannel, Priority
+from services.feedback.domain.effects import Conclusion
+from services.feedback.domain.events import Arm
+from services.scoring.domain.evaluation import derive
+from services.scoring.domain.features import Features
+from services.scoring.domain.policy import LabelDimension, Op, default_policy
+from shared.contracts.outbound import (
+    ChangeDirection,
+    ComplaintSeverity,
+    ComplaintStatus,
+    NpsCategory,
+    OutreachOutcome,
+    SurveyKind,
+)
+from shared.contracts.types import Channel, Segment, Stage, Tier
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 ADMIN = Identity(key_id="ab12cd34", roles=frozenset({"admin"}), rm_id=None, branches=None)
@@ -89,6 +106,68 @@ def test_every_text_has_both_languages() -> None:
         assert chinese.strip(), key
 
 
+def test_a_reason_is_worded_in_the_pages_language_from_its_conditions() -> None:
+    reason: dict[str, Any] = {
+        "rule": "tier.wealth",
+        "detail": "aum_avg_30d 620000 >= 500000; nps_category promoter = promoter",
+        "conditions": [
+            {"feature": "aum_avg_30d", "operator": "gte", "value": "620000", "threshold": "500000"},
+            {"feature": "nps_category", "operator": "eq", "value": "promoter", "threshold": "promoter"},
+        ],
+    }
+    english, chinese = Formatter("en", "CNY"), Formatter("zh-CN", "CNY")
+    assert chinese.rule("tier.wealth") == "财富"
+    assert (
+        chinese.reason(reason)
+        == "近30日日均资产 ¥620,000.00（不低于 ¥500,000.00）；NPS 类别 推荐者（等于 推荐者）"
+    )
+    assert english.reason(reason).startswith("average AUM (30 days) CN¥620,000.00 (at least CN¥500,000.00)")
+
+
+def test_reasons_without_conditions_are_worded_too_and_old_ones_keep_their_words() -> None:
+    chinese = Formatter("zh-CN", "CNY")
+    catch_all = {"rule": "tier.mass", "detail": "no other rule matched", "conditions": []}
+    hold = {"rule": "hysteresis.hold", "detail": "below the vip gate since 2026-10-01 but within 10%"}
+    left = {"rule": "label.digital_first", "detail": "left: its conditions no longer hold"}
+    recorded_before_conditions = {"rule": "tier.vip", "detail": "aum_avg_30d 60000 >= 50000"}
+    assert chinese.reason(catch_all) == "未满足其他规则"
+    assert chinese.rule(hold["rule"]) == "降级宽限"
+    assert "宽限期" in chinese.reason(hold)
+    assert chinese.rule(left["rule"]) == "数字化优先"
+    assert chinese.reason(left) == "条件不再满足，标签已移除"
+    assert chinese.reason(recorded_before_conditions) == "aum_avg_30d 60000 >= 50000"
+
+
+def test_an_outreach_items_planned_reason_names_tiers_stages_and_labels_in_the_language() -> None:
+    chinese = Formatter("zh-CN", "CNY")
+    planned = "win-back: vip/at_risk -> vip/churned (entered digital_first, left high_loyalty)"
+    assert chinese.outreach_reason(planned) == (
+        "win-back: 贵宾/流失风险 → 贵宾/已流失 (新增数字化优先；移除高忠诚度)"
+    )
+    assert chinese.outreach_reason("welcome: new/new -> mass/new") == "welcome: （新客户）/新客 → 大众/新客"
+    assert chinese.outreach_reason("held out by vip-welcome-holdout") == "held out by vip-welcome-holdout"
+
+
+def test_every_value_the_services_send_has_chinese_words() -> None:
+    chinese = Formatter("zh-CN", "CNY")
+    named = {
+        "tier": Tier, "stage": Stage, "direction": ChangeDirection, "status": ItemStatus,
+        "action": ActionKind, "priority": Priority, "outcome": OutreachOutcome, "kind": SurveyKind,
+        "severity": ComplaintSeverity, "channel": Channel, "segment": Segment, "dimension": LabelDimension,
+        "nps_category": NpsCategory, "conclusion": Conclusion, "arm": Arm,
+    }  # fmt: skip
+    values = [(prefix, member.value) for prefix, enum in named.items() for member in enum]
+    values += [("status", status.value) for status in ComplaintStatus]
+    values += [("channel", channel.value) for channel in ContactChannel]
+    values += [("category", category.value) for category in Category]
+    values += [("feature", name) for name in derive(Features(), datetime(2026, 1, 1, tzinfo=UTC))]
+    values += [("label", label.name) for label in default_policy().labels]
+    values += [("op", op.value) for op in Op]
+    untranslated = [(prefix, value) for prefix, value in values if f"{prefix}.{value}" not in TEXTS]
+    assert untranslated == []
+    assert chinese.label("tier", "unknown") == "未知"
+
+
 def test_a_heat_map_labels_rows_and_columns_and_escapes_every_text() -> None:
     rows = [("a", "<script>"), ("b", "B")]
     svg = str(
@@ -110,6 +189,11 @@ def test_column_and_bar_charts_have_axes_with_units_and_a_legend() -> None:
     assert ">up<" in columns
     assert ">down<" in columns
     assert ">5<" in columns  # the y axis rounds 3 up to a readable 5
+    ten = str(stacked_columns("changes", ["Oct 1"], series, [{"upgrade": 8}], "changes"))
+    ticks = re.findall(r'class="tick end"[^>]*>([^<]+)<', ten)
+    assert ticks == ["0", "2", "4", "6", "8", "10"]  # whole counts only, no 2.5 shown as 2
+    coloured = str(stacked_columns("c", ["Oct 1"], [Series("downgrade", "down", 5)], [{"downgrade": 1}], "c"))
+    assert coloured.count('class="series-5"') == 2  # the column and its legend keep the colour given
     bars = str(
         stacked_bars("tiers", [("vip", "VIP")], series, {"vip": {"upgrade": 40, "downgrade": 2}}, "customers")
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -10,10 +11,11 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange, Trigger, review, set_override
-from services.scoring.domain.evaluation import Override, derive, evaluate, score
+from services.scoring.domain.evaluation import Override, ReasonCondition, derive, evaluate, score
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.features import Features
 from services.scoring.domain.policy import Policy, default_policy, load_policy
+from services.scoring.outbound import tier_changed_event
 from shared.contracts.outbound import EventCause
 from shared.contracts.types import Stage, Tier
 from tests.unit.scoring.builders import (
@@ -136,6 +138,41 @@ def test_every_decision_explains_itself_with_the_rule_and_the_values() -> None:
     assert rules["tier.wealth"] == "aum_avg_30d 620000 >= 500000"
     assert any(rule.startswith("stage.") for rule in rules)
     assert state.decision.policy_version == default_policy().version
+
+
+def test_a_reason_names_its_conditions_so_each_language_can_word_it() -> None:
+    state, changes = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    wealth = next(r for r in state.decision.reasons if r.rule == "tier.wealth")
+    assert wealth.conditions == (ReasonCondition("aum_avg_30d", "gte", "620000", "500000"),)
+    published = json.loads(tier_changed_event(changes[-1]).value)["data"]["reasons"]
+    assert [r["conditions"] for r in published] == [
+        [c._asdict() for c in r.conditions] for r in changes[-1].reasons
+    ]
+    assert (
+        next(r for r in published if r["rule"] == "tier.wealth")["conditions"][0]["feature"] == "aum_avg_30d"
+    )
+
+
+def test_state_written_before_reasons_had_conditions_still_decodes() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    raw = json.loads(json.dumps(encode(state)))
+    raw["decision"]["reasons"] = [[r.rule, r.detail] for r in state.decision.reasons]
+    decision = decode("C1", raw).decision
+    assert decision is not None
+    assert [(r.rule, r.detail) for r in decision.reasons] == [
+        (r.rule, r.detail) for r in state.decision.reasons
+    ]
+    assert all(r.conditions == () for r in decision.reasons)
+
+
+def test_a_reason_with_conditions_is_stored_as_its_conditions_alone() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    stored = json.loads(json.dumps(encode(state)))["decision"]["reasons"]
+    assert ["tier.wealth", [["aum_avg_30d", "gte", "620000", "500000"]]] in stored
+    assert decode("C1", encode(state)) == state
 
 
 def test_an_override_wins_until_it_expires_and_then_the_policy_decides_again() -> None:
