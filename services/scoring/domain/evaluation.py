@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -355,10 +355,10 @@ def _show(value: Any) -> str:
 
 
 def policy_tier(vector: dict[str, Any], policy: Policy) -> tuple[Tier, Reason]:
-    for gate in policy.tiers:
-        matched = first_group(gate.any_of, vector)
+    for tier, rule in _compiled(policy).tiers:
+        matched = rule.first_match(vector)
         if matched is not None:
-            return gate.tier, because(f"tier.{gate.tier.value}", matched, vector)
+            return tier, because(f"tier.{tier.value}", matched, vector)
     raise AssertionError("the last gate matches everyone")  # guaranteed by the policy schema
 
 
@@ -394,7 +394,8 @@ def evaluate(
     reasons.append(stage_reason)
     tier_since = previous.tier_since if previous is not None and previous.tier is chosen else now
     labels = decide_labels(vector, policy, now, () if previous is None else previous.labels, touched)
-    due = exact_review_at(features, policy, now, below_since, override, labels)
+    averages = {30: vector["aum_avg_30d"], 90: vector["aum_avg_90d"]}
+    due = exact_review_at(features, policy, now, below_since, override, labels, averages)
     refresh = now + timedelta(hours=policy.review.refresh_hours)
     return Decision(
         tier=chosen,
@@ -492,34 +493,53 @@ def decide_labels(
     return tuple(held)
 
 
+_CompiledTest = tuple[str, Callable[[Any, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class _CompiledGroups:
+    """A rule's condition groups with each condition turned into (feature, compare, value) once
+    per policy; an empty rule matches everyone."""
+
+    groups: tuple[tuple[Condition, ...], ...]
+    tests: tuple[tuple[_CompiledTest, ...], ...]
+
+    @classmethod
+    def of(cls, any_of: Groups) -> _CompiledGroups:
+        groups = tuple(tuple(group) for group in any_of)
+        tests = tuple(tuple((c.feature, _COMPARE[c.op], c.value) for c in group) for group in groups)
+        return cls(groups, tests)
+
+    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
+        """The first group whose conditions all hold (a missing value holds none)."""
+        if not self.groups:
+            return ()
+        for group, tests in zip(self.groups, self.tests, strict=True):
+            for feature, compare, expected in tests:
+                actual = vector[feature]
+                if actual is None or not compare(actual, expected):
+                    break
+            else:
+                return group
+        return None
+
+
 @dataclass(frozen=True)
 class _CompiledLabel:
-    """A label rule with each condition turned into (feature, test) once per policy."""
+    """A label rule with its conditions compiled once per policy."""
 
     rule: LabelRule
-    groups: tuple[tuple[Condition, ...], ...]
-    tests: tuple[tuple[tuple[str, Callable[[Any], bool]], ...], ...]
+    groups: _CompiledGroups
     inputs: frozenset[str]
     always: bool  # names the score or the tier, which any event can move
 
     @classmethod
     def of(cls, rule: LabelRule) -> _CompiledLabel:
-        groups = tuple(tuple(group) for group in rule.any_of)
-        tests = tuple(tuple((c.feature, _test(c)) for c in group) for group in groups)
-        inputs = frozenset(c.feature for group in groups for c in group)
-        return cls(rule, groups, tests, inputs, not inputs.isdisjoint(_DECIDED))
+        inputs = frozenset(c.feature for group in rule.any_of for c in group)
+        return cls(rule, _CompiledGroups.of(rule.any_of), inputs, not inputs.isdisjoint(_DECIDED))
 
     def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
-        for group, tests in zip(self.groups, self.tests, strict=True):
-            if all((actual := vector[feature]) is not None and test(actual) for feature, test in tests):
-                return group
-        return None
-
-
-def _test(condition: Condition) -> Callable[[Any], bool]:
-    compare = _COMPARE[condition.op]
-    expected = condition.value
-    return lambda actual: bool(compare(actual, expected))
+        return self.groups.first_match(vector)
 
 
 def _apply_hysteresis(
@@ -554,10 +574,10 @@ def _apply_hysteresis(
 
 
 def _stage(vector: dict[str, Any], policy: Policy) -> tuple[Stage, Reason]:
-    for rule in policy.stages:
-        matched = first_group(rule.any_of, vector)
+    for stage, rule in _compiled(policy).stages:
+        matched = rule.first_match(vector)
         if matched is not None:
-            return rule.stage, because(f"stage.{rule.stage.value}", matched, vector)
+            return stage, because(f"stage.{stage.value}", matched, vector)
     raise AssertionError("the last stage rule matches everyone")  # guaranteed by the policy schema
 
 
@@ -579,8 +599,11 @@ def exact_review_at(
     below_since: datetime | None,
     override: Override | None,
     labels: tuple[HeldLabel, ...] = (),
+    averages: Mapping[int, Decimal] | None = None,
 ) -> datetime | None:
-    """The earliest moment a rule could flip with no new event, or None if none can."""
+    """The earliest moment a rule could flip with no new event, or None if none can.
+
+    `averages` may give the average daily balance of a window as of `now`, already known."""
     candidates: list[datetime] = []
     leave_after = _compiled(policy).leave_after_days
     for label in labels:
@@ -590,22 +613,16 @@ def exact_review_at(
         candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
     if override is not None:
         candidates.append(override.expires_at)
-    anchors = {
-        "days_since_last_txn": features.last_txn_at,
-        "days_since_last_interaction": features.last_interaction_at,
-        "days_since_last_activity": _latest(features.last_txn_at, features.last_interaction_at),
-        "nps_age_days": features.nps_at,
-        "tenure_days": _tenure_start(features),
-        "days_since_investment": _start_of_day(features.products_seen.get("investments")),
-        "days_since_loan": _start_of_day(features.products_seen.get("loan")),
-        "balance_known_days": _first_balance_at(features),
-    }
+    anchors: dict[str, datetime | None] = {}
     for feature, days in _compiled(policy).day_thresholds:
+        if feature not in anchors:  # only the anchors the policy's thresholds name are worked out
+            anchors[feature] = _DAY_ANCHORS[feature](features)
         anchor = anchors[feature]
         if anchor is not None:
             candidates.append(anchor + timedelta(days=days))
     for window, thresholds in _compiled(policy).balance_thresholds.items():
-        crossing = balance_average_crossing(features, now, window, thresholds)
+        known = averages.get(window) if averages is not None else None
+        crossing = balance_average_crossing(features, now, window, thresholds, known)
         if crossing is not None:
             candidates.append(crossing)
     future = [moment for moment in candidates if moment > now]
@@ -613,7 +630,11 @@ def exact_review_at(
 
 
 def balance_average_crossing(
-    features: Features, now: datetime, window_days: int, thresholds: frozenset[Decimal]
+    features: Features,
+    now: datetime,
+    window_days: int,
+    thresholds: frozenset[Decimal],
+    average_now: Decimal | None = None,
 ) -> datetime | None:
     """When the average daily balance next crosses a threshold, with no new balance.
 
@@ -627,7 +648,9 @@ def balance_average_crossing(
     breaks = sorted({t + window for t, _ in features.balances if t + window > start})
     if not breaks:
         return None  # every balance has been in the window for its whole length: the average is flat
-    previous_at, previous_value = start, average_daily_balance(features, now, window_days)
+    if average_now is None:
+        average_now = average_daily_balance(features, now, window_days)
+    previous_at, previous_value = start, average_now
     for at in breaks:
         value = average_daily_balance(features, moment_of(at), window_days)
         crossed = [
@@ -641,18 +664,18 @@ def balance_average_crossing(
     return None
 
 
-_DAY_FEATURES = frozenset(
-    {
-        "days_since_last_txn",
-        "days_since_last_interaction",
-        "days_since_last_activity",
-        "nps_age_days",
-        "tenure_days",
-        "days_since_investment",
-        "days_since_loan",
-        "balance_known_days",
-    }
-)
+# The moment each day-count feature counts from: a threshold on it is crossed that many days later.
+_DAY_ANCHORS: dict[str, Callable[[Features], datetime | None]] = {
+    "days_since_last_txn": lambda f: f.last_txn_at,
+    "days_since_last_interaction": lambda f: f.last_interaction_at,
+    "days_since_last_activity": lambda f: _latest(f.last_txn_at, f.last_interaction_at),
+    "nps_age_days": lambda f: f.nps_at,
+    "tenure_days": lambda f: _tenure_start(f),
+    "days_since_investment": lambda f: _start_of_day(f.products_seen.get("investments")),
+    "days_since_loan": lambda f: _start_of_day(f.products_seen.get("loan")),
+    "balance_known_days": lambda f: _first_balance_at(f),
+}
+_DAY_FEATURES = frozenset(_DAY_ANCHORS)
 
 
 @dataclass(frozen=True)
@@ -662,6 +685,8 @@ class _CompiledPolicy:
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
     leave_after_days: dict[str, int]
+    tiers: tuple[tuple[Tier, _CompiledGroups], ...]
+    stages: tuple[tuple[Stage, _CompiledGroups], ...]
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -695,6 +720,8 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),
         {label.name: label.leave_after_days for label in policy.labels},
+        tuple((gate.tier, _CompiledGroups.of(gate.any_of)) for gate in policy.tiers),
+        tuple((rule.stage, _CompiledGroups.of(rule.any_of)) for rule in policy.stages),
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()

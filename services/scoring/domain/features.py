@@ -285,38 +285,28 @@ def _complaint(features: Features, time: datetime, data: ComplaintData) -> Featu
 
 def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     """Exact sums of the daily buckets over each window ending `today` (inclusive)."""
-    counts = dict.fromkeys(windows, 0)
-    amounts = dict.fromkeys(windows, ZERO)
-    interactions = dict.fromkeys(windows, 0)
-    credits = dict.fromkeys(windows, 0)
-    credit_amounts = dict.fromkeys(windows, ZERO)
-    support_calls = dict.fromkeys(windows, 0)
-    login_failures = dict.fromkeys(windows, 0)
+    add = MONEY_CONTEXT.add
+    # Runs for every event: plain lists per window, one pass over the days. Counts are txn
+    # count, interactions, credits, support calls, login failures; amounts txn and credit.
+    counts = [[0, 0, 0, 0, 0] for _ in windows]
+    amounts = [[ZERO, ZERO] for _ in windows]
     for day, bucket in features.days.items():
         age = today - day
         if age < 0:
             continue
-        for window in windows:
+        for window, count, amount in zip(windows, counts, amounts, strict=True):
             if age < window:
-                counts[window] += bucket.txn_count
-                amounts[window] = MONEY_CONTEXT.add(amounts[window], bucket.txn_amount)
-                interactions[window] += bucket.interactions
+                count[0] += bucket.txn_count
+                amount[0] = add(amount[0], bucket.txn_amount)
+                count[1] += bucket.interactions
                 if bucket.credits:
-                    credits[window] += bucket.credits
-                    credit_amounts[window] = MONEY_CONTEXT.add(credit_amounts[window], bucket.credit_amount)
-                support_calls[window] += bucket.support_calls
-                login_failures[window] += bucket.login_failures
+                    count[2] += bucket.credits
+                    amount[1] = add(amount[1], bucket.credit_amount)
+                count[3] += bucket.support_calls
+                count[4] += bucket.login_failures
     return {
-        w: DayBucket(
-            counts[w],
-            amounts[w],
-            interactions[w],
-            credits[w],
-            credit_amounts[w],
-            support_calls[w],
-            login_failures[w],
-        )
-        for w in windows
+        window: DayBucket(count[0], amount[0], count[1], count[2], amount[1], count[3], count[4])
+        for window, count, amount in zip(windows, counts, amounts, strict=True)
     }
 
 

@@ -11,9 +11,19 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange, Trigger, review, set_override
-from services.scoring.domain.evaluation import Override, ReasonCondition, derive, evaluate, score
+from services.scoring.domain.evaluation import (
+    FeatureVector,
+    Override,
+    ReasonCondition,
+    derive,
+    evaluate,
+    exact_review_at,
+    first_group,
+    policy_tier,
+    score,
+)
 from services.scoring.domain.events import ScoringEvent
-from services.scoring.domain.features import Features
+from services.scoring.domain.features import Features, average_daily_balance
 from services.scoring.domain.policy import Policy, default_policy, load_policy
 from services.scoring.outbound import tier_changed_event
 from shared.contracts.outbound import EventCause
@@ -296,3 +306,32 @@ def test_a_change_caused_by_an_event_names_its_source_and_id_and_takes_its_id_fr
     assert resent.id == first.id
     assert same_id_elsewhere.caused_by == EventCause(source="card-system", id=event.id)
     assert same_id_elsewhere.id != first.id
+
+
+@pytest.mark.parametrize("aum", ["40000.00", "450000.00", "5500000.00"])
+def test_the_review_time_from_known_balance_averages_is_the_one_worked_out_afresh(aum: str) -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), balance(T0 - days(3), aum), txn(T0, "18250.40"))
+    decision = state.decision
+    assert decision is not None
+    features, now = state.features, decision.evaluated_at
+    known = {window: average_daily_balance(features, now, window) for window in (30, 90)}
+    afresh = exact_review_at(features, POLICY, now, decision.below_gate_since, None, decision.labels)
+    assert afresh is not None
+    assert decision.due_at == afresh
+    assert (
+        exact_review_at(features, POLICY, now, decision.below_gate_since, None, decision.labels, known)
+        == afresh
+    )
+
+
+@pytest.mark.parametrize("aum", ["0.00", "49999.99", "50000.00", "500000.00", "6000000.00"])
+def test_compiled_gates_and_stages_choose_the_first_rule_whose_conditions_all_hold(aum: str) -> None:
+    state, _ = run(profile(T0 - days(400)), balance(T0 - days(40), aum), txn(T0, "10.00"))
+    assert state.decision is not None
+    vector = FeatureVector(state.features, T0)
+    vector["score"] = state.decision.score
+    gate = next(g for g in POLICY.tiers if first_group(g.any_of, vector) is not None)
+    assert policy_tier(vector, POLICY)[0] is gate.tier is state.decision.policy_tier
+    vector["tier"] = state.decision.tier.value
+    stage = next(r for r in POLICY.stages if first_group(r.any_of, vector) is not None)
+    assert stage.stage is state.decision.stage
