@@ -16,6 +16,7 @@ from services.engagement.domain.lifecycle import (
     Actor,
     ItemState,
     ItemStatus,
+    acted_after,
     assign,
     cancel,
     choose_rm,
@@ -240,7 +241,7 @@ class Engagement:
             now = self.clock.when(at, mark, datetime.now(UTC))
             if at is not None and self.clock.follows_events:
                 await advance_watermark(db, SCHEMA, at)
-            after = await self._move(store, item_id, step, actor, note, now)
+            after = await self._move(store, item_id, step, actor, note, now, stated=at)
             if after is None:
                 raise UnknownItem(item_id)
             if request_survey and after.status is ItemStatus.COMPLETED:
@@ -257,11 +258,21 @@ class Engagement:
         return len(due)
 
     async def _move(
-        self, store: EngagementStore, item_id: str, step: Step, actor: str, note: str | None, now: datetime
+        self,
+        store: EngagementStore,
+        item_id: str,
+        step: Step,
+        actor: str,
+        note: str | None,
+        now: datetime,
+        stated: datetime | None = None,
     ) -> ItemState | None:
         row = await store.item(item_id)
         if row is None:
             return None
+        if stated is not None:
+            # The item's updated_at is the time of its last step (its creation at first).
+            acted_after(item_id, stated, max(row["created_at"], row["updated_at"]))
         before = item_state(row)
         after = step(before, now)
         await store.save_transition(before, after, actor, note, now)

@@ -73,6 +73,8 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 tier=data.tier.value,
                 stage=data.stage.value,
                 branch_id=data.profile.branch_id,
+                aum=data.aum,
+                products_held=data.products_held,
             )
         if isinstance(data, SurveyRequestData):
             return SurveyRequested(

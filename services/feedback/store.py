@@ -83,10 +83,18 @@ class FeedbackStore:
         )
         await self._db.execute(
             text(
-                "INSERT INTO feedback.tier_history (source, event_id, customer_id, at, tier, stage) "
-                "VALUES (:src, :e, :c, :at, :t, :s) ON CONFLICT (source, event_id) DO NOTHING"
+                "INSERT INTO feedback.tier_history (source, event_id, customer_id, at, tier, stage, aum, "
+                "products_held) VALUES (:src, :e, :c, :at, :t, :s, :aum, :products) "
+                "ON CONFLICT (source, event_id) DO NOTHING"
             ),
-            {**tier, "src": observed.source, "e": observed.event_id, "at": observed.at},
+            {
+                **tier,
+                "src": observed.source,
+                "e": observed.event_id,
+                "at": observed.at,
+                "aum": observed.aum,
+                "products": observed.products_held,
+            },
         )
 
     async def enrol(self, enrolled: ExperimentEnrolled) -> None:

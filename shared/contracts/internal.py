@@ -36,6 +36,7 @@ from shared.contracts.outbound import (
 from shared.contracts.types import (
     CustomerId,
     Identifier,
+    NonNegativeMoney,
     PayloadTime,
     RiskProfile,
     Segment,
@@ -84,6 +85,10 @@ class TierChanged(TierChangedData):
     profile: TierChangeProfile = TierChangeProfile()
     complaints_open_high: Annotated[StrictInt, Field(ge=0)] = 0
     nps_latest: NpsScore | None = None
+    # The customer's holdings when the change was decided (AUM in the base currency); absent
+    # from events published before scoring added them.
+    aum: NonNegativeMoney | None = None
+    products_held: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
 
 
 class SurveyRequested(_Internal):
