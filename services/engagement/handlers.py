@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.domain.guardrails import cap_window
+from services.engagement.domain.holdouts import hold_window, holds_in_force
 from services.engagement.domain.lifecycle import (
     Actor,
     ItemState,
@@ -172,7 +173,8 @@ class Engagement:
         await store.remember_customer(change)
         open_items = await store.open_items(change.customer_id)
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
-        decided = plan(change, open_items, contacts, playbook, now)
+        held_out = await store.held_out_actions(change.customer_id, now - hold_window(playbook))
+        decided = plan(change, open_items, contacts, playbook, now, holds_in_force(held_out, playbook, now))
         for item_id, reason in decided.cancellations:
             await self._move(store, item_id, _withdrawn(reason), SYSTEM, reason, now)
         branch = change.profile.get("branch_id")
