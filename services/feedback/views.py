@@ -170,7 +170,7 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 SELECT i.action, coalesce(i.tier, 'unknown') AS tier, i.outcome, s.kind, s.score,
                     {_RANK.format(col="i.tier")} AS rank_before, {_RANK.format(col=after)} AS rank_after
                 FROM feedback.invitations i LEFT JOIN feedback.surveys s ON s.survey_id = i.survey_id
-                WHERE i.requested_at >= :start AND i.requested_at < :end
+                WHERE i.requested_at >= :start AND i.requested_at < :end AND NOT i.held_out
             )
             SELECT action, tier, count(*) AS contacted,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
@@ -205,6 +205,7 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 WHERE NOT EXISTS (
                     SELECT 1 FROM feedback.invitations i
                     WHERE i.customer_id = c.customer_id AND i.requested_at >= :start AND i.requested_at < :end
+                        AND NOT i.held_out
                 )
             )
             SELECT tier_then AS tier, count(*) AS customers,

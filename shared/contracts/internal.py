@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from shared.contracts.envelope import (
     CloudEvent,
@@ -123,6 +123,10 @@ class OutreachPlanned(_Internal):
     status: ShortText
     tier: Tier | None = None
     experiment: ShortText | None = None
+    # When the item's first contact is due (its SLA): a held-out customer is invited to a
+    # survey then, as a treated one would be after the contact. Planned ahead, so not bounded
+    # by the clock like an event's own times.
+    sla_due_at: AwareDatetime | None = None
 
 
 # The outreach events an item can be born with (queued, assigned at once, or held out).

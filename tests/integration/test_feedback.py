@@ -226,6 +226,7 @@ def _planned(customer_id: str, status: str, at: datetime) -> dict[str, Any]:
         "data": {
             "outreach_id": str(uuid.uuid4()), "customer_id": customer_id, "action": "rm_call",
             "status": status, "tier": "vip", "experiment": "trial",
+            "sla_due_at": (at + timedelta(hours=48)).isoformat(),
         },
     }  # fmt: skip
 
@@ -251,7 +252,8 @@ def test_the_holdout_report_counts_each_customer_once_from_their_first_draw_and_
         # Drawn again later: a second item for a treated customer, and a held-out customer
         # later treated by another rule of the experiment. Each counts once, as first drawn.
         + [_planned(treated[0], "queued", drawn + timedelta(hours=1))]
-        + [_planned(held[0], "queued", drawn + timedelta(hours=2))],
+        + [_planned(held[0], "queued", drawn + timedelta(hours=2))]
+        + [_planned(held[1], "held_out", drawn + timedelta(hours=3))],
         topic=OUTREACH,
     )
     week = drawn + timedelta(days=7)
@@ -262,7 +264,7 @@ def test_the_holdout_report_counts_each_customer_once_from_their_first_draw_and_
     members = "SELECT count(*) FROM feedback.experiment_members WHERE experiment = 'trial'"
     later = "SELECT count(*) FROM feedback.tier_history WHERE customer_id LIKE 'C-FB-%' AND aum IS NOT NULL"
     wait_until(
-        lambda: sandbox.query(members)[0][0] == 10 and sandbox.query(later)[0][0] == 13, 60, "all read"
+        lambda: sandbox.query(members)[0][0] == 11 and sandbox.query(later)[0][0] == 13, 60, "all read"
     )
 
     period = {"from": drawn.isoformat(), "to": (drawn + timedelta(days=1)).isoformat(), "days": "30"}
@@ -277,3 +279,11 @@ def test_the_holdout_report_counts_each_customer_once_from_their_first_draw_and_
     assert aum["conclusion"] == "too small to conclude"
     products = row["products_held_change"]
     assert (products["treated"], products["held_out"], products["difference"]) == (2.0, 0.0, 2.0)
+    # The held-out customers are invited to a survey when their contact would have been due,
+    # once: the second draw of one of them falls within the fatigue gap. They were not
+    # contacted, so the observational comparison does not count them as contacted.
+    invited = sandbox.query(
+        "SELECT customer_id, requested_at FROM feedback.invitations WHERE held_out ORDER BY customer_id"
+    )
+    assert [(r[0], r[1]) for r in invited] == [(c, drawn + timedelta(hours=48)) for c in held]
+    assert report["contacted"] == []

@@ -60,6 +60,8 @@ class ExperimentEnrolled:
     action: str
     tier: str | None
     at: datetime
+    # When the item's contact was due: when a held-out customer is invited to a survey.
+    contact_due_at: datetime | None = None
 
 
 FeedbackEvent = TierObserved | SurveyRequested | ExperimentEnrolled | ErasureNotice
