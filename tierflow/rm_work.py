@@ -144,14 +144,14 @@ class Rms:
                 answer = self._work_item(rm, item, slot)
                 if answer is not None:
                     answers.append(answer)
-        answers += self._held_out_answers(day)
-        # An answer is given when it is given: none from the simulated future of the wall clock.
-        answers = [a for a in answers if datetime.fromisoformat(a["answered_at"]) <= datetime.now(UTC)]
+        after_calls = _already_given(answers)
+        answers = after_calls + _already_given(self._held_out_answers(day))
         if answers:
             self.feedback.post("/v1/surveys", json=answers).raise_for_status()
             self.work.surveys_answered += len(answers)
-            if not self.work.loop:
-                first = answers[0]
+            # The loop shown is a contact's: the first answer after an RM's call, not a held-out one.
+            if not self.work.loop and after_calls:
+                first = after_calls[0]
                 self.work.loop = {"customer_id": first["customer_id"], "outreach_id": first["outreach_id"],
                                   "survey": first}  # fmt: skip
         self.work.worked_until = day.isoformat()
@@ -212,6 +212,11 @@ class Rms:
         self.work.surveys_requested += 1
         self._invited_at.setdefault(item["customer_id"], []).append(done_at)
         return survey_answer(self._rng, persona, result, item["id"], item["customer_id"], done_at)
+
+
+def _already_given(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An answer is given when it is given: none from the simulated future of the wall clock."""
+    return [a for a in answers if datetime.fromisoformat(a["answered_at"]) <= datetime.now(UTC)]
 
 
 def _assignments(
