@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from services.engagement.outbound import survey_request
 from services.scoring.domain.customer import TierChange, Trigger
 from services.scoring.domain.evaluation import Reason
-from services.scoring.domain.features import Complaint, Features
+from services.scoring.domain.features import Complaint, Features, seconds_of
 from services.scoring.outbound import customer_erased_event, tier_changed_event
 from shared.contracts.outbound import ChangeDirection, EventCause
 from shared.contracts.types import Stage, Tier
@@ -164,7 +165,11 @@ def tier_changed(
     customer_id: str = "C0001", trigger: Trigger = Trigger.EVENT, at: datetime | None = None
 ) -> dict[str, Any]:
     """A `customer.tier_changed.v1` as scoring publishes it, with the context it adds."""
+    moment = at or datetime.now(UTC) - timedelta(minutes=1)
     features = Features(
+        # 620,000 under management, in deposits and funds: two products held.
+        balances=((seconds_of(moment - timedelta(days=40)), Decimal("620000.00")),),
+        breakdown={"deposits": Decimal("120000.00"), "funds": Decimal("500000.00")},
         profile=PROFILE,
         nps_latest=9,
         complaints={"K1": Complaint("high", "open", 0), "K2": Complaint("critical", "in_progress", 0)},
@@ -182,7 +187,7 @@ def tier_changed(
         reasons=(Reason("tier.wealth", "aum_avg_30d 620000 >= 500000"),),
         caused_by=EventCause(source="core-banking", id="evt 1"),
         trigger=trigger,
-        at=at or datetime.now(UTC) - timedelta(minutes=1),
+        at=moment,
         features=features,
     )
     event: dict[str, Any] = json.loads(tier_changed_event(change).value)

@@ -96,6 +96,8 @@ def _holdouts(summary: Summary) -> Table:
         "held out",
         "moved up: difference [95%]",
         "NPS later",
+        "AUM change",
+        "products held",
     )
     for name in columns:
         table.add_column(name)
@@ -103,6 +105,9 @@ def _holdouts(summary: Summary) -> Table:
         table.add_row(
             row["experiment"], row["tier"], row["action"], f"{row['treated']:,}", f"{row['held_out']:,}",
             _difference(row["tier_up"]), _difference(row["nps_later"]),
+            # Reports from before AUM and products were compared lack them.
+            _difference(row["aum_change"]) if "aum_change" in row else "-",
+            _difference(row["products_held_change"]) if "products_held_change" in row else "-",
         )  # fmt: skip
     table.caption = summary.effectiveness.get("observational", "")
     return table
@@ -112,6 +117,8 @@ def _difference(comparison: dict[str, Any]) -> str:
     if comparison["difference"] is None:
         return str(comparison["conclusion"])
     low, high = comparison["ci95"]
+    if isinstance(comparison["difference"], str):  # an amount, to the cent
+        return f"{comparison['difference']} [{low}, {high}] {comparison['conclusion']}"
     return f"{comparison['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {comparison['conclusion']}"
 
 

@@ -1,6 +1,8 @@
 """RMs at work in the simulated bank: each works their branch's queue in business hours in the
 branch's time zone, claims, calls and completes items with outcomes that depend on the
 customer's persona and the action, and asks for follow-up surveys that customers answer or not.
+Customers an experiment held out are asked too, when their contact would have been due, as
+feedback invites them, so the later NPS is there to compare in both groups.
 
 An RM gets through a fixed number of items a working day, so a branch over capacity leaves
 items waiting past their SLA. Every action states its simulated time (`at`): engagement runs
@@ -19,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from services.feedback.domain.surveys import held_out_invitation
 from shared.contracts.outbound import REACHED_OUTCOMES, OutreachOutcome
 from tierflow.simulate import Bank, Branch, Persona, Rm, branches, persona_of
 
@@ -83,6 +86,13 @@ def survey_answer(
             "kind": "nps", "score": score, "answered_at": answered.isoformat()}  # fmt: skip
 
 
+def held_out_answer(rng: random.Random, persona: Persona, item: dict[str, Any]) -> dict[str, Any] | None:
+    """A held-out customer's answer to the survey they are invited to when the contact they were
+    held out of was due: answered as often, and scored as, by a customer nobody reached."""
+    due = datetime.fromisoformat(item["sla_due_at"])
+    return survey_answer(rng, persona, OutreachOutcome.NOT_REACHED, item["id"], item["customer_id"], due)
+
+
 @dataclass
 class RmWork:
     """What the RMs did: items worked, outcomes, surveys requested and answered (the SLA they
@@ -108,6 +118,10 @@ class Rms:
     work: RmWork = field(default_factory=RmWork)
     _next_day: date | None = None
     _rng: random.Random = field(init=False)
+    # Held-out items already surveyed (or skipped), and when each customer was invited, which
+    # survey fatigue counts as feedback does.
+    _held_out_done: set[str] = field(default_factory=set)
+    _invited_at: dict[str, list[datetime]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.bank.seed * 7 + 11)
@@ -130,16 +144,40 @@ class Rms:
                 answer = self._work_item(rm, item, slot)
                 if answer is not None:
                     answers.append(answer)
-        # An answer is given when it is given: none from the simulated future of the wall clock.
-        answers = [a for a in answers if datetime.fromisoformat(a["answered_at"]) <= datetime.now(UTC)]
+        after_calls = _already_given(answers)
+        answers = after_calls + _already_given(self._held_out_answers(day))
         if answers:
             self.feedback.post("/v1/surveys", json=answers).raise_for_status()
             self.work.surveys_answered += len(answers)
-            if not self.work.loop:
-                first = answers[0]
+            # The loop shown is a contact's: the first answer after an RM's call, not a held-out one.
+            if not self.work.loop and after_calls:
+                first = after_calls[0]
                 self.work.loop = {"customer_id": first["customer_id"], "outreach_id": first["outreach_id"],
                                   "survey": first}  # fmt: skip
         self.work.worked_until = day.isoformat()
+
+    def _held_out_answers(self, day: date) -> list[dict[str, Any]]:
+        """Answers of the held-out customers whose contact was due by the end of `day`."""
+        end = datetime.combine(day + timedelta(days=1), time(0), UTC)
+        response = self.engagement.get(
+            "/v1/outreach",
+            params={"status": "held_out", "due_before": end.isoformat(), "limit": RESULT_LIMIT},
+        )
+        response.raise_for_status()
+        answers: list[dict[str, Any]] = []
+        for item in response.json():
+            due = datetime.fromisoformat(item["sla_due_at"])
+            if item["id"] in self._held_out_done or due >= end:
+                continue
+            self._held_out_done.add(item["id"])
+            invited = self._invited_at.setdefault(item["customer_id"], [])
+            if held_out_invitation(due, invited) is None:
+                continue  # survey fatigue: feedback does not invite them
+            invited.append(due)
+            answer = held_out_answer(self._rng, self.personas(item["customer_id"]), item)
+            if answer is not None:
+                answers.append(answer)
+        return answers
 
     def _open_items(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -172,7 +210,13 @@ class Rms:
         if not ask:
             return None
         self.work.surveys_requested += 1
+        self._invited_at.setdefault(item["customer_id"], []).append(done_at)
         return survey_answer(self._rng, persona, result, item["id"], item["customer_id"], done_at)
+
+
+def _already_given(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An answer is given when it is given: none from the simulated future of the wall clock."""
+    return [a for a in answers if datetime.fromisoformat(a["answered_at"]) <= datetime.now(UTC)]
 
 
 def _assignments(

@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.engagement import views
-from services.engagement.domain.lifecycle import Actor, ActorUnknown, TransitionRefused, acting
+from services.engagement.domain.lifecycle import (
+    ActedBeforeItem,
+    Actor,
+    ActorUnknown,
+    TransitionRefused,
+    acting,
+)
 from services.engagement.domain.outcomes import OutcomeCounts
 from services.engagement.domain.playbook import load_playbook
 from services.engagement.handlers import Engagement, UnknownItem
@@ -66,7 +72,7 @@ ActedAt = Annotated[
 _ITEM_ERRORS: Responses = {
     404: {"description": "Unknown item"},
     409: {"description": "Transition not allowed"},
-    422: {"description": "Invalid body, or `at` stated on the wall clock"},
+    422: {"description": "Invalid body, or `at` stated on the wall clock or before the item's last step"},
 }
 _UNKNOWN_VERSION: Responses = {404: {"description": "Unknown version"}}
 
@@ -93,7 +99,7 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
             raise ApiError(404, f"unknown outreach item {str(item_id)!r}") from None
         except TransitionRefused as exc:
             raise ApiError(409, str(exc)) from None
-        except StatedTimeRefused as exc:
+        except (StatedTimeRefused, ActedBeforeItem) as exc:
             raise ApiError(422, str(exc)) from None
         return await load(item_id, key)
 

@@ -12,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.engagement import metrics
 from services.engagement.domain.guardrails import cap_window
+from services.engagement.domain.holdouts import hold_window, holds_in_force
 from services.engagement.domain.lifecycle import (
     Actor,
     ItemState,
     ItemStatus,
+    acted_after,
     assign,
     cancel,
     choose_rm,
@@ -176,7 +178,8 @@ class Engagement:
         await store.remember_customer(change)
         open_items = await store.open_items(change.customer_id)
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
-        decided = plan(change, open_items, contacts, playbook, now)
+        held_out = await store.held_out_actions(change.customer_id, now - hold_window(playbook))
+        decided = plan(change, open_items, contacts, playbook, now, holds_in_force(held_out, playbook, now))
         for item_id, reason in decided.cancellations:
             await self._move(store, item_id, _withdrawn(reason), SYSTEM, reason, now)
         branch = change.profile.get("branch_id")
@@ -245,7 +248,7 @@ class Engagement:
             now = self.clock.when(at, mark, datetime.now(UTC))
             if at is not None and self.clock.follows_events:
                 await advance_watermark(db, SCHEMA, at)
-            after = await self._move(store, item_id, step, actor, note, now)
+            after = await self._move(store, item_id, step, actor, note, now, stated=at)
             if after is None:
                 raise UnknownItem(item_id)
             if request_survey and after.status is ItemStatus.COMPLETED:
@@ -262,11 +265,21 @@ class Engagement:
         return len(due)
 
     async def _move(
-        self, store: EngagementStore, item_id: str, step: Step, actor: str, note: str | None, now: datetime
+        self,
+        store: EngagementStore,
+        item_id: str,
+        step: Step,
+        actor: str,
+        note: str | None,
+        now: datetime,
+        stated: datetime | None = None,
     ) -> ItemState | None:
         row = await store.item(item_id)
         if row is None:
             return None
+        if stated is not None:
+            # The item's updated_at is the time of its last step (its creation at first).
+            acted_after(item_id, stated, max(row["created_at"], row["updated_at"]))
         before = item_state(row)
         after = step(before, now)
         await store.save_transition(before, after, actor, note, now)

@@ -18,7 +18,7 @@ from services.feedback.domain.events import (
     TierObserved,
     event_time,
 )
-from services.feedback.domain.surveys import answer, invitation_expires
+from services.feedback.domain.surveys import answer, held_out_invitation, invitation_expires
 from services.feedback.store import SCHEMA, FeedbackStore, complaint_of
 from shared.batches import MAX_LISTED_ERRORS, BatchRejected, ItemError
 from shared.clock import Clock, advance_watermark, service_now
@@ -73,6 +73,8 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 tier=data.tier.value,
                 stage=data.stage.value,
                 branch_id=data.profile.branch_id,
+                aum=data.aum,
+                products_held=data.products_held,
             )
         if isinstance(data, SurveyRequestData):
             return SurveyRequested(
@@ -99,6 +101,7 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 action=data.action,
                 tier=None if data.tier is None else data.tier.value,
                 at=envelope.time,
+                contact_due_at=data.sla_due_at,
             )
         raise PoisonMessage(f"no reading of {envelope.type} events")
 
@@ -133,6 +136,8 @@ class Feedback:
                     await store.remember_tier(event)
                 elif isinstance(event, ExperimentEnrolled):
                     await store.enrol(event)
+                    if event.arm is Arm.HELD_OUT:
+                        await self._invite_held_out(store, event)
                 else:
                     await store.invite(event, invitation_expires(event.requested_at))
                 moment = event_time(event)
@@ -140,6 +145,26 @@ class Feedback:
             if applied is not None and self.clock.follows_events:
                 await advance_watermark(db, SCHEMA, applied)
         ERASURES.labels(service="feedback").inc(erased)
+
+    async def _invite_held_out(self, store: FeedbackStore, enrolled: ExperimentEnrolled) -> None:
+        """Invite a held-out customer to the survey a treated one gets after the contact, so the
+        later NPS is measured in both groups; survey fatigue may skip it."""
+        invited = await store.invitation_times(enrolled.customer_id)
+        at = held_out_invitation(enrolled.contact_due_at, invited)
+        if at is None:
+            return
+        request = SurveyRequested(
+            source=enrolled.source,
+            event_id=enrolled.event_id,
+            outreach_id=enrolled.outreach_id,
+            customer_id=enrolled.customer_id,
+            action=enrolled.action,
+            tier=enrolled.tier,
+            channel=None,
+            outcome=None,
+            requested_at=at,
+        )
+        await store.invite(request, invitation_expires(at), held_out=True)
 
     async def _refuse_erased(self, store: FeedbackStore, customer_ids: Sequence[str]) -> None:
         """All or nothing, like validation: any item for an erased customer refuses the batch.

@@ -83,10 +83,18 @@ class FeedbackStore:
         )
         await self._db.execute(
             text(
-                "INSERT INTO feedback.tier_history (source, event_id, customer_id, at, tier, stage) "
-                "VALUES (:src, :e, :c, :at, :t, :s) ON CONFLICT (source, event_id) DO NOTHING"
+                "INSERT INTO feedback.tier_history (source, event_id, customer_id, at, tier, stage, aum, "
+                "products_held) VALUES (:src, :e, :c, :at, :t, :s, :aum, :products) "
+                "ON CONFLICT (source, event_id) DO NOTHING"
             ),
-            {**tier, "src": observed.source, "e": observed.event_id, "at": observed.at},
+            {
+                **tier,
+                "src": observed.source,
+                "e": observed.event_id,
+                "at": observed.at,
+                "aum": observed.aum,
+                "products": observed.products_held,
+            },
         )
 
     async def enrol(self, enrolled: ExperimentEnrolled) -> None:
@@ -110,13 +118,13 @@ class FeedbackStore:
             },
         )
 
-    async def invite(self, request: SurveyRequested, expires_at: datetime) -> None:
+    async def invite(self, request: SurveyRequested, expires_at: datetime, *, held_out: bool = False) -> None:
         await self._db.execute(
             text(
                 """
                 INSERT INTO feedback.invitations (outreach_id, customer_id, action, tier, channel, outcome,
-                    requested_at, expires_at)
-                VALUES (:o, :c, :a, :t, :ch, :out, :at, :exp) ON CONFLICT (outreach_id) DO NOTHING
+                    requested_at, expires_at, held_out)
+                VALUES (:o, :c, :a, :t, :ch, :out, :at, :exp, :held_out) ON CONFLICT (outreach_id) DO NOTHING
                 """
             ),
             {
@@ -128,8 +136,16 @@ class FeedbackStore:
                 "out": request.outcome,
                 "at": request.requested_at,
                 "exp": expires_at,
+                "held_out": held_out,
             },
         )
+
+    async def invitation_times(self, customer_id: str) -> list[datetime]:
+        """When the customer was (or is to be) invited to each survey feedback knows of."""
+        rows = await self._db.execute(
+            text("SELECT requested_at FROM feedback.invitations WHERE customer_id = :c"), {"c": customer_id}
+        )
+        return [row[0] for row in rows]
 
     async def unanswered_invitations(self, customer_id: str) -> list[Invitation]:
         rows = await self._db.execute(

@@ -7,6 +7,7 @@ the categories counted (promoters, reached outcomes, tier order) from the contra
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -34,6 +35,7 @@ GROUPS = {"tier": "tier", "stage": "stage", "branch": "branch_id", "channel": "c
 _RANK = "array_position(:tier_order, {col})"
 _TIER_ORDER = bindparam("tier_order", [tier.value for tier in TIERS_LOW_TO_HIGH], type_=ARRAY(Text))
 _REACHED = sorted(outcome.value for outcome in REACHED_OUTCOMES)
+_CENT = Decimal("0.01")
 
 
 async def complaint(db: AsyncConnection, complaint_id: str) -> dict[str, Any] | None:
@@ -168,7 +170,7 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 SELECT i.action, coalesce(i.tier, 'unknown') AS tier, i.outcome, s.kind, s.score,
                     {_RANK.format(col="i.tier")} AS rank_before, {_RANK.format(col=after)} AS rank_after
                 FROM feedback.invitations i LEFT JOIN feedback.surveys s ON s.survey_id = i.survey_id
-                WHERE i.requested_at >= :start AND i.requested_at < :end
+                WHERE i.requested_at >= :start AND i.requested_at < :end AND NOT i.held_out
             )
             SELECT action, tier, count(*) AS contacted,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
@@ -203,6 +205,7 @@ async def effectiveness(db: AsyncConnection, start: datetime, end: datetime, day
                 WHERE NOT EXISTS (
                     SELECT 1 FROM feedback.invitations i
                     WHERE i.customer_id = c.customer_id AND i.requested_at >= :start AND i.requested_at < :end
+                        AND NOT i.held_out
                 )
             )
             SELECT tier_then AS tier, count(*) AS customers,
@@ -234,7 +237,19 @@ async def holdout_comparison(
     db: AsyncConnection, start: datetime, end: datetime, window: timedelta
 ) -> list[dict[str, Any]]:
     """Per experiment, tier and action: the customers a holdout draw treated against those it
-    held out in the period, on outcomes measurable in both groups `window` after the draw."""
+    held out in the period, on outcomes measurable in both groups `window` after the draw.
+
+    Customers are counted, not items: a customer drawn several times in one experiment counts
+    once, in the group, tier and action of their first draw (the earliest item, ties by id),
+    and their outcomes are measured from that draw. AUM and products held are the latest
+    holdings scoring sent with a tier change at or before the draw and at or before the end of
+    the window; a customer with no holdings known at the draw is left out of those two outcomes.
+    """
+    holdings = (
+        "LEFT JOIN LATERAL (SELECT h.aum, h.products_held FROM feedback.tier_history h "
+        "WHERE h.customer_id = m.customer_id AND h.aum IS NOT NULL AND h.at <= {when} "
+        "ORDER BY h.at DESC, h.id DESC LIMIT 1) {name} ON true"
+    )
     later = (
         "(SELECT h.tier FROM feedback.tier_history h WHERE h.customer_id = m.customer_id "
         "AND h.at <= m.enrolled_at + :window ORDER BY h.at DESC, h.id DESC LIMIT 1)"
@@ -242,16 +257,24 @@ async def holdout_comparison(
     rows = await db.execute(
         text(
             f"""
-            WITH members AS (
+            WITH first_draws AS (
+                SELECT DISTINCT ON (experiment, customer_id) *
+                FROM feedback.experiment_members
+                WHERE enrolled_at >= :start AND enrolled_at < :end
+                ORDER BY experiment, customer_id, enrolled_at, outreach_id
+            ), members AS (
                 SELECT m.experiment, coalesce(m.tier, 'unknown') AS tier, m.action, m.arm, i.outcome,
                     {_RANK.format(col="m.tier")} AS rank_before, {_RANK.format(col=later)} AS rank_after,
                     (SELECT s.score FROM feedback.surveys s
                      WHERE s.customer_id = m.customer_id AND s.kind = :nps
                         AND s.answered_at > m.enrolled_at AND s.answered_at <= m.enrolled_at + :window
-                     ORDER BY s.answered_at DESC LIMIT 1) AS nps_later
-                FROM feedback.experiment_members m
+                     ORDER BY s.answered_at DESC LIMIT 1) AS nps_later,
+                    after.aum - before.aum AS aum_change,
+                    after.products_held - before.products_held AS products_change
+                FROM first_draws m
                 LEFT JOIN feedback.invitations i ON i.outreach_id = m.outreach_id
-                WHERE m.enrolled_at >= :start AND m.enrolled_at < :end
+                {holdings.format(when="m.enrolled_at", name="before")}
+                {holdings.format(when="m.enrolled_at + :window", name="after")}
             )
             SELECT experiment, tier, action, arm, count(*) AS customers,
                 count(*) FILTER (WHERE rank_after > rank_before) AS moved_up,
@@ -259,6 +282,12 @@ async def holdout_comparison(
                 count(nps_later) AS nps_answers,
                 coalesce(sum(nps_later), 0) AS nps_total,
                 coalesce(sum(nps_later * nps_later), 0) AS nps_squares,
+                count(aum_change) AS aum_answers,
+                coalesce(sum(aum_change), 0) AS aum_total,
+                coalesce(sum(aum_change * aum_change), 0) AS aum_squares,
+                count(products_change) AS products_answers,
+                coalesce(sum(products_change), 0) AS products_total,
+                coalesce(sum(products_change * products_change), 0) AS products_squares,
                 count(*) FILTER (WHERE outcome = ANY(:reached)) AS reached,
                 count(*) FILTER (WHERE outcome = :converted) AS converted
             FROM members GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
@@ -286,10 +315,15 @@ def _compared(key: tuple[str, str, str], treated: Any, held_out: Any) -> dict[st
     def share(row: Any, hits: str) -> Share:
         return Share(0, 0) if row is None else Share(int(getattr(row, hits)), int(row.customers))
 
-    def sample(row: Any) -> Sample:
+    def sample(row: Any, outcome: str) -> Sample:
         if row is None:
             return Sample(0, 0.0, 0.0)
-        return Sample(int(row.nps_answers), float(row.nps_total), float(row.nps_squares))
+        parts = ("answers", "total", "squares")
+        count, total, squares = (getattr(row, f"{outcome}_{part}") for part in parts)
+        return Sample(int(count), float(total), float(squares))
+
+    def means(outcome: str) -> Comparison:
+        return compare_means(sample(treated, outcome), sample(held_out, outcome))
 
     experiment, tier, action = key
     return {
@@ -303,8 +337,21 @@ def _compared(key: tuple[str, str, str], treated: Any, held_out: Any) -> dict[st
         "treated_converted": 0 if treated is None else int(treated.converted),
         "tier_up": _public(compare_shares(share(treated, "moved_up"), share(held_out, "moved_up"))),
         "tier_down": _public(compare_shares(share(treated, "moved_down"), share(held_out, "moved_down"))),
-        "nps_later": _public(compare_means(sample(treated), sample(held_out))),
+        "nps_later": _public(means("nps")),
+        "aum_change": _money(_public(means("aum"))),
+        "products_held_change": _public(means("products")),
     }
+
+
+def _money(figures: dict[str, Any]) -> dict[str, Any]:
+    """A comparison of amounts as decimal strings to the cent, in the base currency."""
+
+    def cents(value: float | None) -> str | None:
+        return None if value is None else str(Decimal(repr(value)).quantize(_CENT))
+
+    money = {name: cents(figures[name]) for name in ("treated", "held_out", "difference")}
+    ci95 = figures["ci95"]
+    return {**figures, **money, "ci95": None if ci95 is None else [cents(bound) for bound in ci95]}
 
 
 def _public(comparison: Comparison) -> dict[str, Any]:

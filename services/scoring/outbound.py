@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.scoring.domain.customer import TierChange
-from services.scoring.domain.features import Features, open_high_complaints
+from services.scoring.domain.features import Features, aum_at, day_of, open_high_complaints, products_held
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
     TIER_CHANGED,
@@ -54,8 +54,15 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
             **data.model_dump(mode="json"),
             "trigger": change.trigger.value,
             **customer_context(change.features),
+            **holdings(change.features, change.at),
         },
     )
+
+
+def holdings(features: Features, at: datetime) -> dict[str, object]:
+    """The customer's AUM (base currency) and products held when the change was decided, so an
+    experiment's groups can be compared on them by a subscriber that sees no balances."""
+    return {"aum": str(aum_at(features, at)), "products_held": products_held(features, day_of(at))}
 
 
 def customer_context(features: Features) -> dict[str, object]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from shared.contracts.envelope import (
     CloudEvent,
@@ -36,6 +36,7 @@ from shared.contracts.outbound import (
 from shared.contracts.types import (
     CustomerId,
     Identifier,
+    NonNegativeMoney,
     PayloadTime,
     RiskProfile,
     Segment,
@@ -84,6 +85,10 @@ class TierChanged(TierChangedData):
     profile: TierChangeProfile = TierChangeProfile()
     complaints_open_high: Annotated[StrictInt, Field(ge=0)] = 0
     nps_latest: NpsScore | None = None
+    # The customer's holdings when the change was decided (AUM in the base currency); absent
+    # from events published before scoring added them.
+    aum: NonNegativeMoney | None = None
+    products_held: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
 
 
 class SurveyRequested(_Internal):
@@ -118,6 +123,10 @@ class OutreachPlanned(_Internal):
     status: ShortText
     tier: Tier | None = None
     experiment: ShortText | None = None
+    # When the item's first contact is due (its SLA): a held-out customer is invited to a
+    # survey then, as a treated one would be after the contact. Planned ahead, so not bounded
+    # by the clock like an event's own times.
+    sla_due_at: AwareDatetime | None = None
 
 
 # The outreach events an item can be born with (queued, assigned at once, or held out).

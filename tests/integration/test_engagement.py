@@ -410,7 +410,12 @@ def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_rms_
         )
 
     assert act(held[0]["id"], "claim", simulated + timedelta(hours=1)).status_code == 409
+    born = datetime.fromisoformat(first["created_at"])
+    before_birth = act(first["id"], "claim", born - timedelta(seconds=1))
+    assert before_birth.status_code == 422
+    assert "cannot predate the item" in before_birth.json()["detail"]
     assert act(first["id"], "claim", simulated + timedelta(hours=1)).status_code == 200
+    assert act(first["id"], "start", simulated + timedelta(minutes=59)).status_code == 422, "before the claim"
     started = act(first["id"], "start", simulated + timedelta(hours=2))
     assert datetime.fromisoformat(started.json()["first_contact_at"]) == simulated + timedelta(hours=2)
     done = act(first["id"], "complete", simulated + timedelta(hours=3), outcome="reached")

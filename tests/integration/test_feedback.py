@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.topics import TIER_CHANGES
+from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.infra import BOUND_RM_KEYS, INGEST_KEY, OPS_KEY, Infra, wait_until
 from tests.integration.scoring_support import ScoringSandbox, view
@@ -218,3 +220,74 @@ def test_tier_changes_with_the_same_id_from_two_sources_are_two_and_a_resend_is_
         ("tierflow/scoring-hk", "wealth"),
         ("tierflow/scoring", "private"),
     ]
+
+
+def _planned(customer_id: str, status: str, at: datetime) -> dict[str, Any]:
+    """An outreach item engagement planned in experiment `trial`, as it publishes it."""
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "tierflow/engagement",
+        "type": f"engagement.outreach_{status}.v1", "time": at.isoformat(),
+        "data": {
+            "outreach_id": str(uuid.uuid4()), "customer_id": customer_id, "action": "rm_call",
+            "status": status, "tier": "vip", "experiment": "trial",
+            "sla_due_at": (at + timedelta(hours=48)).isoformat(),
+        },
+    }  # fmt: skip
+
+
+def test_the_holdout_report_counts_each_customer_once_from_their_first_draw_and_compares_aum_and_products(
+    sandbox: ScoringSandbox,
+) -> None:
+    feedback = sandbox.start("feedback", TIERFLOW_SCORING_CLOCK="event")
+    drawn = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+    treated = [f"C-FB-T{n}" for n in range(4)]
+    held = [f"C-FB-H{n}" for n in range(4)]
+
+    def holdings(customer_id: str, at: datetime, aum: str, products: int) -> dict[str, Any]:
+        change = factories.tier_change(
+            customer_id, ("mass", "new"), ("vip", "new"), aum=aum, products_held=products
+        )
+        return factories.with_envelope(change, time=at.isoformat())
+
+    sandbox.produce([holdings(c, drawn, "100000.00", 1) for c in treated + held], topic=TIER_CHANGES)
+    sandbox.produce(
+        [_planned(c, "queued", drawn) for c in treated]
+        + [_planned(c, "held_out", drawn) for c in held]
+        # Drawn again later: a second item for a treated customer, and a held-out customer
+        # later treated by another rule of the experiment. Each counts once, as first drawn.
+        + [_planned(treated[0], "queued", drawn + timedelta(hours=1))]
+        + [_planned(held[0], "queued", drawn + timedelta(hours=2))]
+        + [_planned(held[1], "held_out", drawn + timedelta(hours=3))],
+        topic=OUTREACH,
+    )
+    week = drawn + timedelta(days=7)
+    sandbox.produce(
+        [holdings(c, week, "160000.00", 3) for c in treated] + [holdings(held[1], week, "90000.00", 1)],
+        topic=TIER_CHANGES,
+    )
+    members = "SELECT count(*) FROM feedback.experiment_members WHERE experiment = 'trial'"
+    later = "SELECT count(*) FROM feedback.tier_history WHERE customer_id LIKE 'C-FB-%' AND aum IS NOT NULL"
+    wait_until(
+        lambda: sandbox.query(members)[0][0] == 11 and sandbox.query(later)[0][0] == 13, 60, "all read"
+    )
+
+    period = {"from": drawn.isoformat(), "to": (drawn + timedelta(days=1)).isoformat(), "days": "30"}
+    report = httpx.get(f"{feedback.base_url}/v1/reports/effectiveness", params=period, headers=OPS).json()
+    [row] = [r for r in report["holdouts"] if r["experiment"] == "trial"]
+    assert (row["treated"], row["held_out"]) == (4, 4)
+    aum = row["aum_change"]
+    assert (aum["treated"], aum["held_out"], aum["difference"]) == ("60000.00", "-2500.00", "62500.00")
+    assert (aum["treated_n"], aum["held_out_n"]) == (4, 4)
+    low, high = aum["ci95"]
+    assert Decimal(low) < Decimal("62500.00") < Decimal(high)
+    assert aum["conclusion"] == "too small to conclude"
+    products = row["products_held_change"]
+    assert (products["treated"], products["held_out"], products["difference"]) == (2.0, 0.0, 2.0)
+    # The held-out customers are invited to a survey when their contact would have been due,
+    # once: the second draw of one of them falls within the fatigue gap. They were not
+    # contacted, so the observational comparison does not count them as contacted.
+    invited = sandbox.query(
+        "SELECT customer_id, requested_at FROM feedback.invitations WHERE held_out ORDER BY customer_id"
+    )
+    assert [(r[0], r[1]) for r in invited] == [(c, drawn + timedelta(hours=48)) for c in held]
+    assert report["contacted"] == []

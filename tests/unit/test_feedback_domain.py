@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.feedback.domain.complaints import Complaint, ComplaintRefused, move
-from services.feedback.domain.surveys import nps
+from services.feedback.domain.surveys import FATIGUE_GAP, held_out_invitation, nps
 from shared.contracts.outbound import ComplaintStatus
 
 OPENED = datetime(2026, 5, 1, 9, tzinfo=UTC)
@@ -27,3 +27,14 @@ def test_nps_is_promoters_minus_detractors_in_percent() -> None:
     assert nps(promoters=2, detractors=1, responses=3) == pytest.approx(33.3)
     assert nps(promoters=1, detractors=0, responses=16) == pytest.approx(6.3)
     assert nps(promoters=0, detractors=0, responses=0) is None
+
+
+def test_a_held_out_customer_is_invited_when_the_contact_was_due_unless_surveyed_within_the_fatigue_gap() -> (
+    None
+):
+    due = OPENED + timedelta(hours=48)
+    assert held_out_invitation(due, []) == due
+    assert held_out_invitation(due, [due - FATIGUE_GAP]) == due
+    assert held_out_invitation(due, [due - FATIGUE_GAP + timedelta(hours=1)]) is None
+    assert held_out_invitation(due, [due + timedelta(days=3)]) is None, "an invitation already planned later"
+    assert held_out_invitation(None, []) is None

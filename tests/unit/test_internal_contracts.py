@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from shared.contracts.outbound import TIER_CHANGED, EventCause
 from shared.contracts.types import RiskProfile, Stage, Tier
 from tests import factories
 
-CONTEXT_FIELDS = ("profile", "complaints_open_high", "nps_latest")
+CONTEXT_FIELDS = ("profile", "complaints_open_high", "nps_latest", "aum", "products_held")
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
@@ -66,6 +67,7 @@ def test_a_tier_change_as_scoring_publishes_it_decodes_with_its_context() -> Non
     assert change.profile.consents == Consents(phone=True, sms=False)
     assert change.complaints_open_high == 2
     assert change.nps_latest == 9
+    assert (change.aum, change.products_held) == (Decimal("620000.00"), 2)
 
 
 @pytest.mark.parametrize("trigger", list(Trigger))
@@ -79,6 +81,7 @@ def test_a_tier_change_without_context_reads_as_an_empty_profile_and_no_complain
     change = decode_tier_changed(data_of(published_tier_change(with_context=False)))
     assert change.profile.branch_id is None
     assert (change.complaints_open_high, change.nps_latest) == (0, None)
+    assert (change.aum, change.products_held) == (None, None)
 
 
 def test_a_survey_request_as_engagement_publishes_it_decodes() -> None:
@@ -114,6 +117,8 @@ BAD_TIER_CHANGES: list[tuple[str, dict[str, Any], str]] = [
     ("negative complaints", {**TIER_CHANGE_DATA, "complaints_open_high": -1}, "data.complaints_open_high"),
     ("nps out of range", {**TIER_CHANGE_DATA, "nps_latest": 11}, "data.nps_latest"),
     ("unknown trigger", {**TIER_CHANGE_DATA, "trigger": "whim"}, "data.trigger"),
+    ("negative aum", {**TIER_CHANGE_DATA, "aum": "-1.00"}, "data.aum"),
+    ("products as text", {**TIER_CHANGE_DATA, "products_held": "2"}, "data.products_held"),
     ("cause with a NUL", {**TIER_CHANGE_DATA, "caused_by": {"source": "core", "id": "e\x001"}},
      "data.caused_by.EventCause.id"),
 ]  # fmt: skip

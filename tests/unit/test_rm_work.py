@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.contracts.outbound import OutreachOutcome
-from tierflow.rm_work import ITEM_MINUTES, business_slots, outcome, survey_answer
+from tierflow.rm_work import ITEM_MINUTES, business_slots, held_out_answer, outcome, survey_answer
 from tierflow.simulate import PERSONAS
 
 MONDAY = date(2026, 3, 2)
@@ -49,3 +49,14 @@ def test_some_customers_answer_the_follow_up_survey_after_the_contact_and_some_d
     assert all(datetime.fromisoformat(a["answered_at"]) > done for a in given)
     assert {a["outreach_id"] for a in given} == {"O1"}
     assert all(0 <= a["score"] <= 10 for a in given)
+
+
+def test_a_held_out_customer_answers_the_survey_after_their_contact_would_have_been_due_or_not() -> None:
+    rng = random.Random(5)
+    due = datetime(2026, 3, 4, 2, 0, tzinfo=ZoneInfo("UTC"))
+    item = {"id": "O-HELD", "customer_id": "C2", "sla_due_at": due.isoformat()}
+    answers = [held_out_answer(rng, PERSONA["retiree"], item) for _ in range(200)]
+    given = [a for a in answers if a is not None]
+    assert 0.3 < len(given) / len(answers) < 0.7
+    assert all(datetime.fromisoformat(a["answered_at"]) > due for a in given)
+    assert {(a["outreach_id"], a["customer_id"], a["kind"]) for a in given} == {("O-HELD", "C2", "nps")}

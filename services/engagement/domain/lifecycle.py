@@ -41,6 +41,10 @@ class ActorUnknown(ValueError):
     pass
 
 
+class ActedBeforeItem(ValueError):
+    """A stated action time earlier than the item's own latest time (its creation, its claim)."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who moves an item: an RM, or an admin, who may move items held by anyone.
@@ -81,6 +85,17 @@ class ItemState:
     cancel_reason: str | None = None
     first_contact_at: datetime | None = None
     closed_at: datetime | None = None
+
+
+def acted_after(item_id: str, acted_at: datetime, last_moved_at: datetime) -> None:
+    """An RM's stated time must not predate the item's last step: a simulation or replay that
+    dates a claim before the item existed, or a start before the claim, would make SLAs and
+    times to first contact negative."""
+    if acted_at < last_moved_at:
+        raise ActedBeforeItem(
+            f"`at` {acted_at.isoformat()} is before item {item_id}'s last step at"
+            f" {last_moved_at.isoformat()}; an action cannot predate the item it moves"
+        )
 
 
 def _open(item: ItemState) -> None:

@@ -16,7 +16,14 @@ from services.engagement.domain.guardrails import (
     suitable,
     within_cap,
 )
-from services.engagement.domain.holdouts import experiment_of, held_out_reason, in_control_group
+from services.engagement.domain.holdouts import (
+    HeldOut,
+    experiment_of,
+    held_out_reason,
+    hold_on,
+    hold_reason,
+    in_control_group,
+)
 from services.engagement.domain.lifecycle import CLOSED_STATES, ItemStatus
 from services.engagement.domain.playbook import (
     Action,
@@ -134,9 +141,17 @@ def matches(match: Match, change: Change) -> bool:
 
 
 def plan(
-    change: Change, open_items: list[OpenItem], contacts: list[Contact], playbook: Playbook, now: datetime
+    change: Change,
+    open_items: list[OpenItem],
+    contacts: list[Contact],
+    playbook: Playbook,
+    now: datetime,
+    holds: dict[str, HeldOut] | None = None,
 ) -> Plan:
-    """New items (queued, or cancelled with the guardrail that stopped them) and superseded ones."""
+    """New items (queued, held out, or cancelled with the guardrail that stopped them) and
+    superseded ones. `holds` are the actions the customer is held out of (by kind) from earlier
+    draws; a draw made here holds them out of its action for the rest of this change too."""
+    holding = dict(holds or {})
     cancellations = [
         (item.id, "superseded: the customer changed tier or stage again")
         for item in open_items
@@ -157,7 +172,11 @@ def plan(
             item = _plan_action(
                 change, rule, index, action, still_open, planned_kinds, seen_contacts, playbook, now
             )
+            item = _held(item, holding, change)
             planned.append(item)
+            if item.status is ItemStatus.HELD_OUT and item.experiment and item.kind not in holding:
+                window = rule.holdout.days if rule.holdout else 0
+                holding[item.kind] = HeldOut(item.kind, item.experiment, now + timedelta(days=window))
             if item.status is ItemStatus.QUEUED:
                 still_open.add((rule.name, action.kind.value))
                 planned_kinds[action.kind.value] = rule.name
@@ -233,6 +252,19 @@ def _plan_action(
         context_stage=change.stage,
         experiment=holdout.experiment if holdout else None,
     )
+
+
+def _held(item: PlannedItem, holding: dict[str, HeldOut], change: Change) -> PlannedItem:
+    """An action every guardrail let through is held out when an earlier draw holds the customer
+    out of it, whichever rule planned it; an item its own draw held out keeps its own reason."""
+    if item.status is not ItemStatus.QUEUED:
+        return item
+    hold = hold_on(
+        holding, item.kind, item.category, change.complaints_open_high, change.stage == Stage.AT_RISK
+    )
+    if hold is None:
+        return item
+    return replace(item, status=ItemStatus.HELD_OUT, reason=hold_reason(hold), experiment=hold.experiment)
 
 
 def _drawn(holdout: Holdout | None, customer_id: str) -> tuple[ItemStatus, str]:

@@ -107,6 +107,9 @@ class Holdout(_Strict):
 
     experiment: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     share: Annotated[Decimal, Field(gt=0, le=Decimal("0.5"), decimal_places=3)]
+    # How long a held-out customer gets none of the held-out actions, whatever rule would
+    # trigger them: the experiment's window, which its report's `days` should match.
+    days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
 class Rule(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from shared.contracts.internal import ErasureNotice
@@ -21,6 +22,9 @@ class TierObserved:
     tier: str
     stage: str
     branch_id: str | None
+    # The customer's holdings at the change (AUM in the base currency), when scoring sent them.
+    aum: Decimal | None = None
+    products_held: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class ExperimentEnrolled:
     action: str
     tier: str | None
     at: datetime
+    # When the item's contact was due: when a held-out customer is invited to a survey.
+    contact_due_at: datetime | None = None
 
 
 FeedbackEvent = TierObserved | SurveyRequested | ExperimentEnrolled | ErasureNotice

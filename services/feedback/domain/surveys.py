@@ -24,6 +24,22 @@ def invitation_expires(requested_at: datetime) -> datetime:
     return requested_at + INVITATION_LIFETIME
 
 
+# Survey fatigue: a customer is invited on the experiment's schedule at most once in this long,
+# counting every invitation they have, however made.
+FATIGUE_GAP = timedelta(days=30)
+
+
+def held_out_invitation(contact_due_at: datetime | None, invited_at: Sequence[datetime]) -> datetime | None:
+    """When to invite a held-out customer: when the contact they were held out of was due, so
+    both groups are asked on the same schedule; None when they were invited within the fatigue
+    gap of that moment (before or after it), or the item stated no due time."""
+    if contact_due_at is None:
+        return None
+    if any(abs(contact_due_at - earlier) < FATIGUE_GAP for earlier in invited_at):
+        return None
+    return contact_due_at
+
+
 @dataclass(frozen=True)
 class Answer:
     """When a survey was answered and the outreach it follows, if any."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from services.engagement.domain.lifecycle import Actor, ActorUnknown, acting
+from services.engagement.domain.lifecycle import ActedBeforeItem, Actor, ActorUnknown, acted_after, acting
+
+CLAIMED = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
 
 def test_a_bound_key_acts_as_its_rm_whatever_rm_the_request_names() -> None:
@@ -26,3 +30,13 @@ def test_an_admin_acting_for_an_rm_is_audited_as_the_key_for_that_rm() -> None:
 def test_an_admin_naming_no_rm_acts_in_its_own_name() -> None:
     actor = acting("ab12cd34", admin=True, bound_rm=None, named_rm=None)
     assert (actor.name, actor.audit_name) == ("admin:ab12cd34", "admin:ab12cd34")
+
+
+def test_an_action_stated_before_the_items_last_step_is_refused_naming_both_times() -> None:
+    with pytest.raises(ActedBeforeItem, match=r"2026-03-02T04:59:59\+00:00 is before item I-1's last step"):
+        acted_after("I-1", CLAIMED - timedelta(seconds=1), CLAIMED)
+
+
+def test_an_action_stated_at_or_after_the_items_last_step_is_accepted() -> None:
+    acted_after("I-1", CLAIMED, CLAIMED)
+    acted_after("I-1", CLAIMED + timedelta(hours=1), CLAIMED)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.engagement.domain.guardrails import COUNTS_TOWARDS_CAPS, Contact
-from services.engagement.domain.holdouts import in_control_group
+from services.engagement.domain.holdouts import hold_on, holds_in_force, in_control_group
 from services.engagement.domain.lifecycle import ItemStatus, TransitionRefused, claim
 from services.engagement.domain.planning import Change, plan
 from services.engagement.domain.playbook import Category, ContactChannel, Holdout, Playbook, Rule
@@ -122,3 +122,66 @@ def test_the_default_playbook_holds_out_a_tenth_of_its_marketing_welcomes() -> N
         "vip-welcome": Decimal("0.1"),
         "onboarding": Decimal("0.1"),
     }
+
+
+def stage_change(customer_id: str, **overrides: Any) -> Change:
+    """A mass customer becoming regular: only the nudge rule matches."""
+    return change(
+        customer_id=customer_id, previous_tier="mass", tier="mass", previous_stage="new", stage="regular",
+        direction="stage", **overrides,
+    )  # fmt: skip
+
+
+def two_rules_pushing_the_app() -> Playbook:
+    """The welcome's experiment holds out app pushes; a later rule pushes the app too."""
+    return Playbook.model_validate(
+        {
+            "version": "t",
+            "rules": [
+                {"name": "welcome", "when": {"to_tiers": ["vip"]},
+                 "holdout": {**VIP_WELCOME.model_dump(), "days": 30},
+                 "actions": [action("app_push", "marketing", ["app"])]},
+                {"name": "nudge", "when": {"to_stages": ["regular"]},
+                 "actions": [action("app_push", "marketing", ["app"]),
+                             action("rm_call", "service", ["phone"], needs_rm=True)]},
+            ],
+        }
+    )  # fmt: skip
+
+
+def test_a_held_out_customer_gets_the_action_from_no_other_rule_in_the_window_but_service_still() -> None:
+    playbook = two_rules_pushing_the_app()
+    drawn = plan(upgrade_of(HELD, stage="regular"), [], [], playbook, NOON).items
+    # The same change: the welcome's draw holds the nudge's app push out too.
+    assert statuses(drawn) == [
+        ("app_push", ItemStatus.HELD_OUT, "vip-welcome-holdout"),
+        ("app_push", ItemStatus.HELD_OUT, "vip-welcome-holdout"),
+        ("rm_call", ItemStatus.QUEUED, None),
+    ]
+    assert drawn[1].reason.startswith("holdout: held out of app_push by experiment vip-welcome-holdout until")
+    # A later change: the earlier draw still holds, from the items stored for it.
+    stored = [("app_push", "vip-welcome-holdout", NOON)]
+    later = NOON + timedelta(days=10)
+    nudge = stage_change(HELD, at=later)
+    holds = holds_in_force(stored, playbook, later)
+    assert statuses(plan(nudge, [], [], playbook, later, holds).items) == [
+        ("app_push", ItemStatus.HELD_OUT, "vip-welcome-holdout"),
+        ("rm_call", ItemStatus.QUEUED, None),
+    ]
+    # Past the experiment's window the customer is contacted again; a treated one always was.
+    after = NOON + timedelta(days=31)
+    assert holds_in_force(stored, playbook, after) == {}
+    assert [i.status for i in plan(nudge, [], [], playbook, after, {}).items] == [ItemStatus.QUEUED] * 2
+    treated = plan(stage_change(TREATED, at=later), [], [], playbook, later, {}).items
+    assert [i.status for i in treated] == [ItemStatus.QUEUED] * 2
+
+
+def test_a_hold_gives_way_to_service_recovery_for_a_customer_at_risk_or_complaining() -> None:
+    playbook = two_rules_pushing_the_app()
+    holds = holds_in_force([("app_push", "vip-welcome-holdout", NOON)], playbook, NOON)
+    assert hold_on(holds, "app_push", Category.MARKETING, 0, at_risk=False) is not None
+    assert hold_on(holds, "app_push", Category.SERVICE, 0, at_risk=False) is None
+    assert hold_on(holds, "app_push", Category.MARKETING, 1, at_risk=False) is None
+    assert hold_on(holds, "app_push", Category.MARKETING, 0, at_risk=True) is None
+    # An experiment the playbook no longer runs holds nobody.
+    assert holds_in_force([("app_push", "retired-holdout", NOON)], playbook, NOON) == {}
