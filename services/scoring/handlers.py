@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics, views
-from services.scoring.domain.clock import PartitionClocks, not_before_last_decision
+from services.scoring.domain.clock import PartitionClocks, customer_clock, not_before_last_decision
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
@@ -167,17 +167,38 @@ class Scoring:
             return await store.clock_of(self.events_topic, customer_id) or datetime.now(UTC)
         return datetime.now(UTC)
 
+    async def customer(
+        self, customer_id: str, branches: frozenset[str] | None
+    ) -> tuple[CustomerState, datetime, datetime] | None:
+        """The decided customer visible to `branches` (None: any), when it was last written and
+        the customer's own now (with the event clock, its partition's clock)."""
+        async with self.engine.connect() as db:
+            found = await views.customer(db, customer_id, branches)
+            if found is None:
+                return None
+            return found[0], found[1], await self.now(ScoringStore(db), customer_id)
+
     async def simulate(self, candidate: Policy) -> tuple[Simulation, str, datetime]:
         """What `candidate` would decide for every customer now, changing nothing; with the active
-        policy's version and the moment it was evaluated at."""
+        policy's version and the latest moment a customer was evaluated at. With the event clock
+        each customer is evaluated at its own partition's clock, as the review loop judges it."""
         simulation = Simulation()
         async with self.engine.connect() as db:
             store = ScoringStore(db)
-            moment = await self.now(store)
+            latest = await self.now(store)
             active = await self.policy(store, deciding=False)
+            clocks = await self._simulation_clocks(store, latest)
             async for chunk in views.all_states(db):
-                simulate(simulation, chunk, candidate, moment)
-        return simulation, active.version, moment
+                simulate(simulation, [(state, clocks(partition)) for state, partition in chunk], candidate)
+        return simulation, active.version, latest
+
+    async def _simulation_clocks(
+        self, store: ScoringStore, latest: datetime
+    ) -> Callable[[int | None], datetime]:
+        if self.clock_mode is not ClockMode.EVENT:
+            return lambda _partition: latest
+        watermarks = await store.partition_watermarks(self.events_topic)
+        return lambda partition: customer_clock(watermarks, partition) or latest
 
     async def policy(self, store: ScoringStore, deciding: bool = True) -> Policy:
         """The active policy; `deciding` holds it until the transaction ends (before any customer

@@ -397,7 +397,9 @@ class ScoringStore:
         )
 
     async def clock_of(self, topic: str, customer_id: str | None) -> datetime | None:
-        """The watermark of the partition that holds the customer, or without one the latest of all."""
+        """The watermark of the partition that holds the customer; for a customer whose partition
+        is not known yet the earliest of all (as the review loop judges it); without a customer
+        the latest of all."""
         value: datetime | None = await self._db.scalar(
             text(
                 """
@@ -405,7 +407,9 @@ class ScoringStore:
                     (SELECT w.watermark FROM scoring.customers AS c
                      JOIN scoring.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
                      WHERE c.customer_id = :customer),
-                    (SELECT max(watermark) FROM scoring.partition_clock WHERE topic = :topic))
+                    (SELECT CASE WHEN CAST(:customer AS text) IS NULL THEN max(watermark)
+                                 ELSE min(watermark) END
+                     FROM scoring.partition_clock WHERE topic = :topic))
                 """
             ),
             {"topic": topic, "customer": customer_id},

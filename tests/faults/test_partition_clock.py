@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from services.scoring.api import customer_view
 from services.scoring.domain.events import ScoringEvent
+from services.scoring.domain.policy import default_policy
+from services.scoring.domain.simulation import Simulation
 from services.scoring.handlers import Scoring
 from services.scoring.store import StateCache
 from shared.clock import ClockMode
@@ -142,3 +145,46 @@ def test_a_partition_a_month_ahead_changes_no_one_elses_decisions(infra: Infra) 
     assert skewed["history"] == in_time_order["history"]
     assert skewed["customers"] == in_time_order["customers"]
     assert skewed["outbox"] == in_time_order["outbox"]
+
+
+async def read_while_skewed(
+    database_url: str, infra: Infra
+) -> tuple[Simulation, dict[str, datetime], dict[str, int]]:
+    """After partition 0 ran a month ahead: the active policy simulated, and each customer's
+    view with the moment it was shown at and the inactivity it showed."""
+    ahead, *behind = delivered(infra)
+    await consume(database_url, infra, [[ahead, *(until(items, CUT) for items in behind)]])
+    settings = infra.settings(DATABASE_URL=database_url)
+    engine = create_engine(settings)
+    try:
+        scoring = Scoring(engine, settings, "customer.tier-changes.v1", ClockMode.EVENT)
+        simulation, _, _ = await scoring.simulate(default_policy())
+        moments: dict[str, datetime] = {}
+        inactive_days: dict[str, int] = {}
+        for p in range(PARTITIONS):
+            customer_id = f"C-P{p}-0"
+            found = await scoring.customer(customer_id, None)
+            assert found is not None
+            moments[customer_id] = found[2]
+            days = customer_view(*found).features.days_since_last_activity
+            assert days is not None
+            inactive_days[customer_id] = days
+        return simulation, moments, inactive_days
+    finally:
+        await engine.dispose()
+
+
+def test_views_and_simulations_judge_each_customer_by_its_own_partitions_clock(infra: Infra) -> None:
+    database_url = fresh_database(infra, f"clock_reads_{uuid.uuid4().hex[:6]}")
+    simulation, moments, inactive_days = asyncio.run(read_while_skewed(database_url, infra))
+
+    # Partition 0's latest event is its first customer's last payment, an hour before END.
+    assert moments["C-P0-0"] == END - timedelta(hours=1)
+    assert moments["C-P1-0"] <= CUT
+    assert moments["C-P2-0"] <= CUT
+    # Judged at its own clock a lagging customer was active within days, not a month ago.
+    assert inactive_days["C-P1-0"] < 30
+    # The active policy, simulated, moves no one: each customer was decided at its own clock.
+    assert simulation.customers == PARTITIONS * CUSTOMERS_PER_PARTITION
+    assert all(before == after for before, after in simulation.stage_moves)
+    assert all(before == after for before, after in simulation.tier_moves)

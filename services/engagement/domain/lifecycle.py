@@ -43,7 +43,8 @@ class ActorUnknown(ValueError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who moves an item: an RM, or an admin, who may move items held by anyone.
+    """Who moves an item: an RM (perhaps an admin acting for them), or an admin in its own name,
+    who may move items held by anyone.
 
     `name` is the RM the step is taken as (an item claimed goes to them); `recorded_as` is how the
     audit trail names who took it, when that is not the RM themself."""
@@ -59,13 +60,15 @@ class Actor:
 
 def acting(key_id: str, *, admin: bool, bound_rm: str | None, named_rm: str | None) -> Actor:
     """Who acts for a key: the RM it is bound to, whatever RM the request names; an admin for the
-    RM named (audited as `<key id> for <RM>`) or in their own name. An unbound RM key has no one
-    to act as: the RM it would name is only the caller's word."""
+    RM named (audited as `<key id> for <RM>`) or in their own name. An admin acting for an RM has
+    that RM's rights, no more: another RM's item is not theirs to move (only an explicit
+    reassignment gives it to someone else). An unbound RM key has no one to act as: the RM it
+    would name is only the caller's word."""
     if bound_rm is not None:
         return Actor(bound_rm, admin=False)
     if admin:
         if named_rm:
-            return Actor(named_rm, admin=True, recorded_as=f"{key_id} for {named_rm}")
+            return Actor(named_rm, admin=False, recorded_as=f"{key_id} for {named_rm}")
         return Actor(f"admin:{key_id}", admin=True)
     raise ActorUnknown(
         "this rm key is not bound to an RM, so it may read but not act: bind it as KEY=rm:RM_ID@BRANCH"

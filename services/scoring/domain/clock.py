@@ -35,6 +35,14 @@ class PartitionClocks:
         return dict(self._advanced)
 
 
+def customer_clock(watermarks: Mapping[int, datetime], partition: int | None) -> datetime | None:
+    """The clock a customer is judged by: its partition's, or, before its first event from the
+    events topic, the earliest partition clock (it cannot be judged later than any of them)."""
+    if partition is not None and partition in watermarks:
+        return watermarks[partition]
+    return min(watermarks.values(), default=None)
+
+
 def not_before_last_decision(moment: datetime, state: CustomerState) -> datetime:
     """A customer's time never goes back: an event from a topic whose partitions run behind (feedback)
     is decided no earlier than the customer's last decision."""

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from services.engagement.domain.lifecycle import Actor, ActorUnknown, acting
+from services.engagement.domain.lifecycle import (
+    Actor,
+    ActorUnknown,
+    ItemState,
+    ItemStatus,
+    TransitionRefused,
+    acting,
+    cancel,
+    claim,
+    start,
+)
+
+NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
 
 def test_a_bound_key_acts_as_its_rm_whatever_rm_the_request_names() -> None:
@@ -20,7 +34,26 @@ def test_an_unbound_rm_key_may_not_act_even_naming_an_rm() -> None:
 
 def test_an_admin_acting_for_an_rm_is_audited_as_the_key_for_that_rm() -> None:
     actor = acting("ab12cd34", admin=True, bound_rm=None, named_rm="BR014-RM1")
-    assert (actor.name, actor.admin, actor.audit_name) == ("BR014-RM1", True, "ab12cd34 for BR014-RM1")
+    assert (actor.name, actor.audit_name) == ("BR014-RM1", "ab12cd34 for BR014-RM1")
+
+
+def test_an_admin_acting_for_an_rm_may_not_move_another_rms_item_as_theirs() -> None:
+    actor = acting("ab12cd34", admin=True, bound_rm=None, named_rm="BR014-RM1")
+    held = ItemState("item-1", ItemStatus.ASSIGNED, "BR014-RM2")
+    with pytest.raises(TransitionRefused, match="held by BR014-RM2, not BR014-RM1"):
+        start(held, actor.name, actor.admin, NOW)
+    with pytest.raises(TransitionRefused, match="held by BR014-RM2, not BR014-RM1"):
+        cancel(held, actor.name, actor.admin, "tidy up", NOW)
+    with pytest.raises(TransitionRefused, match="held by BR014-RM2"):
+        claim(held, actor.name)
+    own = ItemState("item-2", ItemStatus.ASSIGNED, "BR014-RM1")
+    assert start(own, actor.name, actor.admin, NOW).status is ItemStatus.IN_PROGRESS
+
+
+def test_an_admin_in_its_own_name_may_still_move_any_rms_item() -> None:
+    actor = acting("ab12cd34", admin=True, bound_rm=None, named_rm=None)
+    held = ItemState("item-1", ItemStatus.ASSIGNED, "BR014-RM2")
+    assert cancel(held, actor.name, actor.admin, "RM left the bank", NOW).status is ItemStatus.CANCELLED
 
 
 def test_an_admin_naming_no_rm_acts_in_its_own_name() -> None:
