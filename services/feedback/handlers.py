@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.feedback.domain.complaints import move, receive
 from services.feedback.domain.events import (
     Arm,
+    BranchObserved,
     ExperimentEnrolled,
     FeedbackEvent,
     SurveyRequested,
@@ -28,6 +29,7 @@ from shared.contracts.internal import (
     OUTREACH_PLANNED_TYPES,
     ErasureNotice,
     OutreachPlanned,
+    ProfileChanged,
     TierChanged,
 )
 from shared.contracts.internal import SurveyRequested as SurveyRequestData
@@ -72,6 +74,14 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 at=envelope.time,
                 tier=data.tier.value,
                 stage=data.stage.value,
+                branch_id=data.profile.branch_id,
+            )
+        if isinstance(data, ProfileChanged):
+            return BranchObserved(
+                source=envelope.source,
+                event_id=envelope.id,
+                customer_id=data.customer_id,
+                at=envelope.time,
                 branch_id=data.profile.branch_id,
             )
         if isinstance(data, SurveyRequestData):
@@ -130,7 +140,10 @@ class Feedback:
                 if isinstance(event, ErasureNotice):
                     erased += await store.erase(event)
                 elif isinstance(event, TierObserved):
+                    await store.follow_branch(event.customer_id, event.branch_id)
                     await store.remember_tier(event)
+                elif isinstance(event, BranchObserved):
+                    await store.follow_branch(event.customer_id, event.branch_id)
                 elif isinstance(event, ExperimentEnrolled):
                     await store.enrol(event)
                 else:

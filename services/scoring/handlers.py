@@ -12,10 +12,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics, views
-from services.scoring.domain.clock import PartitionClocks, customer_clock, not_before_last_decision
+from services.scoring.domain.clock import not_before_last_decision
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
+    Trigger,
     apply,
     new_override,
     review,
@@ -25,13 +26,14 @@ from services.scoring.domain.evaluation import Override
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
+from services.scoring.domain.profile import ProfileChange, profile_change
 from services.scoring.domain.simulation import Simulation, simulate
 from services.scoring.store import ScoringStore, StateCache
 from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, EventCause, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.erasure import CustomerErased
@@ -39,6 +41,7 @@ from shared.errors import TierFlowError
 from shared.event_rules import consumed_event_rules, refuse_beyond_horizon
 from shared.logs import get_logger
 from shared.metrics import ERASURES
+from shared.partition_clocks import PartitionClocks, customer_clock
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -125,19 +128,31 @@ class Scoring:
             raise CustomerErased
         clock = await self._start_clock(store)
         changes: list[TierChange] = []
+        profile_changes: list[ProfileChange] = []
         partitions: dict[str, int] = {}
         for item in fresh:
             event = item.value
             state = states[event.customer_id]
             if item.topic == self.events_topic:
                 partitions[event.customer_id] = item.partition
-            states[event.customer_id], new_changes = self._apply_one(state, event, policy, clock(item, state))
+            moment = clock(item, state)
+            states[event.customer_id], new_changes = self._apply_one(state, event, policy, moment)
             changes += new_changes
+            if new_changes:
+                # A tier change carries the customer's profile; an earlier transfer in this batch
+                # is superseded by it (the outbox sends tier changes first, so it would come late).
+                profile_changes = [p for p in profile_changes if p.customer_id != event.customer_id]
+            if not any(change.trigger is Trigger.EVENT for change in new_changes):
+                # No tier change carries the new profile: a transfer is published on its own.
+                cause = EventCause(source=event.source, id=event.id)
+                moved = profile_change(state, states[event.customer_id], cause, moment)
+                profile_changes += [moved] if moved else []
         await store.note_earliest_event(min(item.value.time for item in fresh))
         if clock.partitions is not None:
             await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
         written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)
         await store.record_changes(changes, self.tier_changes_topic)
+        await store.record_profile_changes(profile_changes, self.tier_changes_topic)
         return len(fresh), changes, written, states
 
     def _apply_one(

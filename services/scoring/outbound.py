@@ -6,10 +6,13 @@ from datetime import datetime
 
 from services.scoring.domain.customer import TierChange
 from services.scoring.domain.features import Features, open_high_complaints
+from services.scoring.domain.profile import ProfileChange
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
+    PROFILE_CHANGED,
     TIER_CHANGED,
     CustomerErasedData,
+    CustomerProfileChangedData,
     Reason,
     TierChangedData,
 )
@@ -47,6 +50,26 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
             "trigger": change.trigger.value,
             **customer_context(change.features),
         },
+    )
+
+
+def profile_changed_event(change: ProfileChange) -> OutboxMessage:
+    """`customer.profile_changed.v1`, keyed by customer, with the new profile as a tier change has it."""
+    data = CustomerProfileChangedData.model_validate(
+        {
+            "customer_id": change.customer_id,
+            "changed": list(change.changed),
+            "previous_branch_id": change.previous_branch_id,
+            "previous_rm_id": change.previous_rm_id,
+        }
+    )
+    return customer_event(
+        event_id=change.id,
+        source=SOURCE,
+        event_type=PROFILE_CHANGED,
+        time=change.at,
+        customer_id=change.customer_id,
+        data={**data.model_dump(mode="json"), **customer_context(change.features)},
     )
 
 

@@ -20,7 +20,9 @@ from services.scoring.domain.codec import decode, encode
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
-from services.scoring.outbound import customer_erased_event, tier_changed_event
+from services.scoring.domain.profile import ProfileChange
+from services.scoring.outbound import customer_erased_event, profile_changed_event, tier_changed_event
+from shared.clock import advance_partition_watermarks, partition_watermarks
 from shared.contracts.outbound import CausedBy, EventCause
 from shared.erasure import erased_among, forget_unsent_events, record_erasure
 from shared.inbox import LEGACY_SOURCE
@@ -116,15 +118,6 @@ _HISTORY = """
     ON CONFLICT (change_id) DO NOTHING
     RETURNING change_id::text AS change_id
 """
-
-_ADVANCE = text(
-    """
-    INSERT INTO scoring.partition_clock (topic, partition, watermark)
-    SELECT :topic, u.partition, u.at FROM unnest(:partitions, :times) AS u(partition, at)
-    ON CONFLICT (topic, partition) DO UPDATE
-    SET watermark = GREATEST(scoring.partition_clock.watermark, EXCLUDED.watermark)
-    """
-).bindparams(bindparam("partitions", type_=ARRAY(Integer)), bindparam("times", type_=_TIMES))
 
 _DUE = text(
     """
@@ -314,6 +307,10 @@ class ScoringStore:
         await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
         return len(fresh)
 
+    async def record_profile_changes(self, changes: Sequence[ProfileChange], topic: str) -> None:
+        """Outbox rows for branch, RM or segment changes no tier change carried."""
+        await enqueue(self._db, "scoring", topic, [profile_changed_event(c) for c in changes])
+
     async def exists(self, customer_id: str) -> bool:
         found = await self._db.scalar(
             text("SELECT 1 FROM scoring.customers WHERE customer_id = :id AND tier IS NOT NULL"),
@@ -380,21 +377,11 @@ class ScoringStore:
 
     async def partition_watermarks(self, topic: str) -> dict[int, datetime]:
         """The latest event time applied from each partition of `topic` that has had one."""
-        rows = await self._db.execute(
-            text("SELECT partition, watermark FROM scoring.partition_clock WHERE topic = :topic"),
-            {"topic": topic},
-        )
-        return {int(row[0]): row[1] for row in rows}
+        return await partition_watermarks(self._db, "scoring", topic)
 
     async def advance_watermarks(self, topic: str, watermarks: Mapping[int, datetime]) -> None:
         """Move these partitions' clocks forward; a clock never goes back."""
-        if not watermarks:
-            return
-        ordered = sorted(watermarks.items())
-        await self._db.execute(
-            _ADVANCE,
-            {"topic": topic, "partitions": [p for p, _ in ordered], "times": [t for _, t in ordered]},
-        )
+        await advance_partition_watermarks(self._db, "scoring", topic, watermarks)
 
     async def clock_of(self, topic: str, customer_id: str | None) -> datetime | None:
         """The watermark of the partition that holds the customer; for a customer whose partition

@@ -136,6 +136,21 @@ def cancel(item: ItemState, actor: str, admin: bool, reason: str, now: datetime)
     return replace(item, status=ItemStatus.CANCELLED, cancel_reason=reason, closed_at=now)
 
 
+def follow_customer(item: ItemState, rm_id: str | None) -> ItemState:
+    """An item not yet under way follows its customer to another branch: an assigned one goes to
+    `rm_id` (the assignment rule applied in the new branch) or, with no one there to take it,
+    back to the queue; a queued one stays queued. An item in progress stays with the RM who has
+    made contact, in the branch it was planned in, until it closes."""
+    _open(item)
+    if item.status is ItemStatus.IN_PROGRESS:
+        raise TransitionRefused(f"item {item.id} is in progress with {item.assigned_to}; it stays with them")
+    if item.status is ItemStatus.QUEUED:
+        return item
+    if rm_id is None:
+        return replace(item, status=ItemStatus.QUEUED, assigned_to=None)
+    return replace(item, status=ItemStatus.ASSIGNED, assigned_to=rm_id)
+
+
 def expire(item: ItemState, now: datetime) -> ItemState:
     _open(item)
     return replace(

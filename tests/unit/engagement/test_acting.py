@@ -15,6 +15,7 @@ from services.engagement.domain.lifecycle import (
     acting,
     cancel,
     claim,
+    follow_customer,
     start,
 )
 
@@ -59,3 +60,17 @@ def test_an_admin_in_its_own_name_may_still_move_any_rms_item() -> None:
 def test_an_admin_naming_no_rm_acts_in_its_own_name() -> None:
     actor = acting("ab12cd34", admin=True, bound_rm=None, named_rm=None)
     assert (actor.name, actor.audit_name) == ("admin:ab12cd34", "admin:ab12cd34")
+
+
+def test_an_item_follows_its_customer_to_the_new_branchs_rm_or_back_to_the_queue() -> None:
+    assigned = ItemState("item-1", ItemStatus.ASSIGNED, "BR014-RM1")
+    assert follow_customer(assigned, "BR015-RM3") == ItemState("item-1", ItemStatus.ASSIGNED, "BR015-RM3")
+    assert follow_customer(assigned, None) == ItemState("item-1", ItemStatus.QUEUED, None)
+    queued = ItemState("item-2", ItemStatus.QUEUED, None)
+    assert follow_customer(queued, None) == queued
+
+
+def test_an_item_under_way_stays_with_the_rm_who_made_contact() -> None:
+    under_way = ItemState("item-1", ItemStatus.IN_PROGRESS, "BR014-RM1", first_contact_at=NOW)
+    with pytest.raises(TransitionRefused, match="stays with them"):
+        follow_customer(under_way, "BR015-RM3")
