@@ -128,7 +128,7 @@ class Scoring:
             raise CustomerErased
         clock = await self._start_clock(store)
         changes: list[TierChange] = []
-        profile_changes: list[ProfileChange] = []
+        published: list[TierChange | ProfileChange] = []
         partitions: dict[str, int] = {}
         for item in fresh:
             event = item.value
@@ -138,21 +138,18 @@ class Scoring:
             moment = clock(item, state)
             states[event.customer_id], new_changes = self._apply_one(state, event, policy, moment)
             changes += new_changes
-            if new_changes:
-                # A tier change carries the customer's profile; an earlier transfer in this batch
-                # is superseded by it (the outbox sends tier changes first, so it would come late).
-                profile_changes = [p for p in profile_changes if p.customer_id != event.customer_id]
+            published += new_changes
             if not any(change.trigger is Trigger.EVENT for change in new_changes):
-                # No tier change carries the new profile: a transfer is published on its own.
+                # No tier change carries the new profile: a transfer is published on its own, in
+                # its place among the customer's changes, whatever the batch's boundaries.
                 cause = EventCause(source=event.source, id=event.id)
                 moved = profile_change(state, states[event.customer_id], cause, moment)
-                profile_changes += [moved] if moved else []
+                published += [moved] if moved else []
         await store.note_earliest_event(min(item.value.time for item in fresh))
         if clock.partitions is not None:
             await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
         written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)
-        await store.record_changes(changes, self.tier_changes_topic)
-        await store.record_profile_changes(profile_changes, self.tier_changes_topic)
+        await store.record_changes(published, self.tier_changes_topic)
         return len(fresh), changes, written, states
 
     def _apply_one(

@@ -277,10 +277,25 @@ class ScoringStore:
         written = await self._db.exec_driver_sql(_SAVE, params)
         return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
 
-    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
-        """History rows and outbox rows; a change already recorded (same id) is skipped."""
-        if not changes:
-            return 0
+    async def record_changes(self, published: Sequence[TierChange | ProfileChange], topic: str) -> int:
+        """History rows for tier changes and outbox rows for all, in the order given (the order of
+        the events that caused them, so a customer's events go out as they were decided); a tier
+        change already recorded (same id) is skipped. Returns the tier changes recorded."""
+        changes = [c for c in published if isinstance(c, TierChange)]
+        new_ids = await self._record_history(changes) if changes else set()
+        await enqueue(
+            self._db,
+            "scoring",
+            topic,
+            [
+                tier_changed_event(c) if isinstance(c, TierChange) else profile_changed_event(c)
+                for c in published
+                if not isinstance(c, TierChange) or c.id in new_ids
+            ],
+        )
+        return len([c for c in changes if c.id in new_ids])
+
+    async def _record_history(self, changes: Sequence[TierChange]) -> set[str]:
         inserted = await self._db.exec_driver_sql(
             _HISTORY,
             (
@@ -302,14 +317,7 @@ class ScoringStore:
                 [",".join(c.labels_left) for c in changes],
             ),
         )
-        new_ids = {row["change_id"] for row in inserted.mappings()}
-        fresh = [c for c in changes if c.id in new_ids]
-        await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
-        return len(fresh)
-
-    async def record_profile_changes(self, changes: Sequence[ProfileChange], topic: str) -> None:
-        """Outbox rows for branch, RM or segment changes no tier change carried."""
-        await enqueue(self._db, "scoring", topic, [profile_changed_event(c) for c in changes])
+        return {row["change_id"] for row in inserted.mappings()}
 
     async def exists(self, customer_id: str) -> bool:
         found = await self._db.scalar(
