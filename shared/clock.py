@@ -9,12 +9,14 @@ live, "now" is the wall clock and nobody may say otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import DateTime, Integer, TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.errors import TierFlowError
@@ -81,6 +83,44 @@ async def service_now(db: AsyncConnection, schema: str, clock: Clock) -> datetim
     """The service's now on `clock`, reading the watermark only when the clock needs it."""
     mark = await watermark(db, schema) if clock.follows_events else None
     return clock.now(mark, datetime.now(UTC))
+
+
+async def partition_watermarks(db: AsyncConnection, schema: str, topic: str) -> dict[int, datetime]:
+    """The latest event time `schema`'s service applied from each partition of `topic` that has had one
+    (`<schema>.partition_clock`; see `shared.partition_clocks`)."""
+    rows = await db.execute(_read_partitions(schema), {"topic": topic})
+    return {int(row[0]): row[1] for row in rows}
+
+
+async def advance_partition_watermarks(
+    db: AsyncConnection, schema: str, topic: str, watermarks: Mapping[int, datetime]
+) -> None:
+    """Move these partitions' clocks forward; a clock never goes back."""
+    if not watermarks:
+        return
+    ordered = sorted(watermarks.items())
+    await db.execute(
+        _advance_partitions(schema),
+        {"topic": topic, "partitions": [p for p, _ in ordered], "times": [t for _, t in ordered]},
+    )
+
+
+@cache
+def _read_partitions(schema: str) -> TextClause:
+    return text(f"SELECT partition, watermark FROM {schema}.partition_clock WHERE topic = :topic")  # noqa: S608 - a service's own schema name
+
+
+@cache
+def _advance_partitions(schema: str) -> TextClause:
+    return text(
+        f"INSERT INTO {schema}.partition_clock (topic, partition, watermark) "  # noqa: S608 - a service's own schema name
+        "SELECT :topic, u.partition, u.at FROM unnest(:partitions, :times) AS u(partition, at) "
+        f"ON CONFLICT (topic, partition) DO UPDATE "
+        f"SET watermark = GREATEST({schema}.partition_clock.watermark, EXCLUDED.watermark)"
+    ).bindparams(
+        bindparam("partitions", type_=ARRAY(Integer)),
+        bindparam("times", type_=ARRAY(DateTime(timezone=True))),
+    )
 
 
 @cache

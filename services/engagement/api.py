@@ -36,7 +36,7 @@ from services.engagement.schemas import (
 from shared.auth import Principal, Role
 from shared.bodies import read_document
 from shared.clock import StatedTimeRefused
-from shared.contracts.types import IdentifierPath, VersionPath
+from shared.contracts.types import Identifier, IdentifierPath, VersionPath
 from shared.http import ApiError, Responses, require
 from shared.whoami import whoami_router
 
@@ -44,11 +44,11 @@ ReaderKey = Annotated[Principal, Depends(require(Role.OPS, Role.RM))]
 RmKey = Annotated[Principal, Depends(require(Role.RM))]
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 RmId = Annotated[
-    str | None,
+    Identifier | None,
     Header(
         alias="X-RM-Id",
-        max_length=128,
-        description="The RM an admin key acts for; ignored for keys bound to an RM",
+        description="The RM an admin key acts for, with that RM's rights (an identifier, 422"
+        " otherwise); ignored for keys bound to an RM",
     ),
 ]
 

@@ -12,7 +12,7 @@ from services.engagement.api import build_router
 from services.engagement.handlers import Engagement, change_decoder
 from shared.settings import Settings
 from shared.tasks import every
-from shared.topics import OUTREACH, Topics
+from shared.topics import OUTREACH, TIER_CHANGES, Topics
 from shared.worker_app import Resources, worker_app
 
 DESCRIPTION = """Turns tier and stage changes into tier-specific outreach (playbooks with
@@ -22,8 +22,12 @@ consent, frequency, quiet-hour, complaint and suitability guardrails) and runs t
 def build_app(settings: Settings) -> FastAPI:
     resources = Resources.create(settings)
     engine = resources.engine
+    topics = Topics.from_settings(settings)
     engagement = Engagement(
-        engine, Topics.from_settings(settings).name(OUTREACH), settings.clock_of("engagement")
+        engine,
+        topics.name(OUTREACH),
+        settings.clock_of("engagement"),
+        changes_topic=topics.name(TIER_CHANGES),
     )
     worker = resources.consumer(
         "engagement",

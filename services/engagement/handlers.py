@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,47 +25,74 @@ from services.engagement.domain.lifecycle import (
     claim,
     complete,
     expire,
+    follow_customer,
     start,
 )
-from services.engagement.domain.planning import Change, assign_planned, plan
+from services.engagement.domain.planning import Change, ProfileUpdate, assign_planned, plan
 from services.engagement.domain.playbook import Playbook, default_playbook
 from services.engagement.store import SCHEMA, EngagementStore, item_state
-from shared.clock import Clock, advance_watermark, service_now, watermark
+from shared.clock import (
+    Clock,
+    advance_partition_watermarks,
+    advance_watermark,
+    partition_watermarks,
+    service_now,
+    watermark,
+)
 from shared.consumer import Decoder, Delivered, PoisonMessage
-from shared.contracts.internal import TierChanged
-from shared.contracts.outbound import CUSTOMER_ERASED, TIER_CHANGED, CustomerErasedData, OutreachOutcome
+from shared.contracts.internal import ProfileChanged, TierChanged
+from shared.contracts.outbound import (
+    CUSTOMER_ERASED,
+    PROFILE_CHANGED,
+    TIER_CHANGED,
+    CustomerErasedData,
+    OutreachOutcome,
+)
 from shared.db import consumer_transaction
 from shared.erasure import CustomerErased, ErasureNotice
 from shared.errors import TierFlowError
 from shared.event_rules import internal_event_decoder
 from shared.logs import get_logger
 from shared.metrics import ERASURES
+from shared.partition_clocks import PartitionClocks
 from shared.settings import Settings
+from shared.topics import TIER_CHANGES
 
 log = get_logger(__name__)
 SYSTEM = "tierflow"
 Step = Callable[[ItemState, datetime], ItemState]
+Consumed = Change | ProfileUpdate | ErasureNotice
 
 
 class UnknownItem(TierFlowError):
     pass
 
 
-def change_decoder(settings: Settings) -> Decoder[Change | ErasureNotice]:
+def change_decoder(settings: Settings) -> Decoder[Consumed]:
     """Engagement's one decoder: a `customer.tier_changed.v1` with every field and the context
-    scoring adds checked, or a `customer.erased.v1`, or a dead letter naming what is wrong."""
+    scoring adds checked, a `customer.profile_changed.v1`, a `customer.erased.v1`, or a dead
+    letter naming what is wrong."""
     decode_event = internal_event_decoder(
-        settings, {TIER_CHANGED: TierChanged, CUSTOMER_ERASED: CustomerErasedData}
+        settings,
+        {TIER_CHANGED: TierChanged, PROFILE_CHANGED: ProfileChanged, CUSTOMER_ERASED: CustomerErasedData},
     )
 
-    def decode(record: ConsumerRecord[bytes, bytes]) -> Change | ErasureNotice:
+    def decode(record: ConsumerRecord[bytes, bytes]) -> Consumed:
         event = decode_event(record)
         if event is not None and isinstance(event.data, CustomerErasedData):
             return ErasureNotice(
                 event.envelope.source, event.envelope.id, event.data.customer_id, event.data.erased_at
             )
+        if event is not None and isinstance(event.data, ProfileChanged):
+            return ProfileUpdate(
+                source=event.envelope.source,
+                event_id=event.envelope.id,
+                customer_id=event.data.customer_id,
+                at=event.envelope.time,
+                profile=event.data.profile.model_dump(mode="json", exclude_unset=True),
+            )
         if event is None or not isinstance(event.data, TierChanged):
-            raise PoisonMessage(f"not a {TIER_CHANGED} or {CUSTOMER_ERASED} event")
+            raise PoisonMessage(f"not a {TIER_CHANGED}, {PROFILE_CHANGED} or {CUSTOMER_ERASED} event")
         data = event.data
         return Change(
             source=event.envelope.source,
@@ -107,6 +135,8 @@ class Engagement:
     engine: AsyncEngine
     outreach_topic: str
     clock: Clock = field(default_factory=Clock)
+    # The topic whose partitions keep the event clock and hold the customers (their key).
+    changes_topic: str = TIER_CHANGES
 
     def store(self, connection: AsyncConnection) -> EngagementStore:
         return EngagementStore(connection, self.outreach_topic)
@@ -135,23 +165,34 @@ class Engagement:
         async with self.engine.begin() as db:
             await self.store(db).put_rm(rm_id, branch_id, capacity, active)
 
-    async def apply_batch(self, batch: Sequence[Delivered[Change | ErasureNotice]]) -> None:
+    async def apply_batch(self, batch: Sequence[Delivered[Consumed]]) -> None:
         erased = 0
         tally = _Tally()
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
             playbook = await store.active_playbook() or default_playbook()
-            applied = await watermark(db, SCHEMA) if self.clock.follows_events else None
+            clocks = await self._partition_clocks(db)
+            applied = await watermark(db, SCHEMA) if clocks is not None else None
             for delivered in batch:
                 if isinstance(delivered.value, ErasureNotice):
                     erased += await self._erase(store, delivered.value)
                     continue
                 change = delivered.value
-                # On the event clock "now" is the latest change time applied, this one included.
-                applied = change.at if applied is None else max(applied, change.at)
-                now = self.clock.now(applied, datetime.now(UTC))
-                await self._apply(store, change, playbook, now, tally)
+                if clocks is None:
+                    now = self.clock.now(None, datetime.now(UTC))
+                else:
+                    # On the event clock "now" is the latest change time applied from the change's
+                    # partition, this one included: another partition running ahead moves nothing here.
+                    now = clocks.advance(delivered.partition, change.at)
+                    applied = change.at if applied is None else max(applied, change.at)
+                if isinstance(change, ProfileUpdate):
+                    await self._apply_profile(store, change, delivered.partition, now, tally)
+                else:
+                    await self._apply(store, change, delivered.partition, playbook, now, tally)
+            if clocks is not None:
+                await advance_partition_watermarks(db, SCHEMA, self.changes_topic, clocks.advanced)
             if applied is not None:
+                # The bank-wide watermark stays the latest of all: "now" for reports on every customer.
                 await advance_watermark(db, SCHEMA, applied)
         # Counted once committed: a batch that fails is applied again (in halves), not counted twice.
         tally.count()
@@ -163,19 +204,29 @@ class Engagement:
             return 0
         return int(await store.erase(notice))
 
+    async def _partition_clocks(self, db: AsyncConnection) -> PartitionClocks | None:
+        if not self.clock.follows_events:
+            return None
+        return PartitionClocks(await partition_watermarks(db, SCHEMA, self.changes_topic))
+
     async def now(self) -> datetime:
         async with self.engine.connect() as db:
             return await service_now(db, SCHEMA, self.clock)
 
     async def _apply(
-        self, store: EngagementStore, change: Change, playbook: Playbook, now: datetime, tally: _Tally
+        self,
+        store: EngagementStore,
+        change: Change,
+        partition: int,
+        playbook: Playbook,
+        now: datetime,
+        tally: _Tally,
     ) -> None:
-        if await store.erased_among([change.customer_id]):
-            raise CustomerErased
-        if not await store.claim_event(change.source, change.event_id, change.at):
-            tally.duplicates += 1
+        if not await self._first_time(store, change, tally):
             return
-        await store.remember_customer(change)
+        previous_branch = await store.previous_branch(change.customer_id)
+        await store.remember_customer(change, partition)
+        await self._follow_branch(store, change.customer_id, previous_branch, change.profile, now)
         open_items = await store.open_items(change.customer_id)
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
         held_out = await store.held_out_actions(change.customer_id, now - hold_window(playbook))
@@ -190,6 +241,52 @@ class Engagement:
                 item = assign_planned(item, rm_id)
             await store.add_item(item, branch, SYSTEM, now)
         tally.changes += 1
+
+    async def _apply_profile(
+        self, store: EngagementStore, update: ProfileUpdate, partition: int, now: datetime, tally: _Tally
+    ) -> None:
+        if not await self._first_time(store, update, tally):
+            return
+        previous_branch = await store.previous_branch(update.customer_id)
+        await store.remember_profile(update, partition)
+        await self._follow_branch(store, update.customer_id, previous_branch, update.profile, now)
+
+    async def _first_time(self, store: EngagementStore, event: Change | ProfileUpdate, tally: _Tally) -> bool:
+        """Whether to apply the event: not for an erased customer (the batch is refused), not twice."""
+        if await store.erased_among([event.customer_id]):
+            raise CustomerErased
+        if not await store.claim_event(event.source, event.event_id, event.at):
+            tally.duplicates += 1
+            return False
+        return True
+
+    async def _follow_branch(
+        self,
+        store: EngagementStore,
+        customer_id: str,
+        previous_branch: str | None,
+        profile: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """A customer moved to another branch: their items not yet under way go with them, each
+        assigned as the playbook's rule assigns in the new branch (the customer's RM, else the
+        least-loaded RM with room) or back to its queue, audited as TierFlow's. A customer's RM
+        registered in another branch is not theirs there: the profile may still name the old one."""
+        branch = profile.get("branch_id")
+        if previous_branch is None or branch is None or branch == previous_branch:
+            return
+        customer_rm = profile.get("rm_id")
+        if customer_rm is not None and await store.rm_branch(customer_rm) not in (None, branch):
+            customer_rm = None
+        rm_id = choose_rm(customer_rm, await store.branch_rms(branch))
+        note = f"the customer moved from branch {previous_branch} to {branch}"
+
+        def step(item: ItemState, _now: datetime) -> ItemState:
+            return follow_customer(item, rm_id if item.status is ItemStatus.ASSIGNED else None)
+
+        for item_id in await store.items_to_follow(customer_id, branch):
+            await store.move_item(item_id, branch)
+            await self._move(store, item_id, step, SYSTEM, note, now)
 
     async def claim(self, item_id: str, actor: Actor, at: datetime | None = None) -> None:
         await self._transition(
@@ -241,10 +338,12 @@ class Engagement:
         """Load, check the step in the domain, store it with its audit row and event, together.
 
         `at` is when the RM acted, accepted off the wall clock only (simulations, replays); on
-        the event clock it moves engagement's calendar on like an applied event."""
+        the event clock it moves engagement's bank-wide calendar on like an applied event, while the
+        item's own clock is its customer's tier-change partition's, moved by that partition alone."""
         async with self.engine.begin() as db:
             store = self.store(db)
-            mark = await watermark(db, SCHEMA) if self.clock.follows_events else None
+            follows = self.clock.follows_events
+            mark = await store.clock_of_item(self.changes_topic, item_id) if follows else None
             now = self.clock.when(at, mark, datetime.now(UTC))
             if at is not None and self.clock.follows_events:
                 await advance_watermark(db, SCHEMA, at)
@@ -257,10 +356,14 @@ class Engagement:
     async def expire_due(self, limit: int) -> int:
         async with self.engine.begin() as db:
             store = self.store(db)
-            now = await service_now(db, SCHEMA, self.clock)
-            due = await store.due_to_expire(now, limit)
-            for item_id in due:
-                await self._move(store, item_id, expire, SYSTEM, "expired", now)
+            if self.clock.follows_events:
+                # Each item by its customer's partition's clock: a partition ahead expires only its own.
+                due = await store.due_to_expire_by_partition_clock(self.changes_topic, limit)
+            else:
+                now = await service_now(db, SCHEMA, self.clock)
+                due = dict.fromkeys(await store.due_to_expire(now, limit), now)
+            for item_id, moment in due.items():
+                await self._move(store, item_id, expire, SYSTEM, "expired", moment)
         metrics.EXPIRED.inc(len(due))
         return len(due)
 

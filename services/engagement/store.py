@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.engagement.domain.guardrails import COUNTS_TOWARDS_CAPS, Contact
 from services.engagement.domain.lifecycle import HELD_STATES, OPEN_STATES, ItemState, ItemStatus
-from services.engagement.domain.planning import Change, OpenItem, PlannedItem
+from services.engagement.domain.planning import Change, OpenItem, PlannedItem, ProfileUpdate
 from services.engagement.domain.playbook import Category, ContactChannel, Playbook
 from services.engagement.outbound import OutreachEvent, outreach_event, survey_request
 from shared.contracts.outbound import OutreachOutcome
@@ -30,6 +30,33 @@ ITEM_COLUMNS = (
 _OPEN = sorted(status.value for status in OPEN_STATES)
 _HELD = sorted(status.value for status in HELD_STATES)
 _COUNTED = sorted(status.value for status in COUNTS_TOWARDS_CAPS)
+
+# A customer's clock on the event clock: its partition's, else the earliest partition's, else the
+# bank-wide watermark kept before clocks were per partition.
+_CUSTOMER_CLOCK = """
+    coalesce(w.watermark,
+             (SELECT min(watermark) FROM engagement.partition_clock WHERE topic = :topic),
+             (SELECT watermark FROM engagement.clock))
+"""
+_DUE_BY_PARTITION = text(
+    f"""
+    SELECT i.id::text, {_CUSTOMER_CLOCK} AS clock
+    FROM engagement.items AS i
+    LEFT JOIN engagement.customers AS c ON c.customer_id = i.customer_id
+    LEFT JOIN engagement.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
+    WHERE i.status = ANY(:open) AND i.expires_at <= {_CUSTOMER_CLOCK}
+    ORDER BY i.expires_at LIMIT :n FOR UPDATE OF i SKIP LOCKED
+    """  # noqa: S608 - constant SQL fragments
+)
+_ITEM_CLOCK = text(
+    f"""
+    SELECT {_CUSTOMER_CLOCK}
+    FROM engagement.items AS i
+    LEFT JOIN engagement.customers AS c ON c.customer_id = i.customer_id
+    LEFT JOIN engagement.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
+    WHERE i.id = CAST(:id AS uuid)
+    """  # noqa: S608 - constant SQL fragments
+)
 
 
 class EngagementStore:
@@ -67,22 +94,27 @@ class EngagementStore:
         removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
         return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
-    async def remember_customer(self, change: Change) -> None:
+    async def remember_customer(self, change: Change, partition: int | None) -> None:
+        """Keep the customer's latest profile and the tier-change partition that holds them (its
+        clock is the customer's on the event clock)."""
         profile = change.profile
         await self._db.execute(
             text(
                 """
                 INSERT INTO engagement.customers (customer_id, branch_id, rm_id, profile, tier, stage,
-                    complaints_open_high, updated_at)
-                VALUES (:id, :branch, :rm, CAST(:profile AS jsonb), :tier, :stage, :complaints, now())
+                    complaints_open_high, updated_at, clock_partition)
+                VALUES (:id, :branch, :rm, CAST(:profile AS jsonb), :tier, :stage, :complaints, now(),
+                    :partition)
                 ON CONFLICT (customer_id) DO UPDATE SET branch_id = EXCLUDED.branch_id,
                     rm_id = EXCLUDED.rm_id, profile = EXCLUDED.profile, tier = EXCLUDED.tier,
                     stage = EXCLUDED.stage, complaints_open_high = EXCLUDED.complaints_open_high,
-                    updated_at = now()
+                    updated_at = now(),
+                    clock_partition = coalesce(EXCLUDED.clock_partition, engagement.customers.clock_partition)
                 """
             ),
             {
                 "id": change.customer_id,
+                "partition": partition,
                 "branch": profile.get("branch_id"),
                 "rm": profile.get("rm_id"),
                 "profile": json.dumps(profile),
@@ -90,6 +122,58 @@ class EngagementStore:
                 "stage": change.stage.value,
                 "complaints": change.complaints_open_high,
             },
+        )
+
+    async def previous_branch(self, customer_id: str) -> str | None:
+        """The branch engagement knew the customer in, the row locked until the transaction ends."""
+        branch: str | None = await self._db.scalar(
+            text("SELECT branch_id FROM engagement.customers WHERE customer_id = :c FOR UPDATE"),
+            {"c": customer_id},
+        )
+        return branch
+
+    async def remember_profile(self, update: ProfileUpdate, partition: int | None) -> None:
+        """Keep the customer's new profile (branch, RM…) from a change that left tier and stage."""
+        profile = update.profile
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO engagement.customers (customer_id, branch_id, rm_id, profile, updated_at,
+                    clock_partition)
+                VALUES (:id, :branch, :rm, CAST(:profile AS jsonb), now(), :partition)
+                ON CONFLICT (customer_id) DO UPDATE SET branch_id = EXCLUDED.branch_id,
+                    rm_id = EXCLUDED.rm_id, profile = EXCLUDED.profile, updated_at = now(),
+                    clock_partition = coalesce(EXCLUDED.clock_partition, engagement.customers.clock_partition)
+                """
+            ),
+            {
+                "id": update.customer_id,
+                "branch": profile.get("branch_id"),
+                "rm": profile.get("rm_id"),
+                "profile": json.dumps(profile),
+                "partition": partition,
+            },
+        )
+
+    async def items_to_follow(self, customer_id: str, branch_id: str) -> list[str]:
+        """The customer's items not yet under way that are still in another branch, locked."""
+        rows = await self._db.execute(
+            text(
+                "SELECT id::text FROM engagement.items WHERE customer_id = :c AND status = ANY(:movable) "
+                "AND branch_id IS DISTINCT FROM :b ORDER BY created_at, id FOR UPDATE"
+            ),
+            {
+                "c": customer_id,
+                "b": branch_id,
+                "movable": [ItemStatus.QUEUED.value, ItemStatus.ASSIGNED.value],
+            },
+        )
+        return [row[0] for row in rows]
+
+    async def move_item(self, item_id: str, branch_id: str) -> None:
+        await self._db.execute(
+            text("UPDATE engagement.items SET branch_id = :b WHERE id = CAST(:id AS uuid)"),
+            {"id": item_id, "b": branch_id},
         )
 
     async def open_items(self, customer_id: str) -> list[OpenItem]:
@@ -122,6 +206,13 @@ class EngagementStore:
             {"c": customer_id, "since": since, "counted": _COUNTED},
         )
         return [Contact(Category(r[0]), ContactChannel(r[1]) if r[1] else None, r[2]) for r in rows]
+
+    async def rm_branch(self, rm_id: str) -> str | None:
+        """The branch the RM is registered in, if registered."""
+        branch: str | None = await self._db.scalar(
+            text("SELECT branch_id FROM engagement.rms WHERE rm_id = :r"), {"r": rm_id}
+        )
+        return branch
 
     async def branch_rms(self, branch_id: str | None) -> list[tuple[str, int, int]]:
         """The active RMs of the branch with their capacity and the items they hold."""
@@ -259,6 +350,20 @@ class EngagementStore:
             {"now": now, "n": limit, "open": _OPEN},
         )
         return [r[0] for r in rows]
+
+    async def due_to_expire_by_partition_clock(self, topic: str, limit: int) -> dict[str, datetime]:
+        """Open items past their expiry by the clock of the partition of `topic` that holds their
+        customer, with that clock. A customer whose partition is not known (recorded before the
+        clock was kept per partition) goes by the earliest partition clock, or before any by the
+        bank-wide watermark."""
+        rows = await self._db.execute(_DUE_BY_PARTITION, {"topic": topic, "n": limit, "open": _OPEN})
+        return {row[0]: row[1] for row in rows}
+
+    async def clock_of_item(self, topic: str, item_id: str) -> datetime | None:
+        """The clock of the partition of `topic` that holds the item's customer (same fallbacks as
+        expiry); None for an unknown item or before any change was applied."""
+        value: datetime | None = await self._db.scalar(_ITEM_CLOCK, {"topic": topic, "id": item_id})
+        return value
 
     async def put_rm(self, rm_id: str, branch_id: str, capacity: int, active: bool) -> None:
         await self._db.execute(

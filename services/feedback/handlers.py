@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.feedback.domain.complaints import move, receive
 from services.feedback.domain.events import (
     Arm,
+    BranchObserved,
     ExperimentEnrolled,
     FeedbackEvent,
     SurveyRequested,
@@ -28,6 +29,7 @@ from shared.contracts.internal import (
     OUTREACH_PLANNED_TYPES,
     ErasureNotice,
     OutreachPlanned,
+    ProfileChanged,
     TierChanged,
 )
 from shared.contracts.internal import SurveyRequested as SurveyRequestData
@@ -75,6 +77,14 @@ def event_decoder(settings: Settings) -> Decoder[FeedbackEvent | None]:
                 branch_id=data.profile.branch_id,
                 aum=data.aum,
                 products_held=data.products_held,
+            )
+        if isinstance(data, ProfileChanged):
+            return BranchObserved(
+                source=envelope.source,
+                event_id=envelope.id,
+                customer_id=data.customer_id,
+                at=envelope.time,
+                branch_id=data.profile.branch_id,
             )
         if isinstance(data, SurveyRequestData):
             return SurveyRequested(
@@ -133,7 +143,10 @@ class Feedback:
                 if isinstance(event, ErasureNotice):
                     erased += await store.erase(event)
                 elif isinstance(event, TierObserved):
+                    await store.follow_branch(event.customer_id, event.branch_id)
                     await store.remember_tier(event)
+                elif isinstance(event, BranchObserved):
+                    await store.follow_branch(event.customer_id, event.branch_id)
                 elif isinstance(event, ExperimentEnrolled):
                     await store.enrol(event)
                     if event.arm is Arm.HELD_OUT:

@@ -68,6 +68,38 @@ class FeedbackStore:
         removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
         return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
+    async def follow_branch(self, customer_id: str, branch_id: str | None) -> None:
+        """The customer is in `branch_id` now: their surveys and complaints go with them, so the
+        new branch's RMs and ops read them (and the old branch's no longer do), and branch
+        reports count a customer's feedback where the customer is. Unknown (None) changes nothing."""
+        if branch_id is None:
+            return
+        previous = await self._db.execute(
+            text("SELECT branch_id FROM feedback.customers WHERE customer_id = :c FOR UPDATE"),
+            {"c": customer_id},
+        )
+        known = previous.first()
+        if known is not None and known[0] == branch_id:
+            return  # the usual case: no transfer, nothing to move
+        moved = {"c": customer_id, "b": branch_id}
+        await self._db.execute(
+            text(
+                """
+                INSERT INTO feedback.customers (customer_id, branch_id, updated_at) VALUES (:c, :b, now())
+                ON CONFLICT (customer_id) DO UPDATE SET branch_id = :b, updated_at = now()
+                """
+            ),
+            moved,
+        )
+        for table in ("surveys", "complaints"):
+            await self._db.execute(
+                text(
+                    f"UPDATE feedback.{table} SET branch_id = :b "  # noqa: S608 - a table of this schema
+                    "WHERE customer_id = :c AND branch_id IS DISTINCT FROM :b"
+                ),
+                moved,
+            )
+
     async def remember_tier(self, observed: TierObserved) -> None:
         tier = {"c": observed.customer_id, "t": observed.tier, "s": observed.stage}
         await self._db.execute(

@@ -140,12 +140,10 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["scoring"])
 
     async def load_view(customer_id: str, branches: frozenset[str] | None = None) -> CustomerPublic:
-        async with engine.connect() as db:
-            found = await views.customer(db, customer_id, branches)
-            moment = await scoring.now(ScoringStore(db))
+        found = await scoring.customer(customer_id, branches)
         if found is None:
             raise ApiError(404, f"unknown customer {customer_id!r}")
-        return customer_view(found[0], found[1], moment)
+        return customer_view(*found)
 
     @router.get("/customers/{customer_id}", responses=_NOT_FOUND)
     async def get_customer(customer_id: PathId, key: CustomerReader) -> CustomerPublic:

@@ -12,10 +12,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics, views
-from services.scoring.domain.clock import PartitionClocks, not_before_last_decision
+from services.scoring.domain.clock import not_before_last_decision
 from services.scoring.domain.customer import (
     CustomerState,
     TierChange,
+    Trigger,
     apply,
     new_override,
     review,
@@ -25,6 +26,7 @@ from services.scoring.domain.evaluation import Override
 from services.scoring.domain.events import ScoringEvent
 from services.scoring.domain.money import UnconvertibleCurrency, amount_in_base
 from services.scoring.domain.policy import Policy, default_policy
+from services.scoring.domain.profile import ProfileChange, profile_change
 from services.scoring.domain.simulation import Simulation, simulate
 from services.scoring.households import publish_contributions, withdraw_from_household
 from services.scoring.store import ScoringStore, StateCache
@@ -32,7 +34,7 @@ from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, EventCause, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.erasure import CustomerErased
@@ -40,6 +42,7 @@ from shared.errors import TierFlowError
 from shared.event_rules import consumed_event_rules, refuse_beyond_horizon
 from shared.logs import get_logger
 from shared.metrics import ERASURES
+from shared.partition_clocks import PartitionClocks, customer_clock
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -131,19 +134,28 @@ class Scoring:
         clock = await self._start_clock(store)
         before = dict(states)
         changes: list[TierChange] = []
+        published: list[TierChange | ProfileChange] = []
         partitions: dict[str, int] = {}
         for item in fresh:
             event = item.value
             state = states[event.customer_id]
             if item.topic == self.events_topic:
                 partitions[event.customer_id] = item.partition
-            states[event.customer_id], new_changes = self._apply_one(state, event, policy, clock(item, state))
+            moment = clock(item, state)
+            states[event.customer_id], new_changes = self._apply_one(state, event, policy, moment)
             changes += new_changes
+            published += new_changes
+            if not any(change.trigger is Trigger.EVENT for change in new_changes):
+                # No tier change carries the new profile: a transfer is published on its own, in
+                # its place among the customer's changes, whatever the batch's boundaries.
+                cause = EventCause(source=event.source, id=event.id)
+                moved = profile_change(state, states[event.customer_id], cause, moment)
+                published += [moved] if moved else []
         await store.note_earliest_event(min(item.value.time for item in fresh))
         if clock.partitions is not None:
             await store.advance_watermarks(self.events_topic, clock.partitions.advanced)
         written = await store.save_customers(list(states.values()), datetime.now(UTC), partitions)
-        await store.record_changes(changes, self.tier_changes_topic)
+        await store.record_changes(published, self.tier_changes_topic)
         await publish_contributions(store.connection, before, states, self.household_topic)
         return len(fresh), changes, written, states
 
@@ -174,17 +186,38 @@ class Scoring:
             return await store.clock_of(self.events_topic, customer_id) or datetime.now(UTC)
         return datetime.now(UTC)
 
+    async def customer(
+        self, customer_id: str, branches: frozenset[str] | None
+    ) -> tuple[CustomerState, datetime, datetime] | None:
+        """The decided customer visible to `branches` (None: any), when it was last written and
+        the customer's own now (with the event clock, its partition's clock)."""
+        async with self.engine.connect() as db:
+            found = await views.customer(db, customer_id, branches)
+            if found is None:
+                return None
+            return found[0], found[1], await self.now(ScoringStore(db), customer_id)
+
     async def simulate(self, candidate: Policy) -> tuple[Simulation, str, datetime]:
         """What `candidate` would decide for every customer now, changing nothing; with the active
-        policy's version and the moment it was evaluated at."""
+        policy's version and the latest moment a customer was evaluated at. With the event clock
+        each customer is evaluated at its own partition's clock, as the review loop judges it."""
         simulation = Simulation()
         async with self.engine.connect() as db:
             store = ScoringStore(db)
-            moment = await self.now(store)
+            latest = await self.now(store)
             active = await self.policy(store, deciding=False)
+            clocks = await self._simulation_clocks(store, latest)
             async for chunk in views.all_states(db):
-                simulate(simulation, chunk, candidate, moment)
-        return simulation, active.version, moment
+                simulate(simulation, [(state, clocks(partition)) for state, partition in chunk], candidate)
+        return simulation, active.version, latest
+
+    async def _simulation_clocks(
+        self, store: ScoringStore, latest: datetime
+    ) -> Callable[[int | None], datetime]:
+        if self.clock_mode is not ClockMode.EVENT:
+            return lambda _partition: latest
+        watermarks = await store.partition_watermarks(self.events_topic)
+        return lambda partition: customer_clock(watermarks, partition) or latest
 
     async def policy(self, store: ScoringStore, deciding: bool = True) -> Policy:
         """The active policy; `deciding` holds it until the transaction ends (before any customer

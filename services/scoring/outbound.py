@@ -6,10 +6,13 @@ from datetime import datetime
 
 from services.scoring.domain.customer import TierChange
 from services.scoring.domain.features import Features, aum_at, day_of, open_high_complaints, products_held
+from services.scoring.domain.profile import ProfileChange
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
+    PROFILE_CHANGED,
     TIER_CHANGED,
     CustomerErasedData,
+    CustomerProfileChangedData,
     Reason,
     ReasonCondition,
     TierChangedData,
@@ -63,6 +66,26 @@ def holdings(features: Features, at: datetime) -> dict[str, object]:
     """The customer's AUM (base currency) and products held when the change was decided, so an
     experiment's groups can be compared on them by a subscriber that sees no balances."""
     return {"aum": str(aum_at(features, at)), "products_held": products_held(features, day_of(at))}
+
+
+def profile_changed_event(change: ProfileChange) -> OutboxMessage:
+    """`customer.profile_changed.v1`, keyed by customer, with the new profile as a tier change has it."""
+    data = CustomerProfileChangedData.model_validate(
+        {
+            "customer_id": change.customer_id,
+            "changed": list(change.changed),
+            "previous_branch_id": change.previous_branch_id,
+            "previous_rm_id": change.previous_rm_id,
+        }
+    )
+    return customer_event(
+        event_id=change.id,
+        source=SOURCE,
+        event_type=PROFILE_CHANGED,
+        time=change.at,
+        customer_id=change.customer_id,
+        data={**data.model_dump(mode="json"), **customer_context(change.features)},
+    )
 
 
 def customer_context(features: Features) -> dict[str, object]:

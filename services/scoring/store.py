@@ -20,7 +20,9 @@ from services.scoring.domain.codec import decode, encode, reason_json
 from services.scoring.domain.customer import CustomerState, TierChange
 from services.scoring.domain.evaluation import Override
 from services.scoring.domain.policy import Policy
-from services.scoring.outbound import customer_erased_event, tier_changed_event
+from services.scoring.domain.profile import ProfileChange
+from services.scoring.outbound import customer_erased_event, profile_changed_event, tier_changed_event
+from shared.clock import advance_partition_watermarks, partition_watermarks
 from shared.contracts.outbound import CausedBy, EventCause
 from shared.erasure import erased_among, forget_unsent_events, record_erasure
 from shared.inbox import LEGACY_SOURCE
@@ -117,15 +119,6 @@ _HISTORY = """
     ON CONFLICT (change_id) DO NOTHING
     RETURNING change_id::text AS change_id
 """
-
-_ADVANCE = text(
-    """
-    INSERT INTO scoring.partition_clock (topic, partition, watermark)
-    SELECT :topic, u.partition, u.at FROM unnest(:partitions, :times) AS u(partition, at)
-    ON CONFLICT (topic, partition) DO UPDATE
-    SET watermark = GREATEST(scoring.partition_clock.watermark, EXCLUDED.watermark)
-    """
-).bindparams(bindparam("partitions", type_=ARRAY(Integer)), bindparam("times", type_=_TIMES))
 
 _DUE = text(
     """
@@ -289,10 +282,25 @@ class ScoringStore:
         written = await self._db.exec_driver_sql(_SAVE, params)
         return {row["customer_id"]: int(row["version"]) for row in written.mappings()}
 
-    async def record_changes(self, changes: Sequence[TierChange], topic: str) -> int:
-        """History rows and outbox rows; a change already recorded (same id) is skipped."""
-        if not changes:
-            return 0
+    async def record_changes(self, published: Sequence[TierChange | ProfileChange], topic: str) -> int:
+        """History rows for tier changes and outbox rows for all, in the order given (the order of
+        the events that caused them, so a customer's events go out as they were decided); a tier
+        change already recorded (same id) is skipped. Returns the tier changes recorded."""
+        changes = [c for c in published if isinstance(c, TierChange)]
+        new_ids = await self._record_history(changes) if changes else set()
+        await enqueue(
+            self._db,
+            "scoring",
+            topic,
+            [
+                tier_changed_event(c) if isinstance(c, TierChange) else profile_changed_event(c)
+                for c in published
+                if not isinstance(c, TierChange) or c.id in new_ids
+            ],
+        )
+        return len([c for c in changes if c.id in new_ids])
+
+    async def _record_history(self, changes: Sequence[TierChange]) -> set[str]:
         inserted = await self._db.exec_driver_sql(
             _HISTORY,
             (
@@ -314,10 +322,7 @@ class ScoringStore:
                 [",".join(c.labels_left) for c in changes],
             ),
         )
-        new_ids = {row["change_id"] for row in inserted.mappings()}
-        fresh = [c for c in changes if c.id in new_ids]
-        await enqueue(self._db, "scoring", topic, [tier_changed_event(c) for c in fresh])
-        return len(fresh)
+        return {row["change_id"] for row in inserted.mappings()}
 
     async def exists(self, customer_id: str) -> bool:
         found = await self._db.scalar(
@@ -387,24 +392,16 @@ class ScoringStore:
 
     async def partition_watermarks(self, topic: str) -> dict[int, datetime]:
         """The latest event time applied from each partition of `topic` that has had one."""
-        rows = await self._db.execute(
-            text("SELECT partition, watermark FROM scoring.partition_clock WHERE topic = :topic"),
-            {"topic": topic},
-        )
-        return {int(row[0]): row[1] for row in rows}
+        return await partition_watermarks(self._db, "scoring", topic)
 
     async def advance_watermarks(self, topic: str, watermarks: Mapping[int, datetime]) -> None:
         """Move these partitions' clocks forward; a clock never goes back."""
-        if not watermarks:
-            return
-        ordered = sorted(watermarks.items())
-        await self._db.execute(
-            _ADVANCE,
-            {"topic": topic, "partitions": [p for p, _ in ordered], "times": [t for _, t in ordered]},
-        )
+        await advance_partition_watermarks(self._db, "scoring", topic, watermarks)
 
     async def clock_of(self, topic: str, customer_id: str | None) -> datetime | None:
-        """The watermark of the partition that holds the customer, or without one the latest of all."""
+        """The watermark of the partition that holds the customer; for a customer whose partition
+        is not known yet the earliest of all (as the review loop judges it); without a customer
+        the latest of all."""
         value: datetime | None = await self._db.scalar(
             text(
                 """
@@ -412,7 +409,9 @@ class ScoringStore:
                     (SELECT w.watermark FROM scoring.customers AS c
                      JOIN scoring.partition_clock AS w ON w.topic = :topic AND w.partition = c.clock_partition
                      WHERE c.customer_id = :customer),
-                    (SELECT max(watermark) FROM scoring.partition_clock WHERE topic = :topic))
+                    (SELECT CASE WHEN CAST(:customer AS text) IS NULL THEN max(watermark)
+                                 ELSE min(watermark) END
+                     FROM scoring.partition_clock WHERE topic = :topic))
                 """
             ),
             {"topic": topic, "customer": customer_id},

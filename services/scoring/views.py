@@ -208,20 +208,23 @@ async def policy_document(db: AsyncConnection, version: str) -> dict[str, Any] |
     return document
 
 
-async def all_states(db: AsyncConnection, chunk: int = 1000) -> AsyncIterator[list[CustomerState]]:
-    """Every decided customer, a chunk at a time (memory stays bounded)."""
+async def all_states(
+    db: AsyncConnection, chunk: int = 1000
+) -> AsyncIterator[list[tuple[CustomerState, int | None]]]:
+    """Every decided customer with the events-topic partition that holds it (None before its
+    first event from that topic), a chunk at a time (memory stays bounded)."""
     after = ""
     while True:
         rows = (
             await db.execute(
                 text(
-                    "SELECT customer_id, state FROM scoring.customers WHERE tier IS NOT NULL "
-                    "AND customer_id > :after ORDER BY customer_id LIMIT :n"
+                    "SELECT customer_id, state, clock_partition FROM scoring.customers "
+                    "WHERE tier IS NOT NULL AND customer_id > :after ORDER BY customer_id LIMIT :n"
                 ),
                 {"after": after, "n": chunk},
             )
         ).all()
         if not rows:
             return
-        yield [decode(cid, state) for cid, state in rows]
+        yield [(decode(cid, state), partition) for cid, state, partition in rows]
         after = rows[-1][0]

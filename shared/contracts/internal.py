@@ -28,9 +28,11 @@ from shared.contracts.inbound import Consents
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
     OUTREACH_TYPE_PREFIX,
+    PROFILE_CHANGED,
     SURVEY_REQUESTED,
     TIER_CHANGED,
     CustomerErasedData,
+    CustomerProfileChangedData,
     TierChangedData,
 )
 from shared.contracts.types import (
@@ -91,6 +93,12 @@ class TierChanged(TierChangedData):
     products_held: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
 
 
+class ProfileChanged(CustomerProfileChangedData):
+    """`customer.profile_changed.v1` as engagement and feedback read it, with the new profile."""
+
+    profile: TierChangeProfile = TierChangeProfile()
+
+
 class SurveyRequested(_Internal):
     """`engagement.survey_requested.v1`: an outreach item was completed; feedback invites a survey."""
 
@@ -138,6 +146,7 @@ OUTREACH_PLANNED_TYPES = tuple(
 INTERNAL_DATA_MODELS: dict[str, type[BaseModel]] = {
     TIER_CHANGED: TierChanged,
     CUSTOMER_ERASED: CustomerErasedData,
+    PROFILE_CHANGED: ProfileChanged,
     SURVEY_REQUESTED: SurveyRequested,
 }
 
@@ -204,6 +213,7 @@ __all__ = [
     "ChangeTrigger",
     "ErasureNotice",
     "OutreachPlanned",
+    "ProfileChanged",
     "SurveyRequested",
     "TierChangeProfile",
     "TierChanged",

@@ -27,6 +27,7 @@ from shared.contracts.types import (
 
 TIER_CHANGED = "customer.tier_changed.v1"
 CUSTOMER_ERASED = "customer.erased.v1"
+PROFILE_CHANGED = "customer.profile_changed.v1"
 SURVEY = "feedback.survey.v1"
 COMPLAINT = "feedback.complaint.v1"
 OUTREACH_TYPE_PREFIX = "engagement.outreach_"
@@ -107,6 +108,18 @@ class CustomerErasedData(_Outbound):
 
     customer_id: CustomerId
     erased_at: PayloadTime
+
+
+class CustomerProfileChangedData(_Outbound):
+    """`customer.profile_changed.v1`: the customer's branch, RM or segment changed while the tier and
+    stage did not (a tier change carries the new profile itself). Keyed by the customer on
+    `customer.tier-changes.v1`, so subscribers read it in order with the customer's tier changes;
+    scoring adds the new `profile` as on a tier change."""
+
+    customer_id: CustomerId
+    changed: list[Literal["branch_id", "rm_id", "segment"]] = Field(min_length=1, max_length=3)
+    previous_branch_id: Identifier | None = None
+    previous_rm_id: Identifier | None = None
 
 
 class OutreachOutcome(StrEnum):

@@ -13,8 +13,7 @@ from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from services.engagement.domain.planning import Change
-from services.engagement.handlers import Engagement, change_decoder
+from services.engagement.handlers import Consumed, Engagement, change_decoder
 from shared.consumer import Delivered
 from shared.contracts.internal import ErasureNotice
 from shared.db import create_engine
@@ -38,7 +37,7 @@ def _counted() -> dict[str, float]:
     return totals
 
 
-def _delivered(decode: Any, event: dict[str, Any], offset: int) -> Delivered[Change | ErasureNotice]:
+def _delivered(decode: Any, event: dict[str, Any], offset: int) -> Delivered[Consumed]:
     key = event["data"]["customer_id"].encode()
     value = json.dumps(event).encode()
     record = ConsumerRecord(TIER_CHANGES, 0, offset, 0, 0, key, value, None, len(key), len(value), ())
@@ -60,7 +59,7 @@ async def _fail_then_apply_again(settings: Settings) -> None:
         decode = change_decoder(settings)
         good = _delivered(decode, factories.tier_change("C-M-1", (None, None), ("vip", "new")), 0)
         # The customer erased in the middle of the batch makes its later change fail the batch.
-        erased: Delivered[Change | ErasureNotice] = Delivered(
+        erased: Delivered[Consumed] = Delivered(
             ErasureNotice("tierflow/scoring", "erasure-1", "C-M-2", datetime.now(UTC)), TIER_CHANGES, 0, 1
         )
         doomed = _delivered(decode, factories.tier_change("C-M-2", (None, None), ("vip", "new")), 2)

@@ -402,6 +402,13 @@ def test_keys_bound_to_people_act_as_them_and_see_their_branches_only(
     refused = step(b1_item, "start", RM_KEY, naming="RM-7")
     assert refused.status_code == 403
     assert "not bound to an RM" in refused.json()["detail"]
+    # Admin acting for RM-9 has RM-9's rights: RM-7's item is not RM-9's, short of a reassignment.
+    for_rm9 = step(b1_item, "cancel", ADMIN_KEY, {"reason": "tidy up"}, naming="RM-9")
+    assert for_rm9.status_code == 409
+    assert "held by RM-7, not RM-9" in for_rm9.json()["detail"]
+    assert step(b1_item, "start", ADMIN_KEY, naming="RM-9").status_code == 409
+    for malformed in ("RM 7", "RM-7;x", "R" * 129):
+        assert step(b1_item, "start", ADMIN_KEY, naming=malformed).status_code == 422
     # Admin acts for RM-7, audited as itself for RM-7; RM-7 acts as RM-7 whatever it names.
     assert step(b1_item, "start", ADMIN_KEY, naming="RM-7").json()["status"] == "in_progress"
     done = step(b1_item, "complete", rm7, {"outcome": "reached"}, naming="RM-9")

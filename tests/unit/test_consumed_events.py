@@ -126,7 +126,10 @@ def test_feedback_dead_letters_a_record_that_is_no_cloudevent_whatever_its_type(
 
 def test_engagement_dead_letters_an_event_type_it_does_not_read() -> None:
     with pytest.raises(
-        PoisonMessage, match=re.escape("not a customer.tier_changed.v1 or customer.erased.v1 event")
+        PoisonMessage,
+        match=re.escape(
+            "not a customer.tier_changed.v1, customer.profile_changed.v1 or customer.erased.v1 event"
+        ),
     ):
         change_decoder(SETTINGS)(record(factories.survey_requested()))
 

@@ -47,7 +47,8 @@ class ActedBeforeItem(ValueError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who moves an item: an RM, or an admin, who may move items held by anyone.
+    """Who moves an item: an RM (perhaps an admin acting for them), or an admin in its own name,
+    who may move items held by anyone.
 
     `name` is the RM the step is taken as (an item claimed goes to them); `recorded_as` is how the
     audit trail names who took it, when that is not the RM themself."""
@@ -63,13 +64,15 @@ class Actor:
 
 def acting(key_id: str, *, admin: bool, bound_rm: str | None, named_rm: str | None) -> Actor:
     """Who acts for a key: the RM it is bound to, whatever RM the request names; an admin for the
-    RM named (audited as `<key id> for <RM>`) or in their own name. An unbound RM key has no one
-    to act as: the RM it would name is only the caller's word."""
+    RM named (audited as `<key id> for <RM>`) or in their own name. An admin acting for an RM has
+    that RM's rights, no more: another RM's item is not theirs to move (only an explicit
+    reassignment gives it to someone else). An unbound RM key has no one to act as: the RM it
+    would name is only the caller's word."""
     if bound_rm is not None:
         return Actor(bound_rm, admin=False)
     if admin:
         if named_rm:
-            return Actor(named_rm, admin=True, recorded_as=f"{key_id} for {named_rm}")
+            return Actor(named_rm, admin=False, recorded_as=f"{key_id} for {named_rm}")
         return Actor(f"admin:{key_id}", admin=True)
     raise ActorUnknown(
         "this rm key is not bound to an RM, so it may read but not act: bind it as KEY=rm:RM_ID@BRANCH"
@@ -146,6 +149,21 @@ def cancel(item: ItemState, actor: str, admin: bool, reason: str, now: datetime)
     if item.assigned_to is not None:
         _held_by(item, actor, admin)
     return replace(item, status=ItemStatus.CANCELLED, cancel_reason=reason, closed_at=now)
+
+
+def follow_customer(item: ItemState, rm_id: str | None) -> ItemState:
+    """An item not yet under way follows its customer to another branch: an assigned one goes to
+    `rm_id` (the assignment rule applied in the new branch) or, with no one there to take it,
+    back to the queue; a queued one stays queued. An item in progress stays with the RM who has
+    made contact, in the branch it was planned in, until it closes."""
+    _open(item)
+    if item.status is ItemStatus.IN_PROGRESS:
+        raise TransitionRefused(f"item {item.id} is in progress with {item.assigned_to}; it stays with them")
+    if item.status is ItemStatus.QUEUED:
+        return item
+    if rm_id is None:
+        return replace(item, status=ItemStatus.QUEUED, assigned_to=None)
+    return replace(item, status=ItemStatus.ASSIGNED, assigned_to=rm_id)
 
 
 def expire(item: ItemState, now: datetime) -> ItemState:

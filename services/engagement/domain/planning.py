@@ -62,6 +62,17 @@ class Change:
 
 
 @dataclass(frozen=True)
+class ProfileUpdate:
+    """What engagement reads from `customer.profile_changed.v1`: the customer's new profile."""
+
+    source: str
+    event_id: str
+    customer_id: str
+    at: datetime
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class OpenItem:
     id: str
     rule: str

@@ -28,6 +28,17 @@ class TierObserved:
 
 
 @dataclass(frozen=True)
+class BranchObserved:
+    """A customer's branch from `customer.profile_changed.v1`: a transfer without a tier change."""
+
+    source: str
+    event_id: str
+    customer_id: str
+    at: datetime
+    branch_id: str | None
+
+
+@dataclass(frozen=True)
 class SurveyRequested:
     """An RM completed a contact and asked for the customer's feedback on it."""
 
@@ -64,12 +75,12 @@ class ExperimentEnrolled:
     contact_due_at: datetime | None = None
 
 
-FeedbackEvent = TierObserved | SurveyRequested | ExperimentEnrolled | ErasureNotice
+FeedbackEvent = TierObserved | BranchObserved | SurveyRequested | ExperimentEnrolled | ErasureNotice
 
 
 def event_time(event: FeedbackEvent) -> datetime:
     """The `time` of the event this was read from, which a resend keeps."""
-    if isinstance(event, TierObserved | ExperimentEnrolled):
+    if isinstance(event, TierObserved | BranchObserved | ExperimentEnrolled):
         return event.at
     if isinstance(event, ErasureNotice):
         return event.erased_at

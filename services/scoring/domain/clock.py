@@ -1,38 +1,11 @@
-"""Event time per partition: what "now" is for a customer when the clock is the events' own.
-
-Each partition of the events topic is read in order, so the latest event time applied from
-it (its watermark) only depends on that partition. A customer's events all come from one
-partition (they are keyed by customer id), so judging the customer by its partition's
-watermark gives the same decisions however partitions interleave.
-"""
+"""Scoring's rule on top of the partition clocks (`shared.partition_clocks`): a customer's
+time never goes back, whichever topic the event came from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from services.scoring.domain.customer import CustomerState
-
-
-class PartitionClocks:
-    """The watermarks of the events topic's partitions, advanced by the events of a micro-batch."""
-
-    def __init__(self, watermarks: Mapping[int, datetime]) -> None:
-        self._watermarks = dict(watermarks)
-        self._advanced: dict[int, datetime] = {}
-
-    def advance(self, partition: int, event_time: datetime) -> datetime:
-        """Apply an event of `partition`: its clock moves to the event's time if that is later."""
-        current = self._watermarks.get(partition)
-        moved = event_time if current is None else max(current, event_time)
-        self._watermarks[partition] = moved
-        self._advanced[partition] = moved
-        return moved
-
-    @property
-    def advanced(self) -> dict[int, datetime]:
-        """The partitions this batch moved, with their new watermarks."""
-        return dict(self._advanced)
 
 
 def not_before_last_decision(moment: datetime, state: CustomerState) -> datetime:

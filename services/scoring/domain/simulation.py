@@ -36,10 +36,11 @@ class Simulation:
 
 
 def simulate(
-    simulation: Simulation, states: Iterable[CustomerState], candidate: Policy, now: datetime
+    simulation: Simulation, states: Iterable[tuple[CustomerState, datetime]], candidate: Policy
 ) -> None:
-    """Add these customers to the tally: their decision under `candidate` against the current one."""
-    for state in states:
+    """Add these customers to the tally: their decision under `candidate` at the moment paired
+    with each (its own clock) against the current one."""
+    for state, now in states:
         if state.decision is None:
             continue
         proposed = evaluate(state.features, candidate, now, state.decision, state.override)
