@@ -119,6 +119,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "note": ("Note", "备注"),
     "customer": ("Customer", "客户"),
     "reason": ("Reason", "原因"),
+    "queue.unassigned": ("Unassigned in your branch", "本网点未分配"),
     "queue.claim": ("Claim", "认领"),
     "queue.start": ("Start", "开始"),
     "queue.complete": ("Complete", "完成"),

@@ -169,6 +169,8 @@ async def queue(user: UserClient, rm_id: str, now: datetime) -> dict[str, Any]:
     )
     open_items = [i for i in items if i["status"] in ("assigned", "in_progress")]
     me = None if isinstance(rms, UpstreamError) else next((r for r in rms if r["rm_id"] == rm_id), None)
+    if me is not None:
+        now = datetime.fromisoformat(me["as_of"])  # engagement's clock, as its overdue count
     for item in open_items:
         item["sla_left_h"] = (datetime.fromisoformat(item["sla_due_at"]) - now).total_seconds() / 3600
     branch = None if me is None else me["branch_id"]

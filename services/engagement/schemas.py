@@ -84,6 +84,7 @@ class RmWorkload(BaseModel):
     active: bool
     open_items: int
     overdue_items: int
+    as_of: datetime = Field(description="engagement's now, at which overdue items are judged")
 
 
 class QueueCell(BaseModel):

@@ -116,7 +116,8 @@ async def workloads(
             f"""
             SELECT r.rm_id, r.branch_id, r.capacity, r.active,
                 count(i.id) FILTER (WHERE i.status = ANY(:held)) AS open_items,
-                count(i.id) FILTER (WHERE i.status = ANY(:held) AND i.sla_due_at < :now) AS overdue_items
+                count(i.id) FILTER (WHERE i.status = ANY(:held) AND i.sla_due_at < :now) AS overdue_items,
+                CAST(:now AS timestamptz) AS as_of
             FROM engagement.rms r LEFT JOIN engagement.items i ON i.assigned_to = r.rm_id
             WHERE (CAST(:rm AS text) IS NULL OR r.rm_id = :rm)
                 AND {in_branches("r.branch_id")}

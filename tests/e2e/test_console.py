@@ -327,6 +327,11 @@ def test_an_rm_completes_an_item_in_their_queue_and_sees_no_other_branch(browser
         row.locator("button.start").click()
         page.wait_for_load_state()
     row = page.locator(f'#my-items tr[data-item="{item_id}"]')
+    past_sla = page.locator("#my-items tbody tr[data-item] td.warn").count()
+    rm_id = stack.api("engagement", "/v1/me", key=RM_KEY)["rm_id"]
+    (me,) = [rm for rm in stack.api("engagement", "/v1/rms", key=RM_KEY) if rm["rm_id"] == rm_id]
+    overdue = me["overdue_items"]
+    assert past_sla == overdue, "the SLA column is judged at engagement's clock, as its overdue count"
     row.locator("select[name=outcome]").select_option("converted")
     row.locator("input[name=note]").fill("opened a deposit")
     shot(page, "queue")
