@@ -422,7 +422,8 @@ def latency(
         while not done.is_set():
             message = consumer.poll(0.1)
             if message is not None and not message.error():
-                cause = json.loads(message.value() or b"{}")["data"]["caused_by"]
+                # Other events share the topic (profile changes, erasures) and cause no tier change.
+                cause = json.loads(message.value() or b"{}")["data"].get("caused_by")
                 if isinstance(cause, dict):  # an event's source and id; review/override are strings
                     arrived.setdefault(cause["id"], time.perf_counter())
         consumer.close()
