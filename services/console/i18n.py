@@ -64,7 +64,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "changes": ("changes", "变动次数"),
     "action": ("Action", "动作"),
     "rm": ("RM", "客户经理"),
-    "unassigned": ("unassigned", "未分配"),
+    "unassigned": ("Unassigned", "未分配"),
     "status": ("Status", "状态"),
     "items": ("Items", "条目"),
     "open_items": ("Open", "进行中"),
