@@ -13,9 +13,12 @@ from services.engagement.outbound import survey_request
 from services.scoring.domain.customer import TierChange, Trigger
 from services.scoring.domain.evaluation import Reason
 from services.scoring.domain.features import Complaint, Features, seconds_of
-from services.scoring.outbound import customer_erased_event, tier_changed_event
+from services.scoring.domain.household import Contribution, Published
+from services.scoring.domain.profile import ProfileChange
+from services.scoring.household_messages import contribution_event
+from services.scoring.outbound import customer_erased_event, profile_changed_event, tier_changed_event
 from shared.contracts.outbound import ChangeDirection, EventCause
-from shared.contracts.types import Stage, Tier
+from shared.contracts.types import HouseholdRole, Stage, Tier
 
 
 def _envelope(event_type: str, data: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -191,6 +194,42 @@ def tier_changed(
         features=features,
     )
     event: dict[str, Any] = json.loads(tier_changed_event(change).value)
+    return event
+
+
+def profile_changed(customer_id: str = "C0001", at: datetime | None = None) -> dict[str, Any]:
+    """A `customer.profile_changed.v1` as scoring publishes it: a branch transfer."""
+    change = ProfileChange(
+        id=str(uuid.uuid4()),
+        customer_id=customer_id,
+        at=at or datetime.now(UTC) - timedelta(minutes=1),
+        changed=("branch_id",),
+        previous_branch_id="BR-SH-002",
+        previous_rm_id=None,
+        features=Features(profile=PROFILE),
+    )
+    event: dict[str, Any] = json.loads(profile_changed_event(change).value)
+    return event
+
+
+def household_contribution(household_id: str = "H0001", at: datetime | None = None) -> dict[str, Any]:
+    """A `tierflow.household.contribution.v1` as scoring publishes it, keyed by household."""
+    moment = at or datetime.now(UTC) - timedelta(minutes=1)
+    contribution = Contribution(
+        household_id=household_id,
+        member_id=f"{household_id}-M1",
+        role=HouseholdRole.PRIMARY,
+        role_since=moment,
+        aum=Decimal("620000.00"),
+        aum_avg_30d=Decimal("610000"),
+        aum_avg_90d=Decimal("600000"),
+        products=("deposits", "funds"),
+        tier=Tier.WEALTH,
+        rm_id="BR-SH-001-RM1",
+        branch_id="BR-SH-001",
+    )
+    published = Published(household_id, f"{household_id}-M1", 1, moment, contribution)
+    event: dict[str, Any] = json.loads(contribution_event(published).value)
     return event
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from services.scoring.household_messages import CONTRIBUTION
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import COMPLAINT, SURVEY, SURVEY_REQUESTED, TIER_CHANGED
+from shared.contracts.outbound import COMPLAINT, PROFILE_CHANGED, SURVEY, SURVEY_REQUESTED, TIER_CHANGED
 from shared.kafka import group_lag
 from shared.topics import (
     BANK_EVENTS,
@@ -22,6 +23,7 @@ from shared.topics import (
     CONSUMED_BY,
     DLQ_SUFFIX,
     FEEDBACK_EVENTS,
+    HOUSEHOLD_CONTRIBUTIONS,
     OUTREACH,
     TIER_CHANGES,
     Topics,
@@ -125,6 +127,34 @@ CASES = [
     BadCase("unknown trigger", TIER_CHANGES, factories.tier_changed, {"trigger": "whim"}, "data.trigger"),
     BadCase("changed in year 9999", TIER_CHANGES, factories.tier_changed, {}, "time", {"time": FAR_FUTURE}),
     BadCase(
+        "transfer naming no change",
+        TIER_CHANGES,
+        factories.profile_changed,
+        {"changed": []},
+        "data.changed",
+    ),
+    BadCase(
+        "previous branch not text",
+        TIER_CHANGES,
+        factories.profile_changed,
+        {"previous_branch_id": 5},
+        "data.previous_branch_id",
+    ),
+    BadCase(
+        "sequence as text",
+        HOUSEHOLD_CONTRIBUTIONS,
+        factories.household_contribution,
+        {"sequence": "3"},
+        "data.sequence",
+    ),
+    BadCase(
+        "household without member",
+        HOUSEHOLD_CONTRIBUTIONS,
+        factories.household_contribution,
+        {"member_id": MISSING},
+        "data.member_id",
+    ),
+    BadCase(
         "request without outreach",
         OUTREACH,
         factories.survey_requested,
@@ -143,7 +173,15 @@ CASES = [
         "data.requested_at",
     ),
 ]
-CONSUMED_TYPES = {*INBOUND_DATA_MODELS, SURVEY, COMPLAINT, TIER_CHANGED, SURVEY_REQUESTED}
+CONSUMED_TYPES = {
+    *INBOUND_DATA_MODELS,
+    SURVEY,
+    COMPLAINT,
+    TIER_CHANGED,
+    PROFILE_CHANGED,
+    SURVEY_REQUESTED,
+    CONTRIBUTION,
+}
 
 
 def readers(topic: str) -> list[str]:
