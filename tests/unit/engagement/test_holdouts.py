@@ -185,3 +185,22 @@ def test_a_hold_gives_way_to_service_recovery_for_a_customer_at_risk_or_complain
     assert hold_on(holds, "app_push", Category.MARKETING, 0, at_risk=True) is None
     # An experiment the playbook no longer runs holds nobody.
     assert holds_in_force([("app_push", "retired-holdout", NOON)], playbook, NOON) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an item held out by an earlier draw is stored like a draw of its own, so each later"
+    " trigger of the action restarts the experiment's window and the hold never ends",
+)
+def test_a_hold_ends_with_the_window_of_the_draw_however_often_other_rules_trigger_the_action() -> None:
+    playbook = two_rules_pushing_the_app()
+    stored = [("app_push", "vip-welcome-holdout", NOON)]
+    later = NOON + timedelta(days=20)
+    nudged = plan(
+        stage_change(HELD, at=later), [], [], playbook, later, holds_in_force(stored, playbook, later)
+    )
+    # What engagement stores for the nudge's app push held out by the hold, as it does for a draw.
+    stored += [(i.kind, i.experiment, later) for i in nudged.items if i.experiment is not None]
+    assert len(stored) == 2
+    # The draw was 31 days ago: its 30-day window is over, and no later draw was made.
+    assert holds_in_force(stored, playbook, NOON + timedelta(days=31)) == {}
