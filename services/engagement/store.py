@@ -186,16 +186,18 @@ class EngagementStore:
         )
         return [OpenItem(r[0], r[1], r[2], Category(r[3]), Tier(r[4]), Stage(r[5])) for r in rows]
 
-    async def held_out_actions(self, customer_id: str, since: datetime) -> list[tuple[str, str, datetime]]:
-        """The actions (kind, experiment, when) the customer was held out of since `since`."""
+    async def held_out_actions(
+        self, customer_id: str, since: datetime
+    ) -> list[tuple[str, str, datetime, str]]:
+        """The actions (kind, experiment, when, why) the customer was held out of since `since`."""
         rows = await self._db.execute(
             text(
-                "SELECT kind, experiment, created_at FROM engagement.items WHERE customer_id = :c "
+                "SELECT kind, experiment, created_at, reason FROM engagement.items WHERE customer_id = :c "
                 "AND status = :held_out AND experiment IS NOT NULL AND created_at > :since"
             ),
             {"c": customer_id, "since": since, "held_out": ItemStatus.HELD_OUT.value},
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def recent_contacts(self, customer_id: str, since: datetime) -> list[Contact]:
         rows = await self._db.execute(

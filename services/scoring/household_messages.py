@@ -12,7 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from services.scoring.domain.household import Contribution, Published
 from shared.contracts.envelope import FieldError, InvalidEvent, decode_json, field_errors
@@ -32,9 +32,30 @@ CONTRIBUTION = "tierflow.household.contribution.v1"
 
 _SOURCE = EventSource("tierflow/scoring/households", uuid.UUID("0f6a3c52-4d1e-4b8e-9f57-3f0c8d2b6a11"))
 MAX_PRODUCTS = 64
+# The place furthest behind the point an average may reach: sixty significant digits behind
+# the zeros of the smallest average a cent held for a second over 90 days gives (about 1E-9).
+_SMALLEST_PLACE = -2 * MONEY_SUM_PRECISION
+
+
+def _exact_average(value: Decimal) -> Decimal:
+    # Bounded by its significant digits, not by `max_digits`, which also counts the zeros
+    # between the point and them: an average below 0.1 would not pass it.
+    _, digits, exponent = value.as_tuple()
+    if len(digits) > MONEY_SUM_PRECISION or not isinstance(exponent, int) or exponent < _SMALLEST_PLACE:
+        raise ValueError(
+            f"an average of at most {MONEY_SUM_PRECISION} significant digits,"
+            f" none past decimal place {-_SMALLEST_PLACE}"
+        )
+    return value
+
+
 # A member's time-weighted average AUM, exact to the digits money sums are taken to: an
 # average rounded to cents would make the household's sum drift from its members' figures.
-ExactAverage = Annotated[Decimal, Field(ge=0, max_digits=MONEY_SUM_PRECISION, allow_inf_nan=False)]
+ExactAverage = Annotated[
+    Decimal,
+    Field(ge=0, lt=Decimal(10) ** MONEY_SUM_PRECISION, allow_inf_nan=False),
+    AfterValidator(_exact_average),
+]
 
 
 class ContributionData(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.domain.household import Household, MemberRow, Membership, Published, aggregates
 from services.scoring.household_messages import contribution_event, contribution_json, stored_contribution
 from shared.contracts.types import HouseholdRole
+from shared.erasure import erased_among
 from shared.publishing import enqueue
 
 _MEMBERSHIPS = text(
@@ -83,6 +84,9 @@ _AUDIT = text(
                                 CAST(:notes AS text[])) AS u
     """
 )
+
+
+_FORGET_AUDIT = text("DELETE FROM scoring.household_audit WHERE member_id = :id")
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,16 @@ class HouseholdStore:
             },
         )
 
+    async def forget_audit(self, member_id: str) -> int:
+        """Remove an erased member's role history; how many rows."""
+        result = await self._db.execute(_FORGET_AUDIT, {"id": member_id})
+        return result.rowcount
+
     async def audit_roles(self, audits: Sequence[RoleAudit], at: datetime) -> None:
+        """Record role changes, but none of a member erased meanwhile: their contribution may
+        still be on its way out of the household when a later primary demotes them."""
+        erased = await erased_among(self._db, "scoring", {a.member_id for a in audits})
+        audits = [a for a in audits if a.member_id not in erased]
         if not audits:
             return
         await self._db.execute(

@@ -52,8 +52,9 @@ async def publish_contributions(
 
 async def withdraw_from_household(db: AsyncConnection, customer_id: str, at: datetime, topic: str) -> None:
     """The customer's removal from their household, published before they are erased: an erased
-    member takes their contribution with them."""
+    member takes their contribution and their role history with them."""
     store = HouseholdStore(db)
+    await store.forget_audit(customer_id)
     last = (await store.memberships([customer_id])).get(customer_id)
     if last is None or last.contribution is None:
         return

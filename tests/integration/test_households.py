@@ -219,8 +219,20 @@ def test_the_running_stage_folds_a_household_that_the_api_serves_to_keys_of_the_
 def test_an_erased_member_takes_their_contribution_out_of_the_household(infra: Infra) -> None:
     database_url = fresh_database(infra, f"households_{uuid.uuid4().hex[:6]}")
     asyncio.run(run_scoring(database_url, infra))
+    erase_in(database_url, infra, "HD")
+    asyncio.run(run_stage(database_url, infra, [contributions(database_url)]))
+    assert households(database_url)["H2"][0] == 1
+    assert households(database_url)["H2"][6] is None  # the primary was erased
+    assert (
+        fetch_rows(database_url, "SELECT 1 FROM scoring.household_memberships WHERE customer_id = 'HD'") == []
+    )
 
-    async def erase(customer_id: str) -> None:
+
+AUDITED_HA = "SELECT household_id, from_role, to_role FROM scoring.household_audit WHERE member_id = 'HA'"
+
+
+def erase_in(database_url: str, infra: Infra, customer_id: str) -> None:
+    async def erase() -> None:
         settings = infra.settings(DATABASE_URL=database_url)
         engine = create_engine(settings)
         try:
@@ -228,10 +240,19 @@ def test_an_erased_member_takes_their_contribution_out_of_the_household(infra: I
         finally:
             await engine.dispose()
 
-    asyncio.run(erase("HD"))
+    asyncio.run(erase())
+
+
+@pytest.mark.parametrize("folded_before_erasure", [True, False], ids=["folded", "still-on-the-topic"])
+def test_an_erased_members_role_history_goes_with_them(infra: Infra, folded_before_erasure: bool) -> None:
+    database_url = fresh_database(infra, f"households_{uuid.uuid4().hex[:6]}")
+    asyncio.run(run_scoring(database_url, infra))
+    if folded_before_erasure:
+        asyncio.run(run_stage(database_url, infra, [contributions(database_url)]))
+        assert [tuple(row) for row in fetch_rows(database_url, AUDITED_HA)] == [("H1", "primary", "other")]
+    # HA's demotion by HB is still to be folded when erased, or was folded already.
+    erase_in(database_url, infra, "HA")
     asyncio.run(run_stage(database_url, infra, [contributions(database_url)]))
-    assert households(database_url)["H2"][0] == 1
-    assert households(database_url)["H2"][6] is None  # the primary was erased
-    assert (
-        fetch_rows(database_url, "SELECT 1 FROM scoring.household_memberships WHERE customer_id = 'HD'") == []
-    )
+    assert households(database_url)["H1"][0] == 1
+    # Which household they were in and the role they held there is theirs, as their profile was.
+    assert fetch_rows(database_url, AUDITED_HA) == []

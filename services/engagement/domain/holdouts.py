@@ -40,9 +40,12 @@ def drawable(category: Category, complaints_open_high: int, at_risk: bool) -> bo
     return category in HOLDOUT_CATEGORIES and not complaints_open_high and not at_risk
 
 
+_DRAWN = "holdout: control group of experiment "
+
+
 def held_out_reason(holdout: Holdout) -> str:
     percent = f"{holdout.share * 100:f}".rstrip("0").rstrip(".")
-    return f"holdout: control group of experiment {holdout.experiment} ({percent}% held out)"
+    return f"{_DRAWN}{holdout.experiment} ({percent}% held out)"
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,16 @@ def hold_window(playbook: Playbook) -> timedelta:
 
 
 def holds_in_force(
-    held_out_items: Iterable[tuple[str, str, datetime]], playbook: Playbook, now: datetime
+    held_out_items: Iterable[tuple[str, str, datetime, str]], playbook: Playbook, now: datetime
 ) -> dict[str, HeldOut]:
     """By action kind, the holds still in force from the customer's held-out items (kind,
-    experiment, when drawn): each lasts its experiment's window in the playbook. An experiment
-    the playbook no longer runs holds nobody."""
+    experiment, when created, reason): each draw holds for its experiment's window in the
+    playbook. An item a hold kept from the customer is no draw: it does not prolong the hold.
+    An experiment the playbook no longer runs holds nobody."""
     windows = {rule.holdout.experiment: rule.holdout.days for rule in playbook.rules if rule.holdout}
     holds: dict[str, HeldOut] = {}
-    for kind, experiment, drawn_at in held_out_items:
-        if experiment not in windows:
+    for kind, experiment, drawn_at, reason in held_out_items:
+        if experiment not in windows or not reason.startswith(_DRAWN):
             continue
         until = drawn_at + timedelta(days=windows[experiment])
         if until > now and (kind not in holds or until > holds[kind].until):

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.engagement.domain.guardrails import COUNTS_TOWARDS_CAPS, Contact
-from services.engagement.domain.holdouts import hold_on, holds_in_force, in_control_group
+from services.engagement.domain.holdouts import held_out_reason, hold_on, holds_in_force, in_control_group
 from services.engagement.domain.lifecycle import ItemStatus, TransitionRefused, claim
 from services.engagement.domain.planning import Change, plan
 from services.engagement.domain.playbook import Category, ContactChannel, Holdout, Playbook, Rule
@@ -149,6 +149,10 @@ def two_rules_pushing_the_app() -> Playbook:
     )  # fmt: skip
 
 
+# What engagement stores of the welcome's draw: (kind, experiment, when, why).
+VIP_WELCOME_DRAWN_AT_NOON = ("app_push", "vip-welcome-holdout", NOON, held_out_reason(VIP_WELCOME))
+
+
 def test_a_held_out_customer_gets_the_action_from_no_other_rule_in_the_window_but_service_still() -> None:
     playbook = two_rules_pushing_the_app()
     drawn = plan(upgrade_of(HELD, stage="regular"), [], [], playbook, NOON).items
@@ -160,7 +164,7 @@ def test_a_held_out_customer_gets_the_action_from_no_other_rule_in_the_window_bu
     ]
     assert drawn[1].reason.startswith("holdout: held out of app_push by experiment vip-welcome-holdout until")
     # A later change: the earlier draw still holds, from the items stored for it.
-    stored = [("app_push", "vip-welcome-holdout", NOON)]
+    stored = [("app_push", "vip-welcome-holdout", NOON, drawn[0].reason)]
     later = NOON + timedelta(days=10)
     nudge = stage_change(HELD, at=later)
     holds = holds_in_force(stored, playbook, later)
@@ -178,10 +182,25 @@ def test_a_held_out_customer_gets_the_action_from_no_other_rule_in_the_window_bu
 
 def test_a_hold_gives_way_to_service_recovery_for_a_customer_at_risk_or_complaining() -> None:
     playbook = two_rules_pushing_the_app()
-    holds = holds_in_force([("app_push", "vip-welcome-holdout", NOON)], playbook, NOON)
+    holds = holds_in_force([VIP_WELCOME_DRAWN_AT_NOON], playbook, NOON)
     assert hold_on(holds, "app_push", Category.MARKETING, 0, at_risk=False) is not None
     assert hold_on(holds, "app_push", Category.SERVICE, 0, at_risk=False) is None
     assert hold_on(holds, "app_push", Category.MARKETING, 1, at_risk=False) is None
     assert hold_on(holds, "app_push", Category.MARKETING, 0, at_risk=True) is None
     # An experiment the playbook no longer runs holds nobody.
-    assert holds_in_force([("app_push", "retired-holdout", NOON)], playbook, NOON) == {}
+    retired = ("app_push", "retired-holdout", NOON, "holdout: control group of experiment retired-holdout")
+    assert holds_in_force([retired], playbook, NOON) == {}
+
+
+def test_a_hold_ends_with_the_window_of_the_draw_however_often_other_rules_trigger_the_action() -> None:
+    playbook = two_rules_pushing_the_app()
+    stored = [VIP_WELCOME_DRAWN_AT_NOON]
+    later = NOON + timedelta(days=20)
+    nudged = plan(
+        stage_change(HELD, at=later), [], [], playbook, later, holds_in_force(stored, playbook, later)
+    )
+    # What engagement stores for the nudge's app push held out by the hold, as it does for a draw.
+    stored += [(i.kind, i.experiment, later, i.reason) for i in nudged.items if i.experiment is not None]
+    assert len(stored) == 2
+    # The draw was 31 days ago: its 30-day window is over, and no later draw was made.
+    assert holds_in_force(stored, playbook, NOON + timedelta(days=31)) == {}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +21,14 @@ from services.scoring.domain.household import (
     publications,
     roles,
 )
+from services.scoring.household_messages import (
+    contribution_event,
+    contribution_json,
+    decode_contribution,
+    stored_contribution,
+)
 from shared.contracts.types import HouseholdRole, Tier
-from tests.unit.scoring.builders import T0, balance, days, profile, run
+from tests.unit.scoring.builders import T0, balance, days, profile, run, txn
 
 
 def contribution(member: str, aum: str = "100", household: str = "H1", **fields: Any) -> Contribution:
@@ -137,3 +144,20 @@ def test_a_member_publishes_only_when_the_contribution_changes_and_a_move_remove
     assert contribution_of(left, membership.contribution) is None
     _, sent = publications("C1", membership, None, T0 + days(2))
     assert [(p.household_id, p.sequence, p.contribution is None) for p in sent] == [("H2", 4, True)]
+
+
+def test_a_members_small_fractional_average_survives_the_message_and_the_stored_row() -> None:
+    # A balance held for the first minute of a 30-day window averages 0.02314814...: sixty
+    # significant digits behind a zero, which the member's message and stored row must carry.
+    state, _ = run(
+        profile(T0, household_id="H1", household_role="primary"),
+        balance(T0, "1000"),
+        txn(T0 + timedelta(minutes=1), "10"),
+    )
+    current = contribution_of(state, None)
+    assert current is not None
+    assert Decimal(0) < current.aum_avg_30d < Decimal("0.1")
+    _, sent = publications("C1", Membership(), current, T0)
+    record = contribution_event(sent[0]).value
+    assert decode_contribution(record, b"H1").contribution == current
+    assert stored_contribution("H1", "C1", contribution_json(current)) == current

@@ -64,6 +64,8 @@ def upgrade() -> None:
             at timestamptz NOT NULL
         );
         CREATE INDEX household_audit_household ON scoring.household_audit (household_id, at);
+        -- An erasure removes the rows of the member erased.
+        CREATE INDEX household_audit_member ON scoring.household_audit (member_id);
         """
     )
 
