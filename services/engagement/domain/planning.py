@@ -267,7 +267,9 @@ def _plan_action(
 
 def _held(item: PlannedItem, holding: dict[str, HeldOut], change: Change) -> PlannedItem:
     """An action every guardrail let through is held out when an earlier draw holds the customer
-    out of it, whichever rule planned it; an item its own draw held out keeps its own reason."""
+    out of it, whichever rule planned it; an item its own draw held out keeps its own reason.
+    The item names no experiment: it is no draw, so it neither restarts the hold nor enters an
+    experiment's groups (a customer would otherwise join a later period's control group alone)."""
     if item.status is not ItemStatus.QUEUED:
         return item
     hold = hold_on(
@@ -275,7 +277,7 @@ def _held(item: PlannedItem, holding: dict[str, HeldOut], change: Change) -> Pla
     )
     if hold is None:
         return item
-    return replace(item, status=ItemStatus.HELD_OUT, reason=hold_reason(hold), experiment=hold.experiment)
+    return replace(item, status=ItemStatus.HELD_OUT, reason=hold_reason(hold), experiment=None)
 
 
 def _drawn(holdout: Holdout | None, customer_id: str) -> tuple[ItemStatus, str]:
