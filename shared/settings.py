@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # The household stage folds household.contributions.v1 in a group of its own.
     household_group: str = Field(default="tierflow-households", max_length=200)
     household_batch_size: int = Field(default=1_000, ge=1, le=50_000)
+    # A household larger than this refuses new members (dead letter): a bad feed putting many
+    # customers in one household must not make each of its folds and its API answer unbounded.
+    household_max_members: int = Field(default=50, ge=2, le=1_000)
     # Decoded customer states a scoring process keeps between micro-batches (0 turns it off).
     scoring_state_cache_size: int = Field(default=100_000, ge=0, le=10_000_000)
     review_poll_s: float = Field(default=1.0, gt=0, le=3600)

@@ -64,7 +64,7 @@ def build_app(settings: Settings) -> FastAPI:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     relay = resources.outbox_relay("scoring")
-    stage = HouseholdStage(engine)
+    stage = HouseholdStage(engine, settings.household_max_members)
 
     async def fold_households(stop: asyncio.Event) -> None:
         worker = resources.consumer(

@@ -17,7 +17,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import metrics
-from services.scoring.domain.household import Published, demoted, fold
+from services.scoring.domain.household import DEFAULT_MAX_MEMBERS, Published, demoted, fold
 from services.scoring.household_messages import decode_contribution
 from services.scoring.household_store import HouseholdStore, RoleAudit
 from shared.consumer import Delivered, PoisonMessage
@@ -43,15 +43,20 @@ def contribution_decoder() -> Callable[[ConsumerRecord[bytes, bytes]], Published
 @dataclass
 class HouseholdStage:
     engine: AsyncEngine
+    max_members: int = DEFAULT_MAX_MEMBERS
 
     async def apply_batch(self, batch: Sequence[Delivered[Published]]) -> None:
         async with consumer_transaction(self.engine) as connection:
-            folded = await self.fold_messages(HouseholdStore(connection), [item.value for item in batch])
+            folded = await self.fold_messages(
+                HouseholdStore(connection), [item.value for item in batch], self.max_members
+            )
         metrics.HOUSEHOLD_CONTRIBUTIONS.labels(outcome="folded").inc(folded)
         metrics.HOUSEHOLD_CONTRIBUTIONS.labels(outcome="repeat_or_stale").inc(len(batch) - folded)
 
     @staticmethod
-    async def fold_messages(store: HouseholdStore, messages: Sequence[Published]) -> int:
+    async def fold_messages(
+        store: HouseholdStore, messages: Sequence[Published], max_members: int = DEFAULT_MAX_MEMBERS
+    ) -> int:
         """Fold the messages; returns how many changed a household (repeats and stale ones do not)."""
         households = await store.lock_households({m.household_id for m in messages})
         originals = dict(households)
@@ -59,7 +64,7 @@ class HouseholdStage:
         folded = 0
         for message in messages:
             current = households[message.household_id]
-            after = fold(current, message)
+            after = fold(current, message, max_members)
             if after is None:
                 continue
             folded += 1

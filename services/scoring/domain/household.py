@@ -24,6 +24,7 @@ from services.scoring.domain.features import (
 )
 from shared.contracts.outbound import TIER_RANK
 from shared.contracts.types import MONEY_CONTEXT, HouseholdRole, Tier
+from shared.errors import TierFlowError
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,30 @@ class Household:
         return {m: row.contribution for m, row in sorted(self.rows.items()) if row.contribution is not None}
 
 
-def fold(household: Household, message: Published) -> Household | None:
+class HouseholdFull(TierFlowError):
+    """A member would join a household that has the most members one may have: a feed that puts
+    a branch's customers in one household must not make every fold of it load thousands of rows.
+    The message is dead-lettered; the member joins once the household has room again."""
+
+
+DEFAULT_MAX_MEMBERS = 50
+
+
+def fold(
+    household: Household, message: Published, max_members: int = DEFAULT_MAX_MEMBERS
+) -> Household | None:
     """The household with `message` folded in, or None if it is stale or a repeat (the member's
-    row already has this sequence or a later one)."""
+    row already has this sequence or a later one). `HouseholdFull` if a new member would make it
+    larger than `max_members`."""
     known = household.rows.get(message.member_id)
     if known is not None and known.sequence >= message.sequence:
         return None
+    members = household.members
+    if message.contribution is not None and message.member_id not in members and len(members) >= max_members:
+        raise HouseholdFull(
+            f"household {household.household_id} has {len(members)} members, the most one may have"
+            " (TIERFLOW_HOUSEHOLD_MAX_MEMBERS): the member is not added"
+        )
     rows = {**household.rows, message.member_id: MemberRow(message.sequence, message.contribution)}
     return replace(household, rows=rows)
 

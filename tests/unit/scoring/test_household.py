@@ -6,12 +6,14 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.domain.household import (
     Contribution,
     Household,
+    HouseholdFull,
     Membership,
     Published,
     aggregates,
@@ -161,3 +163,18 @@ def test_a_members_small_fractional_average_survives_the_message_and_the_stored_
     record = contribution_event(sent[0]).value
     assert decode_contribution(record, b"H1").contribution == current
     assert stored_contribution("H1", "C1", contribution_json(current)) == current
+
+
+def test_a_full_household_refuses_a_new_member_but_its_members_still_update_and_leave() -> None:
+    full = folded(*(message(1, member, contribution(member)) for member in ("A", "B", "C")))
+    with pytest.raises(HouseholdFull, match="household H1 has 3 members, the most one may have"):
+        fold(full, message(1, "D", contribution("D")), max_members=3)
+    updated = fold(full, message(2, "A", contribution("A", "900")), max_members=3)
+    assert updated is not None
+    assert aggregates(updated).members == 3
+    left = fold(updated, message(2, "B", None), max_members=3)
+    assert left is not None
+    # Room again: the member refused before joins with their next contribution.
+    joined = fold(left, message(2, "D", contribution("D")), max_members=3)
+    assert joined is not None
+    assert sorted(joined.members) == ["A", "C", "D"]
