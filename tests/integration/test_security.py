@@ -57,6 +57,7 @@ ALLOWED: dict[tuple[str, str, str], frozenset[str]] = {
     ("scoring", "GET", "/v1/customers/{customer_id}"): CUSTOMERS,
     ("scoring", "DELETE", "/v1/customers/{customer_id}"): frozenset(),
     ("scoring", "GET", "/v1/customers/{customer_id}/tier-history"): CUSTOMERS,
+    ("scoring", "GET", "/v1/households/{household_id}"): CUSTOMERS,
     ("scoring", "GET", "/v1/customers"): CUSTOMERS,
     ("scoring", "GET", "/v1/tiers/distribution"): CUSTOMERS,
     ("scoring", "GET", "/v1/tiers/migrations"): OPS,
