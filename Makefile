@@ -22,6 +22,7 @@ up: install
 	$(BIN)/tierflow up
 
 ## Lint, type-check and run every test tier against real infrastructure.
+# The same steps as scripts/test, the README's command for a machine without make.
 test: lint
 	$(BIN)/pytest
 
