@@ -13,9 +13,11 @@ from services.scoring.domain.customer import CustomerState
 from services.scoring.domain.evaluation import (
     Decision,
     HeldLabel,
+    Later,
     Override,
     Reason,
     ReasonCondition,
+    ReviewTimes,
     detail_of,
 )
 from services.scoring.domain.features import Complaint, DayBucket, Features
@@ -167,9 +169,8 @@ def _decode_decision(d: dict[str, Any]) -> Decision:
         tier_since=_required_time(d["tier_since"]),
         policy_tier=Tier(d["policy_tier"]),
         below_gate_since=_parse_time(d["below_gate_since"]),
-        due_at=_parse_time(d["due_at"]),
-        next_review_at=_required_time(d["next_review_at"]),
-        clv=Decimal(d["clv"]),
+        review_times=Later.known(ReviewTimes(_parse_time(d["due_at"]), _required_time(d["next_review_at"]))),
+        lifetime_value=Later.known(Decimal(d["clv"])),
         labels=tuple(
             HeldLabel(
                 name,

@@ -160,6 +160,8 @@ def reevaluate(
 def catch_up(state: CustomerState, policy: Policy, until: datetime) -> tuple[CustomerState, list[TierChange]]:
     """Run every exact review that fell due up to `until`, each at its own moment, in order."""
     changes: list[TierChange] = []
+    if state.decision is None or state.decision.evaluated_at >= until:
+        return state, changes  # a decision falls due only after it was made
     for _ in range(MAX_CATCH_UP_REVIEWS):
         due = None if state.decision is None else state.decision.due_at
         if due is None or due > until:

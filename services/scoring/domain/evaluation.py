@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from services.scoring.domain.features import (
     ZERO,
@@ -32,6 +32,52 @@ from shared.contracts.outbound import COMPLAINT, SURVEY, TIER_RANK, nps_category
 from shared.contracts.types import MONEY_CONTEXT, Stage, Tier
 
 MAX_CATCH_UP_REVIEWS = 400
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """A value worked out the first time it is read, then kept.
+
+    Most decisions are replaced by the next event's in the same micro-batch before anything
+    asks when they fall due or what the customer is worth; only the decision that is stored,
+    shown or reviewed pays for those. Equal when the values are equal.
+    """
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make: Callable[[], T] | None = make
+        self._value: T | None = None
+
+    @classmethod
+    def known(cls, value: T) -> Later[T]:
+        later: Later[T] = cls(_never)
+        later._make, later._value = None, value
+        return later
+
+    @property
+    def value(self) -> T:
+        if self._make is not None:
+            self._value, self._make = self._make(), None
+        return cast(T, self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Later) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"Later({self.value!r})"
+
+
+def _never() -> Any:
+    raise AssertionError("a known value is never made")
+
+
+class ReviewTimes(NamedTuple):
+    due_at: datetime | None  # the earliest moment a rule could flip with no new event
+    next_review_at: datetime  # that, or the periodic refresh if sooner
 
 
 class ReasonCondition(NamedTuple):
@@ -87,14 +133,25 @@ class Decision:
     tier_since: datetime
     policy_tier: Tier
     below_gate_since: datetime | None
-    due_at: datetime | None
-    next_review_at: datetime
-    clv: Decimal
+    review_times: Later[ReviewTimes]
+    lifetime_value: Later[Decimal]
     labels: tuple[HeldLabel, ...] = ()
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(label.name for label in self.labels)
+
+    @property
+    def due_at(self) -> datetime | None:
+        return self.review_times.value.due_at
+
+    @property
+    def next_review_at(self) -> datetime:
+        return self.review_times.value.next_review_at
+
+    @property
+    def clv(self) -> Decimal:
+        return self.lifetime_value.value
 
 
 class FeatureVector(dict[str, Any]):
@@ -394,9 +451,13 @@ def evaluate(
     reasons.append(stage_reason)
     tier_since = previous.tier_since if previous is not None and previous.tier is chosen else now
     labels = decide_labels(vector, policy, now, () if previous is None else previous.labels, touched)
-    averages = {30: vector["aum_avg_30d"], 90: vector["aum_avg_90d"]}
-    due = exact_review_at(features, policy, now, below_since, override, labels, averages)
-    refresh = now + timedelta(hours=policy.review.refresh_hours)
+
+    def review_times() -> ReviewTimes:
+        averages = {30: vector["aum_avg_30d"], 90: vector["aum_avg_90d"]}
+        due = exact_review_at(features, policy, now, below_since, override, labels, averages)
+        refresh = now + timedelta(hours=policy.review.refresh_hours)
+        return ReviewTimes(due, min(due, refresh) if due else refresh)
+
     return Decision(
         tier=chosen,
         stage=stage,
@@ -407,9 +468,8 @@ def evaluate(
         tier_since=tier_since,
         policy_tier=tier,
         below_gate_since=below_since,
-        due_at=due,
-        next_review_at=min(due, refresh) if due else refresh,
-        clv=customer_lifetime_value(vector, stage, policy),
+        review_times=Later(review_times),
+        lifetime_value=Later(lambda: customer_lifetime_value(vector, stage, policy)),
         labels=labels,
     )
 
