@@ -414,7 +414,14 @@ def latency(
     ready = threading.Event()
 
     def listen() -> None:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}"})
+        # A subscriber that fetches often, so the figure is TierFlow's delay and not the listener's.
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                "fetch.wait.max.ms": 10,
+            }
+        )
         topic = topics.name("customer.tier-changes.v1")
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])

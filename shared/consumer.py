@@ -120,8 +120,7 @@ class ConsumerWorker(Generic[T]):
             group_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Short broker-side waits keep end-to-end latency low at modest load.
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             max_poll_interval_ms=self._settings.kafka_max_poll_interval_ms,
         )
         consumer.subscribe(self._topics, listener=_AssignmentLog(self._group_id))

@@ -78,6 +78,7 @@ class OutboxRelay:
         self._engine = engine
         self._producer = producer
         self._schema = schema
+        self._written = asyncio.Event()
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         # Refusals of the row at the head of the outbox, by outbox id (this process's count).
@@ -161,6 +162,20 @@ class OutboxRelay:
             published.append(row.id)
         return published, None
 
+    def nudge(self) -> None:
+        """Rows were just committed: relay them now rather than at the end of the idle pause.
+        (A relay in another process, or rows written elsewhere, wait for that pause.)"""
+        self._written.set()
+
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        """Pause until `seconds` pass, a nudge comes or the process stops."""
+        waits = [asyncio.ensure_future(self._written.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     async def run(self, stop: asyncio.Event, idle_s: float = 0.05, measure_every_s: float = 5.0) -> None:
         failures = 0
         measured = 0.0
@@ -169,6 +184,8 @@ class OutboxRelay:
                 if time.monotonic() - measured > measure_every_s:
                     await self.measure_backlog()
                     measured = time.monotonic()
+                # Cleared before reading: a nudge for rows committed after the read is kept.
+                self._written.clear()
                 relayed = await self.relay_once()
                 failures = 0
             except (BrokerUnavailable, RecordRefused, SQLAlchemyError, OSError) as exc:
@@ -177,7 +194,7 @@ class OutboxRelay:
                 await pause(stop, min(10.0, 0.2 * 2**failures))
                 continue
             if relayed < self._batch_size:
-                await pause(stop, idle_s)
+                await self._idle(stop, idle_s)
 
     async def measure_backlog(self) -> int:
         async with self._engine.connect() as connection:

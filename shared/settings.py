@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     # through outages, so only a single database call longer than this (the command timeout is
     # 60 s) makes one leave.
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    # How long the broker may hold a consumer's fetch that finds no record. Kafka answers as soon
+    # as a record arrives, so there a short wait only adds fetches of an idle consumer; a broker
+    # that answers only when the wait ends (the embedded one) delays every record by up to this.
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=5_000)
     # Tries before the outbox relay sets aside a record the broker refuses for good (too large).
     outbox_max_attempts: int = Field(default=5, ge=1, le=1_000)
 

@@ -58,12 +58,14 @@ def build_app(settings: Settings) -> FastAPI:
         StateCache(settings.scoring_state_cache_size),
     )
 
+    relay = resources.outbox_relay("scoring")
+
     async def handle(batch: Sequence[Delivered[ScoringEvent]]) -> None:
         started = time.perf_counter()
         await scoring.apply_batch(batch)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        relay.nudge()
 
-    relay = resources.outbox_relay("scoring")
     stage = HouseholdStage(engine, settings.household_max_members)
 
     async def fold_households(stop: asyncio.Event) -> None:

@@ -97,3 +97,37 @@ async def test_a_record_too_large_for_the_broker_is_set_aside_after_its_tries_an
 async def _empty(database_url: str) -> bool:
     rows = await asyncio.to_thread(fetch_rows, database_url, "SELECT count(*) FROM scoring.outbox")
     return bool(rows[0][0] == 0)
+
+
+async def test_a_nudged_relay_publishes_rows_at_once_not_after_its_idle_pause(infra: Infra) -> None:
+    name = f"on{uuid.uuid4().hex[:8]}"
+    settings = infra.settings(
+        **infra.env(
+            DATABASE_URL=await asyncio.to_thread(fresh_database, infra, name),
+            TIERFLOW_TOPIC_PREFIX=f"{name}.",
+        )
+    )
+    await asyncio.to_thread(create_topics, settings)
+    topic = Topics.from_settings(settings).name(TIER_CHANGES)
+    engine = create_engine(settings)
+    producer = LazyProducer(settings)
+    relay = OutboxRelay(engine, producer, "scoring")
+    stop = asyncio.Event()
+    # An idle pause far longer than the test waits: only the nudge can get the row out in time.
+    running = asyncio.create_task(relay.run(stop, idle_s=600))
+    try:
+        await asyncio.sleep(1)  # the relay found nothing and is pausing
+        async with engine.begin() as db:
+            await db.execute(
+                text("INSERT INTO scoring.outbox (topic, key, value) VALUES (:topic, 'C1', '{}')"),
+                {"topic": topic},
+            )
+        relay.nudge()
+        await eventually(lambda: _empty(settings.database_url.get_secret_value()), 10, "the row relayed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await producer.close()
+        await engine.dispose()
+    published = await asyncio.to_thread(read_messages, infra.bootstrap_servers, topic)
+    assert [(m.key, m.value) for m in published] == [(b"C1", b"{}")]
