@@ -283,14 +283,32 @@ def _complaint(features: Features, time: datetime, data: ComplaintData) -> Featu
     return _evolve(features, complaints=complaints)
 
 
+# A balance, profile, survey or complaint leaves the daily buckets as they were: the customer's
+# next event the same day sums the very same buckets. Keyed by the dict's id, with the dict kept,
+# so an entry is only used for the dict it was summed from.
+_WINDOW_TOTALS: dict[int, tuple[dict[int, DayBucket], int, tuple[int, ...], dict[int, DayBucket]]] = {}
+_MAX_WINDOW_TOTALS = 1_024
+
+
 def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     """Exact sums of the daily buckets over each window ending `today` (inclusive)."""
+    known = _WINDOW_TOTALS.get(id(features.days))
+    if known is not None and known[0] is features.days and known[1:3] == (today, windows):
+        return known[3]
+    totals = _window_totals(features.days, today, windows)
+    if len(_WINDOW_TOTALS) >= _MAX_WINDOW_TOTALS:
+        _WINDOW_TOTALS.clear()
+    _WINDOW_TOTALS[id(features.days)] = (features.days, today, windows, totals)
+    return totals
+
+
+def _window_totals(days: dict[int, DayBucket], today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     add = MONEY_CONTEXT.add
     # Runs for every event: plain lists per window, one pass over the days. Counts are txn
     # count, interactions, credits, support calls, login failures; amounts txn and credit.
     counts = [[0, 0, 0, 0, 0] for _ in windows]
     amounts = [[ZERO, ZERO] for _ in windows]
-    for day, bucket in features.days.items():
+    for day, bucket in days.items():
         age = today - day
         if age < 0:
             continue
@@ -335,8 +353,11 @@ def average_daily_balance(features: Features, now: datetime, window_days: int) -
 def aum_at(features: Features, now: datetime) -> Decimal:
     """The AUM known at `now` (balances dated later are not yet in effect)."""
     at = seconds_of(now)
+    balances = features.balances
+    if balances and balances[-1][0] <= at:
+        return balances[-1][1]  # the usual case: no balance is dated after `now`
     level = ZERO
-    for when, value in features.balances:
+    for when, value in balances:
         if when > at:
             break
         level = value
