@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +12,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.engagement.domain.holdouts import in_control_group
 from services.engagement.domain.playbook import default_playbook
+from services.engagement.handlers import Engagement, change_decoder
+from shared.consumer import Delivered
+from shared.db import create_engine
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
@@ -24,6 +30,8 @@ from tests.infra import (
     RM_KEY,
     Infra,
     ServiceProcess,
+    fetch_rows,
+    fresh_database,
     wait_until,
 )
 from tests.integration.scoring_support import ScoringSandbox, partition_neighbour
@@ -560,3 +568,39 @@ def test_the_members_changes_of_one_household_change_make_one_rm_contact_for_the
     listed = {i["id"]: i["covered_members"] for i in household_items("HH-1")}
     assert listed[contact["id"]] == [contact["customer_id"]]
     assert covered["customer_id"] not in listed[named["id"]]
+
+
+def test_members_of_a_household_change_applied_by_two_workers_at_once_share_one_contact(infra: Infra) -> None:
+    database_url = fresh_database(infra, f"hhcontact_{uuid.uuid4().hex[:8]}")
+    settings = infra.settings(DATABASE_URL=database_url)
+    decode = change_decoder(settings)
+    zone = zone_at_local_hours(range(10, 18))
+
+    def delivered(customer_id: str, partition: int) -> list[Delivered[Any]]:
+        value = json.dumps(household_member_change(customer_id, "HH-9", "hc-9", zone)).encode()
+        key = customer_id.encode()
+        record = ConsumerRecord(TIER_CHANGES, partition, 0, 0, 0, key, value, None, len(key), len(value), ())
+        return [Delivered(decode(record), TIER_CHANGES, partition, 0)]
+
+    async def two_workers() -> None:
+        engines = [create_engine(settings), create_engine(settings)]
+        try:
+            workers = [Engagement(engine, "customer.outreach.v1") for engine in engines]
+            await workers[0].ensure_playbook()
+            batches = [delivered(f"HW-{n}", n) for n in range(2)]
+            await asyncio.gather(*(w.apply_batch(b) for w, b in zip(workers, batches, strict=True)))
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    asyncio.run(two_workers())
+    rows = fetch_rows(
+        database_url,
+        "SELECT kind, status, covered_members FROM engagement.items WHERE household_change = 'hc-9' "
+        "ORDER BY kind, status",
+    )
+    by_kind = {(row[0], row[1]): sorted(row[2]) for row in rows}
+    assert len(rows) == 4
+    for kind in ("assign_rm", "rm_call"):
+        assert by_kind[(kind, "assigned")] == ["HW-0", "HW-1"]
+        assert by_kind[(kind, "covered")] == []
