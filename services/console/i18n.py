@@ -239,6 +239,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "status.cancelled": ("cancelled", "已取消"),
     "status.expired": ("expired", "已过期"),
     "status.held_out": ("held out", "对照组保留"),
+    "status.covered": ("covered by the household's contact", "已由家庭联系覆盖"),
     "status.open": ("open", "未解决"),
     "status.resolved": ("resolved", "已解决"),
     "priority.high": ("high", "高"),

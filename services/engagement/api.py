@@ -112,15 +112,17 @@ def build_router(engine: AsyncEngine, engagement: Engagement) -> APIRouter:
         assigned_to: Annotated[str | None, Query(max_length=128)] = None,
         priority: Annotated[str | None, Query(max_length=16)] = None,
         action: Annotated[str | None, Query(max_length=32)] = None,
+        household_id: Annotated[str | None, Query(max_length=128)] = None,
         due_before: AwareDatetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[OutreachItemPublic]:
-        """Outreach items, soonest due first, filtered by customer, branch, RM, status, priority, action.
+        """Outreach items, soonest due first, filtered by customer, branch, RM, status, priority,
+        action or the household whose contacts (and the members' items they cover) they are.
 
         A key scoped to branches sees their items only."""
         filters = {
             "customer_id": customer_id, "status": status, "assigned_to": assigned_to,
-            "priority": priority, "kind": action,
+            "priority": priority, "kind": action, "household_id": household_id,
         }  # fmt: skip
         async with engine.connect() as db:
             rows = await views.items(db, filters, key.branch_scope(branch_id), due_before, limit)

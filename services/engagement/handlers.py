@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.engagement import metrics
 from services.engagement.domain.guardrails import cap_window
 from services.engagement.domain.holdouts import hold_window, holds_in_force
+from services.engagement.domain.households import share_household_contacts
 from services.engagement.domain.lifecycle import (
     Actor,
     ItemState,
@@ -26,6 +27,7 @@ from services.engagement.domain.lifecycle import (
     complete,
     expire,
     follow_customer,
+    household_rm,
     start,
 )
 from services.engagement.domain.planning import Change, ProfileUpdate, assign_planned, plan
@@ -110,6 +112,10 @@ def change_decoder(settings: Settings) -> Decoder[Consumed]:
             labels=tuple(data.labels),
             labels_entered=tuple(data.labels_entered),
             labels_left=tuple(data.labels_left),
+            household_id=data.household_id,
+            household_tier=data.household_tier,
+            household_rm_id=data.household_rm_id,
+            household_change=data.household_change,
         )
 
     return decode
@@ -170,6 +176,7 @@ class Engagement:
         tally = _Tally()
         async with consumer_transaction(self.engine) as db:
             store = self.store(db)
+            await store.lock_household_changes(_household_changes(batch))
             playbook = await store.active_playbook() or default_playbook()
             clocks = await self._partition_clocks(db)
             applied = await watermark(db, SCHEMA) if clocks is not None else None
@@ -231,16 +238,28 @@ class Engagement:
         contacts = await store.recent_contacts(change.customer_id, now - cap_window(playbook))
         held_out = await store.held_out_actions(change.customer_id, now - hold_window(playbook))
         decided = plan(change, open_items, contacts, playbook, now, holds_in_force(held_out, playbook, now))
+        if change.household_id is not None and change.household_change is not None:
+            household = await store.household_contacts(change.household_id, change.household_change)
+            decided = share_household_contacts(decided, change, household, playbook, now)
         for item_id, reason in decided.cancellations:
             await self._move(store, item_id, _withdrawn(reason), SYSTEM, reason, now)
         branch = change.profile.get("branch_id")
         for item in decided.items:
             tally.items[(item.kind, item.status.value)] += 1
             if item.needs_assignee:
-                rm_id = choose_rm(change.profile.get("rm_id"), await store.branch_rms(branch))
-                item = assign_planned(item, rm_id)
+                customer_rm = await self._household_rm(store, change, branch) or change.profile.get("rm_id")
+                item = assign_planned(item, choose_rm(customer_rm, await store.branch_rms(branch)))
             await store.add_item(item, branch, SYSTEM, now)
+            if item.covered_by is not None and item.household_id is not None:
+                await store.cover_member(item.covered_by, item.customer_id, item.household_id, SYSTEM)
         tally.changes += 1
+
+    async def _household_rm(self, store: EngagementStore, change: Change, branch: str | None) -> str | None:
+        """The household primary's RM for a member's RM work, if one may take it in their branch."""
+        if change.household_rm_id is None:
+            return None
+        registered = await store.rm_branch(change.household_rm_id)
+        return household_rm(change.household_rm_id, registered, branch)
 
     async def _apply_profile(
         self, store: EngagementStore, update: ProfileUpdate, partition: int, now: datetime, tally: _Tally
@@ -387,6 +406,17 @@ class Engagement:
         after = step(before, now)
         await store.save_transition(before, after, actor, note, now)
         return after
+
+
+def _household_changes(batch: Sequence[Delivered[Consumed]]) -> list[tuple[str, str]]:
+    """The (household, household change) pairs whose members' changes the batch applies."""
+    return [
+        (delivered.value.household_id, delivered.value.household_change)
+        for delivered in batch
+        if isinstance(delivered.value, Change)
+        and delivered.value.household_id is not None
+        and delivered.value.household_change is not None
+    ]
 
 
 def _withdrawn(reason: str) -> Step:

@@ -40,6 +40,8 @@ def outreach_event(item: dict[str, Any], at: datetime) -> OutboxMessage:
         "stage": item["context_stage"],
         "branch_id": item["branch_id"],
         "experiment": item["experiment"],
+        "household_id": item["household_id"],
+        "covered_by": None if item["covered_by"] is None else str(item["covered_by"]),
     }
     event_type = f"{OUTREACH_TYPE_PREFIX}{status}.v1"
     return SOURCE.event(f"{item['id']}|{status}", event_type, at, item["customer_id"], data)

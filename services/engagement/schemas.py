@@ -37,12 +37,19 @@ class OutreachItemPublic(BaseModel):
     created_at: datetime
     # The experiment whose holdout draw decided the item (`held_out`: its control group).
     experiment: str | None = None
+    # An RM item of a household change: the household's contact lists the members it covers
+    # (its own customer first); a member's item it covers is `covered` and names it.
+    household_id: str | None = None
+    household_change: str | None = None
+    covered_by: str | None = None
+    covered_members: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OutreachItemPublic:
         """An `engagement.items` row under the API's names (`action` is stored as `kind`)."""
         renamed = {
             "id": str(row["id"]),
+            "covered_by": None if row.get("covered_by") is None else str(row["covered_by"]),
             "action": row["kind"],
             "tier": row["context_tier"],
             "stage": row["context_stage"],

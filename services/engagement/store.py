@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.engagement.domain.guardrails import COUNTS_TOWARDS_CAPS, Contact
+from services.engagement.domain.households import HouseholdContact
 from services.engagement.domain.lifecycle import HELD_STATES, OPEN_STATES, ItemState, ItemStatus
 from services.engagement.domain.planning import Change, OpenItem, PlannedItem, ProfileUpdate
 from services.engagement.domain.playbook import Category, ContactChannel, Playbook
@@ -25,7 +26,8 @@ SCHEMA = "engagement"
 ITEM_COLUMNS = (
     "id, customer_id, branch_id, rule, kind, category, channel, priority, status, due_at, sla_due_at, "
     "expires_at, template, product, reason, needs_rm, trigger_event_id, context_tier, context_stage, "
-    "assigned_to, outcome, cancel_reason, first_contact_at, closed_at, created_at, updated_at, experiment"
+    "assigned_to, outcome, cancel_reason, first_contact_at, closed_at, created_at, updated_at, experiment, "
+    "household_id, household_change, covered_by, covered_members"
 )
 _OPEN = sorted(status.value for status in OPEN_STATES)
 _HELD = sorted(status.value for status in HELD_STATES)
@@ -90,7 +92,20 @@ class EngagementStore:
         profile = await self._db.execute(
             text("DELETE FROM engagement.customers WHERE customer_id = :c"), customer
         )
-        removed = {"items": len(items), "item_audit": audit.rowcount, "customers": profile.rowcount}
+        # Other members' household contacts keep covering the rest of the household, not them.
+        listed = await self._db.execute(
+            text(
+                "UPDATE engagement.items SET covered_members = array_remove(covered_members, :c) "
+                "WHERE covered_members @> ARRAY[CAST(:c AS text)]"
+            ),
+            customer,
+        )
+        removed = {
+            "items": len(items),
+            "item_audit": audit.rowcount,
+            "customers": profile.rowcount,
+            "covered_members": listed.rowcount,
+        }
         removed["unsent_events"] = await forget_unsent_events(self._db, SCHEMA, notice.customer_id)
         return await record_erasure_by_event(self._db, SCHEMA, notice, removed)
 
@@ -209,6 +224,48 @@ class EngagementStore:
         )
         return [Contact(Category(r[0]), ContactChannel(r[1]) if r[1] else None, r[2]) for r in rows]
 
+    async def lock_household_changes(self, changes: list[tuple[str, str]]) -> None:
+        """Hold each (household, household change) until the transaction ends, taken in one
+        order: members of a household on other partitions, applied by other workers at once,
+        find the household's contact the first one made instead of making one each."""
+        for household_id, household_change in sorted(set(changes)):
+            await self._db.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": f"engagement.household|{household_id}|{household_change}"},
+            )
+
+    async def household_contacts(self, household_id: str, household_change: str) -> list[HouseholdContact]:
+        """The household's open contacts for the household change, the earliest first, locked."""
+        rows = await self._db.execute(
+            text(
+                "SELECT id::text, kind, due_at FROM engagement.items WHERE household_id = :h "
+                "AND household_change = :hc AND covered_by IS NULL AND status = ANY(:open) "
+                "ORDER BY created_at, id FOR UPDATE"
+            ),
+            {"h": household_id, "hc": household_change, "open": _OPEN},
+        )
+        return [HouseholdContact(r[0], r[1], r[2]) for r in rows]
+
+    async def cover_member(self, contact_id: str, customer_id: str, household_id: str, actor: str) -> None:
+        """Add the member to those the household's contact covers, audited without naming them
+        (the contact's audit is another customer's record)."""
+        row = (
+            await self._db.execute(
+                text(
+                    "UPDATE engagement.items SET covered_members = array_append(covered_members, :c) "
+                    "WHERE id = CAST(:id AS uuid) AND NOT covered_members @> ARRAY[CAST(:c AS text)] "
+                    "RETURNING cardinality(covered_members), status"
+                ),
+                {"id": contact_id, "c": customer_id},
+            )
+        ).first()
+        if row is None:
+            return
+        status = ItemStatus(row[1])
+        await self.audit(
+            contact_id, status, status, actor, f"household {household_id}: now covers {row[0]} members"
+        )
+
     async def rm_branch(self, rm_id: str) -> str | None:
         """The branch the RM is registered in, if registered."""
         branch: str | None = await self._db.scalar(
@@ -242,7 +299,8 @@ class EngagementStore:
                 VALUES (CAST(:id AS uuid), :customer_id, :branch_id, :rule, :kind, :category, :channel,
                     :priority, :status, :due_at, :sla_due_at, :expires_at, :template, :product, :reason,
                     :needs_rm, :trigger_event_id, :context_tier, :context_stage, :assigned_to, NULL,
-                    :cancel_reason, NULL, :closed_at, :now, :now, :experiment)
+                    :cancel_reason, NULL, :closed_at, :now, :now, :experiment, :household_id,
+                    :household_change, CAST(:covered_by AS uuid), :covered_members)
                 ON CONFLICT (id) DO NOTHING RETURNING id
                 """  # noqa: S608 - fixed column list
             ),
@@ -271,6 +329,13 @@ class EngagementStore:
                 "closed_at": now if item.closed else None,
                 "now": now,
                 "experiment": item.experiment,
+                "household_id": item.household_id,
+                "household_change": item.household_change,
+                "covered_by": item.covered_by,
+                # A household's contact lists the members it covers, its own first.
+                "covered_members": [item.customer_id]
+                if item.household_change and not item.covered_by
+                else [],
             },
         )
         if inserted is not None:

@@ -13,7 +13,7 @@ from services.engagement.store import ITEM_COLUMNS
 from shared.contracts.outbound import REACHED_OUTCOMES, OutreachOutcome
 from shared.db import branch_list, in_branches
 
-ITEM_FILTERS = ("customer_id", "status", "assigned_to", "priority", "kind")
+ITEM_FILTERS = ("customer_id", "status", "assigned_to", "priority", "kind", "household_id")
 
 
 async def item(db: AsyncConnection, item_id: str) -> dict[str, Any] | None:
@@ -53,8 +53,9 @@ async def items(
 async def outcome_stats(
     db: AsyncConnection, start: datetime, end: datetime, branches: frozenset[str] | None
 ) -> list[dict[str, Any]]:
-    """Items of `branches` created in [start, end) that were not cancelled, by tier, action and channel;
-    the held-out ones are counted apart, since nobody was meant to make them."""
+    """Items of `branches` created in [start, end) that were neither cancelled nor covered by a
+    household's contact (counted there), by tier, action and channel; the held-out ones are
+    counted apart, since nobody was meant to make them."""
     rows = await db.execute(
         text(
             f"""
@@ -69,7 +70,7 @@ async def outcome_stats(
                          WHEN first_contact_at <= sla_due_at THEN 1.0 ELSE 0.0 END) AS within_sla,
                 count(*) FILTER (WHERE first_contact_at <= sla_due_at) AS contacted_within_sla
             FROM engagement.items
-            WHERE created_at >= :start AND created_at < :end AND status <> :cancelled
+            WHERE created_at >= :start AND created_at < :end AND status <> ALL(:not_made)
                 AND {in_branches()}
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """  # noqa: S608 - only a fixed condition is interpolated
@@ -79,7 +80,7 @@ async def outcome_stats(
             "start": start,
             "end": end,
             "completed": ItemStatus.COMPLETED.value,
-            "cancelled": ItemStatus.CANCELLED.value,
+            "not_made": [ItemStatus.CANCELLED.value, ItemStatus.COVERED.value],
             "held_out": ItemStatus.HELD_OUT.value,
             "reached": sorted(outcome.value for outcome in REACHED_OUTCOMES),
             "converted": OutreachOutcome.CONVERTED.value,

@@ -58,6 +58,9 @@ PathId = CustomerIdPath
 LabelQuery = Annotated[
     str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,47}$", description="Only customers holding this label")
 ]
+HouseholdTierQuery = Annotated[
+    Tier | None, Query(description="Only members of households of this tier (their highest member tier)")
+]
 _NOT_FOUND: Responses = {404: {"description": "Unknown customer, or one of a branch the key does not see"}}
 _POLICY_BODY = {
     "requestBody": {
@@ -191,14 +194,15 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         segment: Annotated[str | None, Query(max_length=64)] = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
         label: LabelQuery = None,
+        household_tier: HouseholdTierQuery = None,
         after: Annotated[
             str | None, Query(max_length=64, description="customer_id to continue after")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> CustomerPage:
-        """Customers by tier, stage, branch, segment, region or label, in customer-id order; a key scoped to
-        branches sees their customers only."""
-        filters = _filters(tier, stage, segment, region, label)
+        """Customers by tier, stage, branch, segment, region, label or household tier, in customer-id
+        order; a key scoped to branches sees their customers only."""
+        filters = _filters(tier, stage, segment, region, label, household_tier)
         async with engine.connect() as db:
             rows = await views.customers(db, filters, key.branch_scope(branch_id), after, limit)
         next_after = rows[-1]["customer_id"] if len(rows) == limit else None
@@ -211,10 +215,11 @@ def build_router(engine: AsyncEngine, scoring: Scoring) -> APIRouter:
         segment: Annotated[str | None, Query(max_length=64)] = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
         label: LabelQuery = None,
+        household_tier: HouseholdTierQuery = None,
     ) -> Distribution:
-        """How many customers (of the branches the key sees) sit in each tier and stage, and hold
-        each label."""
-        filters = _filters(None, None, segment, region, label)
+        """How many customers (of the branches the key sees, of households of `household_tier` if
+        given) sit in each tier and stage, and hold each label."""
+        filters = _filters(None, None, segment, region, label, household_tier)
         async with engine.connect() as db:
             scope = key.branch_scope(branch_id)
             cells = await views.distribution(db, filters, scope)
@@ -369,7 +374,12 @@ async def _read_policy(request: Request) -> Policy:
 
 
 def _filters(
-    tier: Tier | None, stage: Stage | None, segment: str | None, region: str | None, label: str | None
+    tier: Tier | None,
+    stage: Stage | None,
+    segment: str | None,
+    region: str | None,
+    label: str | None,
+    household_tier: Tier | None = None,
 ) -> dict[str, str | None]:
     return {
         "tier": tier.value if tier else None,
@@ -377,6 +387,7 @@ def _filters(
         "segment": segment,
         "region": region,
         "label": label,
+        "household_tier": household_tier.value if household_tier else None,
     }
 
 

@@ -14,6 +14,12 @@ from services.scoring.domain.customer import CustomerState
 from shared.db import branch_list, in_branches
 
 _FILTERS = ("tier", "stage", "segment", "region")
+# A current member (a member who left keeps a row with no contribution) of a household whose
+# tier, the highest of its members', is the one asked for.
+_IN_HOUSEHOLD_OF_TIER = """customer_id IN (
+    SELECT m.member_id FROM scoring.household_members AS m
+    JOIN scoring.households AS h USING (household_id)
+    WHERE m.contribution IS NOT NULL AND h.tier = :household_tier)"""
 _ONE_VISIBLE = f"WHERE customer_id = :id AND tier IS NOT NULL AND {in_branches()}"
 
 
@@ -30,6 +36,10 @@ def _where(filters: dict[str, str | None], branches: frozenset[str] | None) -> t
     if label is not None:
         clauses.append("labels @> ARRAY[CAST(:label AS text)]")  # the form the GIN index serves
         params["label"] = label
+    household_tier = filters.get("household_tier")
+    if household_tier is not None:
+        clauses.append(_IN_HOUSEHOLD_OF_TIER)
+        params["household_tier"] = household_tier
     return " AND ".join(clauses), params
 
 

@@ -16,6 +16,7 @@ from shared.contracts.types import (
     DetailText,
     EventId,
     EventSource,
+    HouseholdRole,
     Identifier,
     LabelName,
     LongText,
@@ -98,6 +99,15 @@ class TierChangedData(_Outbound):
     labels: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
     labels_entered: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
     labels_left: Annotated[list[LabelName], Field(max_length=50)] = Field(default_factory=list)
+    # The member's household when the decision was made (null outside any household), the
+    # household's tier as scoring knew it (its highest member tier), the household primary's RM
+    # (engagement assigns RM work for every member to them) and the household change that caused
+    # the decision (null when the member's own event, a review or an override caused it).
+    household_id: Identifier | None = None
+    household_role: HouseholdRole | None = None
+    household_tier: Tier | None = None
+    household_rm_id: Identifier | None = None
+    household_change: Identifier | None = None
 
 
 class CustomerErasedData(_Outbound):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.engagement.domain.holdouts import in_control_group
 from services.engagement.domain.playbook import default_playbook
+from services.engagement.handlers import Engagement, change_decoder
+from shared.consumer import Delivered
+from shared.db import create_engine
 from shared.topics import OUTREACH, TIER_CHANGES
 from tests import factories
 from tests.factories import tier_change
@@ -23,6 +30,8 @@ from tests.infra import (
     RM_KEY,
     Infra,
     ServiceProcess,
+    fetch_rows,
+    fresh_database,
     wait_until,
 )
 from tests.integration.scoring_support import ScoringSandbox, partition_neighbour
@@ -459,3 +468,139 @@ def test_on_the_event_clock_a_tenth_of_the_vip_welcomes_is_held_out_visibly_rms_
     assert httpx.post(f"{feedback.base_url}/v1/surveys", json=survey, headers=ingest).status_code == 202
     answered = sandbox.query("SELECT answered_at FROM feedback.surveys WHERE survey_id = 'S-HO-1'")[0][0]
     assert answered == later
+
+
+def zone_at_local_hours(hours: range) -> str:
+    """A fixed-offset time zone whose local hour is now within `hours`."""
+    for offset in range(-12, 15):
+        zone = f"Etc/GMT{-offset:+d}"  # Etc/GMT-5 is five hours ahead of UTC
+        if datetime.now(ZoneInfo(zone)).hour in hours:
+            return zone
+    raise AssertionError(f"no zone at local hours {hours}")
+
+
+def household_member_change(customer_id: str, household: str, change_id: str, zone: str) -> dict[str, Any]:
+    """A member's upgrade into wealth that a household change caused: a named RM and a call."""
+    profile = {
+        "rm_id": "RM-7",
+        "branch_id": "B1",
+        "consents": CONSENTS,
+        "risk_profile": "C2",
+        "timezone": zone,
+    }
+    return tier_change(
+        customer_id,
+        ("vip", "core"),
+        ("wealth", "core"),
+        profile=profile,
+        caused_by={"source": "tierflow.households", "id": change_id},
+        household_id=household,
+        household_role="spouse",
+        household_tier="wealth",
+        household_rm_id="RM-HOME",
+        household_change=change_id,
+    )
+
+
+def test_the_members_changes_of_one_household_change_make_one_rm_contact_for_the_household_by_its_rm(
+    sandbox: ScoringSandbox,
+) -> None:
+    engagement = sandbox.start("engagement")
+    day, night = zone_at_local_hours(range(10, 18)), zone_at_local_hours(range(1, 6))
+    sandbox.produce(
+        [household_member_change(c, "HH-1", "hc-1", day) for c in ("HM-A", "HM-B")]
+        # Another household's members, changed by two household changes: one contact each.
+        + [household_member_change(c, "HH-2", f"hc-{c}", day) for c in ("HN-A", "HN-B")],
+        topic=TIER_CHANGES,
+    )
+    everyone = ["HM-A", "HM-B", "HN-A", "HN-B"]
+    wait_until(lambda: all(len(items(engagement, c)) == 2 for c in everyone), 60, "the members' RM items")
+    # The member in quiet hours arrives once the household's contact is made: whichever member's
+    # change comes first makes the contact, and a call due in one's morning would cover the
+    # members reachable then.
+    sandbox.produce([household_member_change("HM-C", "HH-1", "hc-1", night)], topic=TIER_CHANGES)
+    wait_until(lambda: len(items(engagement, "HM-C")) == 2, 60, "the third member's RM items")
+
+    def household_items(household: str, **filters: str) -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{engagement.base_url}/v1/outreach",
+            params={"household_id": household, **filters},
+            headers={"authorization": f"Bearer {OPS_KEY}"},
+        )
+        assert response.status_code == 200
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    calls = {i["customer_id"]: i for i in household_items("HH-1", action="rm_call")}
+    day_calls = [calls["HM-A"], calls["HM-B"]]
+    (contact,) = [i for i in day_calls if i["status"] == "assigned"]
+    (covered,) = [i for i in day_calls if i["status"] == "covered"]
+    # One RM for the household, the primary's, over the member's own RM.
+    assert contact["assigned_to"] == "RM-HOME"
+    assert "household HH-1 contact" in contact["reason"]
+    assert covered["covered_by"] == contact["id"]
+    assert covered["assigned_to"] is None
+    assert covered["reason"].startswith(f"household: covered by household HH-1's rm_call {contact['id']}")
+    # The member in quiet hours is not covered: their own call, by the household's RM, in their morning.
+    own = calls["HM-C"]
+    assert (own["status"], own["covered_by"], own["assigned_to"]) == ("assigned", None, "RM-HOME")
+    assert own["due_at"] > contact["due_at"]
+    # Naming an RM is no call: it covers the member in quiet hours too.
+    (named,) = [i for i in household_items("HH-1", action="assign_rm") if i["status"] == "assigned"]
+    assert sorted(named["covered_members"]) == ["HM-A", "HM-B", "HM-C"]
+    assert named["covered_members"][0] == named["customer_id"]
+    assert contact["covered_members"] == [contact["customer_id"], covered["customer_id"]]
+    assert len(household_items("HH-1", status="covered")) == 3
+
+    other = household_items("HH-2")
+    assert [i["status"] for i in other] == ["assigned"] * 4
+    assert {i["household_change"] for i in other} == {"hc-HN-A", "hc-HN-B"}
+
+    audit = sandbox.query(
+        "SELECT to_status, note FROM engagement.item_audit WHERE item_id = $1::uuid ORDER BY id",
+        contact["id"],
+    )
+    assert [tuple(row) for row in audit][-1] == ("assigned", "household HH-1: now covers 2 members")
+
+    # An erased member leaves the household's contacts that listed them.
+    sandbox.produce([factories.customer_erased(covered["customer_id"])], topic=TIER_CHANGES)
+    wait_until(lambda: items(engagement, covered["customer_id"]) == [], 60, "the erasure")
+    listed = {i["id"]: i["covered_members"] for i in household_items("HH-1")}
+    assert listed[contact["id"]] == [contact["customer_id"]]
+    assert covered["customer_id"] not in listed[named["id"]]
+
+
+def test_members_of_a_household_change_applied_by_two_workers_at_once_share_one_contact(infra: Infra) -> None:
+    database_url = fresh_database(infra, f"hhcontact_{uuid.uuid4().hex[:8]}")
+    settings = infra.settings(DATABASE_URL=database_url)
+    decode = change_decoder(settings)
+    zone = zone_at_local_hours(range(10, 18))
+
+    def delivered(customer_id: str, partition: int) -> list[Delivered[Any]]:
+        value = json.dumps(household_member_change(customer_id, "HH-9", "hc-9", zone)).encode()
+        key = customer_id.encode()
+        record = ConsumerRecord(TIER_CHANGES, partition, 0, 0, 0, key, value, None, len(key), len(value), ())
+        return [Delivered(decode(record), TIER_CHANGES, partition, 0)]
+
+    async def two_workers() -> None:
+        engines = [create_engine(settings), create_engine(settings)]
+        try:
+            workers = [Engagement(engine, "customer.outreach.v1") for engine in engines]
+            await workers[0].ensure_playbook()
+            batches = [delivered(f"HW-{n}", n) for n in range(2)]
+            await asyncio.gather(*(w.apply_batch(b) for w, b in zip(workers, batches, strict=True)))
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    asyncio.run(two_workers())
+    rows = fetch_rows(
+        database_url,
+        "SELECT kind, status, covered_members FROM engagement.items WHERE household_change = 'hc-9' "
+        "ORDER BY kind, status",
+    )
+    by_kind = {(row[0], row[1]): sorted(row[2]) for row in rows}
+    assert len(rows) == 4
+    for kind in ("assign_rm", "rm_call"):
+        assert by_kind[(kind, "assigned")] == ["HW-0", "HW-1"]
+        assert by_kind[(kind, "covered")] == []

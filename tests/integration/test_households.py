@@ -39,6 +39,7 @@ from tests.integration.scoring_support import ScoringSandbox, as_delivered
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+TIERS = ["mass", "vip", "wealth", "private"]
 
 
 def at(event: dict[str, Any], moment: datetime) -> dict[str, Any]:
@@ -212,6 +213,18 @@ def test_the_running_stage_folds_a_household_that_the_api_serves_to_keys_of_the_
         assert read(scoring, "/v1/households/NOPE").status_code == 404
         view = read(scoring, "/v1/customers/HX2").json()
         assert view["household"] == {"household_id": "HX", "role": "spouse"}
+
+        # Lists and the distribution filter by the household's tier, its highest member tier.
+        tier = household["tier"]
+        assert tier == max((m["tier"] for m in household["members"]), key=TIERS.index)
+        listed = read(scoring, f"/v1/customers?household_tier={tier}").json()["items"]
+        assert [row["customer_id"] for row in listed] == ["HX1", "HX2"]
+        other = next(name for name in TIERS if name != tier)
+        assert read(scoring, f"/v1/customers?household_tier={other}").json()["items"] == []
+        distribution = read(scoring, f"/v1/tiers/distribution?household_tier={tier}").json()
+        assert distribution["total"] == 2
+        assert read(scoring, f"/v1/tiers/distribution?household_tier={other}").json()["total"] == 0
+        assert read(scoring, "/v1/customers?household_tier=gold").status_code == 422
     finally:
         sandbox.stop_all()
 

@@ -148,6 +148,7 @@ def outreach_born(status: str, experiment: str | None) -> dict[str, Any]:
         "expires_at": at, "trigger_event_id": "chg-1", "assigned_to": None, "reason": "r",
         "cancel_reason": None, "outcome": None, "category": "marketing", "template": "t", "product": None,
         "context_tier": "vip", "context_stage": "regular", "branch_id": "B1", "experiment": experiment,
+        "household_id": None, "covered_by": None,
     }  # fmt: skip
     event: dict[str, Any] = json.loads(outreach_event(row, at).value)
     return event

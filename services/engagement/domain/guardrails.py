@@ -26,8 +26,9 @@ CONSENT_KEYS = {
     ContactChannel.APP: "app",
 }
 RISK_ORDER = tuple(RiskProfile)
-# Outreach made or still to be made counts towards the caps; cancelled or expired did not reach anyone.
-COUNTS_TOWARDS_CAPS = OPEN_STATES | {ItemStatus.COMPLETED}
+# Outreach made or still to be made counts towards the caps; cancelled or expired did not reach
+# anyone. A covered item counts: its member is contacted through their household's contact.
+COUNTS_TOWARDS_CAPS = OPEN_STATES | {ItemStatus.COMPLETED, ItemStatus.COVERED}
 
 
 @dataclass(frozen=True)

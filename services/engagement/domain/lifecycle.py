@@ -3,6 +3,8 @@
 queued -> assigned -> in_progress -> completed (with an outcome)
 any open state -> cancelled (with a reason) or expired (by the timer)
 held_out: planned for a customer an experiment's control group holds out; closed from birth
+covered: an RM item of a household member that the household's contact for the same household
+change covers (one RM contact per household); closed from birth
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ class ItemStatus(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     HELD_OUT = "held_out"
+    COVERED = "covered"
 
 
 CLOSED_STATES = frozenset(
-    {ItemStatus.COMPLETED, ItemStatus.CANCELLED, ItemStatus.EXPIRED, ItemStatus.HELD_OUT}
+    {ItemStatus.COMPLETED, ItemStatus.CANCELLED, ItemStatus.EXPIRED, ItemStatus.HELD_OUT, ItemStatus.COVERED}
 )
 OPEN_STATES = frozenset(ItemStatus) - CLOSED_STATES
 # An RM holds an item from assignment until it closes: held items count against the RM's
@@ -171,6 +174,17 @@ def expire(item: ItemState, now: datetime) -> ItemState:
     return replace(
         item, status=ItemStatus.EXPIRED, cancel_reason="expired before it was worked", closed_at=now
     )
+
+
+def household_rm(
+    household_rm_id: str | None, registered_branch: str | None, branch: str | None
+) -> str | None:
+    """The household primary's RM, who takes the RM work of every member, unless engagement knows
+    them in another branch than the member's: as for a customer who moved, an RM of another
+    branch is not the member's there, and the item falls back to the member's own assignment."""
+    if not household_rm_id or registered_branch not in (None, branch):
+        return None
+    return household_rm_id
 
 
 def choose_rm(customer_rm: str | None, branch_rms: list[tuple[str, int, int]]) -> str | None:

@@ -59,6 +59,12 @@ class Change:
     labels: tuple[str, ...] = ()
     labels_entered: tuple[str, ...] = ()
     labels_left: tuple[str, ...] = ()
+    # The member's household and, when a household change caused this change, its id: the
+    # members' changes of one household change share one RM contact.
+    household_id: str | None = None
+    household_tier: Tier | None = None
+    household_rm_id: str | None = None
+    household_change: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,10 @@ class PlannedItem:
     assigned_to: str | None = None
     # The experiment whose draw decided this item: queued is treated, held_out the control.
     experiment: str | None = None
+    # An RM item of a household change: the household's contact, or (covered) one covered by it.
+    household_id: str | None = None
+    household_change: str | None = None
+    covered_by: str | None = None
 
     @property
     def needs_assignee(self) -> bool:
