@@ -139,31 +139,29 @@ def branches(bank: Bank) -> tuple[Branch, ...]:
 
 def persona_of(bank: Bank, index: int) -> Persona:
     """The persona behind customer `index` (the demo picks example customers by it)."""
-    return _persona_and_branch(bank, index, branches(bank))[0]
+    return _as_member(bank, index, _persona(_customer_rng(bank, index)))
 
 
-def _persona_and_branch(
-    bank: Bank, index: int, bank_branches: tuple[Branch, ...], rng: random.Random | None = None
-) -> tuple[Persona, Branch]:
-    """The persona drawn for customer `index` as their household shapes it, and their branch (a
-    household's members bank at its primary's branch)."""
-    rng = rng or _customer_rng(bank, index)
-    persona = _persona(rng)
-    branch = _branch(rng, bank_branches)
+def _as_member(bank: Bank, index: int, drawn: Persona) -> Persona:
+    """The persona drawn for customer `index` as their place in a household shapes it."""
     found = household_of(bank, index)
     if found is None:
-        return persona, branch
-    household, member = found
+        return drawn
+    member = found[1]
     if member.persona is not None:
-        persona = PERSONA_NAMED[member.persona]
-    elif persona.name in ADULT_INSTEAD:
-        persona = PERSONA_NAMED[ADULT_INSTEAD[persona.name]]
-    primary = household.members[0].index
-    if primary != index:
-        primary_rng = _customer_rng(bank, primary)
-        _persona(primary_rng)
-        branch = _branch(primary_rng, bank_branches)
-    return persona, branch
+        return PERSONA_NAMED[member.persona]
+    return PERSONA_NAMED[ADULT_INSTEAD.get(drawn.name, drawn.name)]
+
+
+def _branch_of(bank: Bank, index: int, drawn: Branch, bank_branches: tuple[Branch, ...]) -> Branch:
+    """The branch drawn for customer `index`, or the primary's if they live in a household."""
+    found = household_of(bank, index)
+    primary = found[0].members[0].index if found is not None else index
+    if primary == index:
+        return drawn
+    rng = _customer_rng(bank, primary)
+    _persona(rng)  # the primary's draws, in their order
+    return _branch(rng, bank_branches)
 
 
 def _branch(rng: random.Random, bank_branches: tuple[Branch, ...]) -> Branch:
@@ -266,7 +264,8 @@ def _customer(
     bank: Bank, index: int, bank_branches: tuple[Branch, ...], scales: tuple[float, float]
 ) -> _Customer:
     rng = _customer_rng(bank, index)
-    persona, branch = _persona_and_branch(bank, index, bank_branches, rng)
+    persona = _as_member(bank, index, _persona(rng))
+    branch = _branch_of(bank, index, _branch(rng, bank_branches), bank_branches)
     customer = _Customer(bank, index, rng, persona, branch, *scales)
     trouble = random.Random(bank.seed * 7_000_003 + index)
     if trouble.random() < persona.digital_trouble:
