@@ -56,7 +56,10 @@ from tierflow.stack import SERVICES
 
 Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
-RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
+# Scoring's household stage stays with its consumer: without it no contribution is folded.
+RELAYED_APART = {"scoring": "consumer,review,households", "engagement": "consumer,expiry"}
+# Groups that a loop of another service's process consumes in (`worker_lag` names them apart).
+HOSTED_BY = {"households": "scoring"}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
 # Injects a fault into a running system; a generator yields once, where the rest of the stream
 # is to be sent while it goes on.
@@ -325,7 +328,8 @@ class System:
     def _unsettled(self) -> str:
         progress = {table: self.count(table) for table in _PROGRESS_TABLES}
         pending, lag = self._pending(), self._group_lag()
-        behind = {s for (s, _), work in pending.items() if work} | {s for s, n in lag.items() if n}
+        behind = {s for (s, _), work in pending.items() if work}
+        behind |= {HOSTED_BY.get(s, s) for s, n in lag.items() if n}
         logs = "".join(
             f"\n--- {service}[{n}]'s log ends:\n" + "\n".join(process.logs().splitlines()[-30:])
             for service in sorted(behind)
