@@ -5,6 +5,7 @@
     BENCH_CUSTOMERS=1000000 make bench  # the end-of-day feed of a million customers
     BENCH_SECTIONS=eod,ingest make bench
     BENCH_SECTIONS=labels make bench   # events/s with and without the default labels
+    BENCH_SECTIONS=households make bench  # events/s of the stream with and without households
 
 Every figure is written to .bench/scoring.json as well.
 
@@ -28,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 KEY = "bench-admin-key"
 # Sections after the end-to-end run, comma-separated (all by default).
-SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,labels,profile").split(",")
+SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,labels,households,profile").split(",")
 OUTPUT = Path(__file__).resolve().parent.parent / ".bench" / "scoring.json"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,13 +72,28 @@ def bank_stream() -> Iterator[dict[str, Any]]:
         yield event
 
 
-def produce_all(bootstrap: str, topic: str) -> tuple[int, float]:
+HOUSEHOLD_FIELDS = ("household_id", "household_role")
+
+
+def without_households(stream: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The same events as a bank without households sends them: profiles name no household (a
+    member's move becomes a profile update that changes nothing), so the count is the same."""
+    for event in stream:
+        if event["type"] == "bank.customer.v1" and HOUSEHOLD_FIELDS[0] in event["data"]:
+            data = {k: v for k, v in event["data"].items() if k not in HOUSEHOLD_FIELDS}
+            event = {**event, "data": data}
+        yield event
+
+
+def produce_all(
+    bootstrap: str, topic: str, stream: Iterable[dict[str, Any]] | None = None
+) -> tuple[int, float]:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000, "acks": "all"}
     )
     started = time.perf_counter()
     count = 0
-    for event in bank_stream():
+    for event in bank_stream() if stream is None else stream:
         while True:
             try:
                 producer.produce(
@@ -289,12 +305,14 @@ def end_of_day(
         stop(process)
 
 
-def two_processes(env: dict[str, str], workdir: Path, admin_url: str, bootstrap: str) -> float:
-    """The same stream on fresh topics and a fresh database, two scoring processes in one group."""
-    topics = Topics("two.")
-    database_url = asyncio.run(fresh_database(admin_url, "bench_two"))
+def fresh_run(env: dict[str, str], admin_url: str, name: str) -> tuple[dict[str, str], str, Topics]:
+    """Topics with the prefix `name.`, a database of its own migrated, and groups of their own:
+    (the environment of a scoring process for it, its database URL, its topics)."""
+    topics = Topics(f"{name}.")
+    database_url = asyncio.run(fresh_database(admin_url, f"bench_{name}"))
     env = {**env, "DATABASE_URL": database_url, "TIERFLOW_TOPIC_PREFIX": topics.prefix,
-           "TIERFLOW_SCORING_GROUP": "bench-two"}  # fmt: skip
+           "TIERFLOW_SCORING_GROUP": f"bench-{name}",
+           "TIERFLOW_HOUSEHOLD_GROUP": f"bench-{name}-households"}  # fmt: skip
     os.environ["DATABASE_URL"] = database_url
     try:
         settings = Settings()
@@ -302,6 +320,12 @@ def two_processes(env: dict[str, str], workdir: Path, admin_url: str, bootstrap:
         asyncio.run(upgrade_all(settings))
     finally:
         os.environ["DATABASE_URL"] = admin_url
+    return env, database_url, topics
+
+
+def two_processes(env: dict[str, str], workdir: Path, admin_url: str, bootstrap: str) -> float:
+    """The same stream on fresh topics and a fresh database, two scoring processes in one group."""
+    env, database_url, topics = fresh_run(env, admin_url, "two")
     produced, _ = produce_all(bootstrap, topics.bank_events)
     first, _ = service("scoring", env, workdir)
     second, _ = service("scoring", env, workdir)
@@ -582,6 +606,36 @@ def end_to_end_without_labels(
     return {"e2e_no_labels_eps": run["e2e_eps"], "no_labels_tier_changes": run["tier_changes"]}
 
 
+UNFOLDED_MEMBERS = """
+    SELECT count(*) FROM scoring.household_memberships m
+    WHERE m.sequence > 0 AND NOT EXISTS (
+        SELECT 1 FROM scoring.household_members h
+        WHERE h.member_id = m.customer_id AND h.sequence = m.sequence)
+"""
+
+
+def household_cost(env: dict[str, str], workdir: Path, admin_url: str, bootstrap: str) -> dict[str, float]:
+    """The stream with its households and the same stream without household ids, each on fresh
+    topics into a fresh database, one scoring process (its household stage included) each,
+    timed until every event is applied and every member's latest contribution folded."""
+    figures: dict[str, float] = {}
+    for name in ("households", "no_households"):
+        stream = bank_stream() if name == "households" else without_households(bank_stream())
+        run_env, database_url, topics = fresh_run(env, admin_url, name)
+        produced, _ = produce_all(bootstrap, topics.bank_events, stream)
+        process, _ = service("scoring", run_env, workdir)
+        try:
+            first_at, first_count, _ = wait_applied(database_url, produced)
+            while int(asyncio.run(scalar(database_url, UNFOLDED_MEMBERS))) > 0:
+                time.sleep(0.25)
+            figures[f"e2e_{name}_eps"] = (produced - first_count) / (time.perf_counter() - first_at)
+        finally:
+            stop(process)
+        members = asyncio.run(scalar(database_url, "SELECT count(*) FROM scoring.household_members"))
+        figures[f"{name}_member_rows"] = float(members)
+    return figures
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tfb-", dir="/tmp"))
     postgres = EmbeddedPostgres(workdir, free_port(), workdir / "postgres.log")
@@ -658,6 +712,11 @@ def main() -> None:
             log(f"without labels: {figures['e2e_no_labels_eps']:,.0f} events/s end to end, "
                 f"{figures['domain_eps_no_labels']:,.0f} in the domain "
                 f"(with: {figures['domain_eps_labels']:,.0f})")  # fmt: skip
+        if "households" in SECTIONS:
+            figures.update(household_cost(env, workdir, postgres.url(), broker.bootstrap_servers))
+            figures["households_e2e_ratio"] = figures["e2e_households_eps"] / figures["e2e_no_households_eps"]
+            log(f"with households: {figures['e2e_households_eps']:,.0f} events/s end to end, "
+                f"without: {figures['e2e_no_households_eps']:,.0f}")  # fmt: skip
         profile = profile_domain() if "profile" in SECTIONS else ""
     finally:
         broker.stop()
@@ -700,6 +759,11 @@ def main() -> None:
         without = f"{figures['domain_eps_no_labels']:,.0f}"
         print(f"  domain with / without labels   {figures['domain_eps_labels']:>12,.0f} / {without} events/s"
               f"   ({figures['labels_domain_ratio']:.2f})")  # fmt: skip
+    if "e2e_households_eps" in figures:
+        without = f"{figures['e2e_no_households_eps']:,.0f}"
+        print(f"  with / without households     {figures['e2e_households_eps']:>12,.0f} / {without} events/s"
+              f"   ({figures['households_e2e_ratio']:.2f}; "
+              f"{figures['households_member_rows']:,.0f} household member rows)")  # fmt: skip
     print(f"  figures written to {OUTPUT.relative_to(REPO)}")
     if profile:
         print()

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shared.contracts.outbound import COMPLAINT, SURVEY
+from shared.contracts.outbound import COMPLAINT, SURVEY, TIER_RANK
 from shared.settings import Settings
 from tierflow import report, sinks
 from tierflow.processes import port_is_open
 from tierflow.rm_work import Rms, persona_lookup
-from tierflow.simulate import Bank, branches, customer_id, persona_of, records
+from tierflow.simulate import GATES, Bank, branches, customer_id, households, persona_of, records
 from tierflow.stack import SERVICES, Stack, StackError, Stopping, demo_rms, describe, hold
 from tierflow.summary import Summary
 
@@ -249,6 +250,7 @@ def collect(endpoints: Endpoints, bank: Bank, sent: dict[str, int], rms: Rms) ->
             name: _distribution(scoring, label=name)["by_tier"] for name in sorted(held)
         }
         summary.label_example = _label_example(scoring, held)
+        summary.household_example = _household_example(scoring, bank)
         summary.outreach_queue = _get(engagement, "/v1/outreach/queue")
         summary.rms = _get(engagement, "/v1/rms")
         until = (bank.end + timedelta(days=1)).isoformat()
@@ -323,4 +325,39 @@ def _example(scoring: httpx.Client, bank: Bank, index: int, persona: str) -> dic
         "tier": view["tier"],
         "stage": view["stage"],
         "history": history,
+    }
+
+
+def _household_example(scoring: httpx.Client, bank: Bank) -> dict[str, Any]:
+    """A household whose 30-day average AUM passes a gate that none of its members' own does
+    (the highest such gate first): the household as the API answers it, and each member's tier
+    and reasons as their customer view gives them, whatever rule produced them."""
+    joint = [(h.household_id, h.together) for h in households(bank) if h.together is not None]
+    for household_id, together in sorted(joint, key=lambda plan: -TIER_RANK[plan[1]]):
+        response = scoring.get(f"/v1/households/{household_id}")
+        if response.status_code == 404:
+            continue  # every member left it
+        response.raise_for_status()
+        household = response.json()
+        gate = Decimal(str(GATES[together]))
+        own = [Decimal(member["aum_avg_30d"]) for member in household["members"]]
+        if len(own) < 2 or max(own) >= gate or Decimal(household["aum_avg_30d"]) < gate:
+            continue
+        return {
+            "together": together.value,
+            "gate": str(gate),
+            "household": household,
+            "members": [_household_member(scoring, member) for member in household["members"]],
+        }
+    return {}
+
+
+def _household_member(scoring: httpx.Client, member: dict[str, Any]) -> dict[str, Any]:
+    view = _get(scoring, f"/v1/customers/{member['customer_id']}")
+    return {
+        "customer_id": member["customer_id"],
+        "role": member["role"],
+        "aum_avg_30d": member["aum_avg_30d"],
+        "tier": view["tier"],
+        "reasons": view["reasons"],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
@@ -42,6 +43,8 @@ def render(console: Console, summary: Summary) -> None:
     console.print(_labels(summary))
     if summary.label_example:
         console.print(_label_history(summary.label_example))
+    if summary.household_example:
+        console.print(_household(summary.household_example))
     console.print(_queue(summary))
     console.print(_rms(summary))
     console.print(_nps(summary))
@@ -192,6 +195,31 @@ def _example(example: dict[str, Any]) -> Table:
             reasons,
         )
     return table
+
+
+def _household(example: dict[str, Any]) -> Table:
+    household = example["household"]
+    title = f"A household that reaches {example['together']} only together: {household['household_id']}"
+    caption = (
+        f"30-day average AUM {_amount(household['aum_avg_30d'])} together, the gate "
+        f"{_amount(example['gate'])} (no member's alone); household tier {household['tier'] or '-'}; "
+        f"{household['members_count']} members, AUM {_amount(household['aum'])}, 90-day average "
+        f"{_amount(household['aum_avg_90d'])}, products {', '.join(household['products']) or '-'}, "
+        f"primary {household['primary_id'] or '-'}, RM {household['rm_id'] or '-'}"
+    )
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for name in ("member", "role", "30-day average AUM", "tier", "why"):
+        table.add_column(name, justify="right" if name == "30-day average AUM" else "left")
+    for member in example["members"]:
+        reasons = "; ".join(dict.fromkeys(r["detail"] for r in member["reasons"]))
+        table.add_row(
+            member["customer_id"], member["role"], _amount(member["aum_avg_30d"]), member["tier"], reasons
+        )
+    return table
+
+
+def _amount(value: str) -> str:
+    return f"{Decimal(value):,.0f}"
 
 
 def _labels(summary: Summary) -> Table:

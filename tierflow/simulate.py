@@ -8,6 +8,12 @@ compressed time).
 Every record is a CloudEvent: the core-banking types (`bank.*`, for ingest or the topic)
 and, for the feedback service, `feedback.survey.v1` / `feedback.complaint.v1` whose data is
 the body its API takes.
+
+About three customers in ten live in a household (a couple, a family with children, retirees
+with their adult children): members share the primary's branch, their profiles name the
+household and their role, and in some households the assets are split so that the household
+reaches wealth or private only together. Now and then a member moves to another household or
+leaves theirs during the year.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from shared.contracts.outbound import COMPLAINT, SURVEY
+from shared.contracts.types import HouseholdRole, Tier
 
 COHORT = 1_000
 MONTH = timedelta(days=30.4)
@@ -75,6 +83,7 @@ PERSONAS = (
     Persona("drifting", 0.04, 60_000, 1.0, 1.000, 6, 400, 5, 0.3, 0, 0, ("C2", "C3"), 6.0),
     Persona("one_off", 0.025, 15_000, 0.8, 1.005, 8, 250, 5, 0.2, 0, 0, ("C2", "C3"), 7.4, salary=9_000),
 )  # fmt: skip
+PERSONA_NAMED = {p.name: p for p in PERSONAS}
 BRANCH_KINDS = {"urban": (0.6, 3.0, 4), "rural": (0.3, 1.0, 1), "overseas": (0.1, 0.6, 2)}
 """kind: (share of branches, relative size, RMs besides the senior one)"""
 BAD_EXPERIENCE_RATE = {"urban": 0.03, "rural": 0.05, "overseas": 0.06}
@@ -130,7 +139,33 @@ def branches(bank: Bank) -> tuple[Branch, ...]:
 
 def persona_of(bank: Bank, index: int) -> Persona:
     """The persona behind customer `index` (the demo picks example customers by it)."""
-    return _persona(_customer_rng(bank, index))
+    return _as_member(bank, index, _persona(_customer_rng(bank, index)))
+
+
+def _as_member(bank: Bank, index: int, drawn: Persona) -> Persona:
+    """The persona drawn for customer `index` as their place in a household shapes it."""
+    found = household_of(bank, index)
+    if found is None:
+        return drawn
+    member = found[1]
+    if member.persona is not None:
+        return PERSONA_NAMED[member.persona]
+    return PERSONA_NAMED[ADULT_INSTEAD.get(drawn.name, drawn.name)]
+
+
+def _branch_of(bank: Bank, index: int, drawn: Branch, bank_branches: tuple[Branch, ...]) -> Branch:
+    """The branch drawn for customer `index`, or the primary's if they live in a household."""
+    found = household_of(bank, index)
+    primary = found[0].members[0].index if found is not None else index
+    if primary == index:
+        return drawn
+    rng = _customer_rng(bank, primary)
+    _persona(rng)  # the primary's draws, in their order
+    return _branch(rng, bank_branches)
+
+
+def _branch(rng: random.Random, bank_branches: tuple[Branch, ...]) -> Branch:
+    return rng.choices(bank_branches, weights=[b.size for b in bank_branches])[0]
 
 
 def _customer_rng(bank: Bank, index: int) -> random.Random:
@@ -229,8 +264,8 @@ def _customer(
     bank: Bank, index: int, bank_branches: tuple[Branch, ...], scales: tuple[float, float]
 ) -> _Customer:
     rng = _customer_rng(bank, index)
-    persona = _persona(rng)
-    branch = rng.choices(bank_branches, weights=[b.size for b in bank_branches])[0]
+    persona = _as_member(bank, index, _persona(rng))
+    branch = _branch_of(bank, index, _branch(rng, bank_branches), bank_branches)
     customer = _Customer(bank, index, rng, persona, branch, *scales)
     trouble = random.Random(bank.seed * 7_000_003 + index)
     if trouble.random() < persona.digital_trouble:
@@ -249,8 +284,12 @@ def _customer_records(
         first = bank.start + timedelta(hours=rng.uniform(0, 72))
     else:
         opened = first = bank.start + timedelta(days=rng.uniform(0, bank.days * 0.8))
-    _profile(c, first, opened)
+    found = household_of(bank, index)
+    _profile(c, first, opened, found)
     aum = rng.lognormvariate(0, persona.aum_sigma) * persona.aum_median
+    if found is not None:
+        aum = found[1].aum or aum
+        _household_move(c, first, *found)
     c.add("bank.balance.v1", first + timedelta(minutes=5), {"aum": f"{aum:.2f}", "currency": "CNY"})
     drift_at = first + timedelta(days=rng.uniform(60, 200)) if persona.name == "drifting" else None
     spike_at = first + timedelta(days=rng.uniform(30, 240)) if persona.name == "one_off" else None
@@ -268,7 +307,9 @@ def _customer_records(
     return [r for r in c.records if r[0] < bank.end]
 
 
-def _profile(c: _Customer, at: datetime, opened: datetime) -> None:
+def _profile(
+    c: _Customer, at: datetime, opened: datetime, household: tuple[Household, Member] | None
+) -> None:
     rng, persona = c.rng, c.persona
     senior = c.branch.rms[0] if persona.name == "private" else rng.choice(c.branch.rms)
     profile: dict[str, Any] = {
@@ -281,6 +322,9 @@ def _profile(c: _Customer, at: datetime, opened: datetime) -> None:
     }
     if persona.with_rm:
         profile["rm_id"] = senior.rm_id
+    if household is not None:
+        profile["household_id"] = household[0].household_id
+        profile["household_role"] = household[1].role.value
     c.add("bank.customer.v1", at, profile)
 
 
@@ -429,6 +473,152 @@ def _txn(amount: str, direction: str, category: str, channel: str) -> dict[str, 
         "category": category,
         "channel": channel,
     }
+
+
+# -- households ------------------------------------------------------------------------------
+
+HOUSEHOLD_BLOCK = 20
+"""Households are drawn per block of this many consecutive customers, so a customer's household
+is known without drawing the rest of the bank (and a household never spans two blocks)."""
+HOUSEHOLD_START = 0.13
+"""chance that a household begins at a customer, with the customers after them as its other
+members: about three customers in ten live in one"""
+HOUSEHOLD_KINDS = {"couple": 0.45, "family": 0.35, "retirees": 0.2}
+JOINT_SHARE = 0.25
+"""share of households whose assets are split so that they reach wealth or private only together"""
+JOINT_PRIVATE = 0.2
+"""of those, the share that reach private (the rest reach wealth)"""
+GATES = {Tier.WEALTH: 500_000.0, Tier.PRIVATE: 6_000_000.0}
+"""The default policy's gates on the 30-day average AUM (a unit test holds them to it)."""
+MOST_OF_GATE = 0.62
+"""No member of a household that reaches a gate only together starts above this share of it:
+a year's growth keeps them below it on their own."""
+MOVE_RATE = 0.1
+"""chance that a member other than the primary moves to another household or leaves theirs"""
+MOVE_TO_ANOTHER = 0.6
+"""of the members who go, the share who join another household (the rest leave for none)"""
+ADULT_INSTEAD = {"student": "salaried", "business": "salaried"}
+"""An adult member drawn as a student or a business is a salaried person: households are people."""
+
+
+@dataclass(frozen=True)
+class Member:
+    index: int
+    role: HouseholdRole
+    # The persona the member's place in the household implies (None: the one drawn for them).
+    persona: str | None = None
+    # The AUM the member starts the year with when the household's assets are split (None: drawn).
+    aum: float | None = None
+
+
+@dataclass(frozen=True)
+class Household:
+    household_id: str
+    kind: str
+    members: tuple[Member, ...]  # the primary first
+    # The tier whose gate the members' assets pass only together, if the household is one of those.
+    together: Tier | None = None
+
+
+def household_of(bank: Bank, index: int) -> tuple[Household, Member] | None:
+    """The household customer `index` starts the year in, and their place in it."""
+    for household in _block_households(bank, index // HOUSEHOLD_BLOCK):
+        for member in household.members:
+            if member.index == index:
+                return household, member
+    return None
+
+
+def households(bank: Bank) -> Iterator[Household]:
+    """Every household of the bank as the year begins, in customer order."""
+    for block in range(0, math.ceil(bank.customers / HOUSEHOLD_BLOCK)):
+        yield from _block_households(bank, block)
+
+
+@lru_cache(maxsize=256)
+def _block_households(bank: Bank, block: int) -> tuple[Household, ...]:
+    rng = random.Random(bank.seed * 9_000_011 + block)
+    first = block * HOUSEHOLD_BLOCK
+    last = min(first + HOUSEHOLD_BLOCK, bank.customers)
+    made: list[Household] = []
+    index = first
+    while index < last:
+        if rng.random() >= HOUSEHOLD_START:
+            index += 1
+            continue
+        kind = rng.choices(list(HOUSEHOLD_KINDS), weights=list(HOUSEHOLD_KINDS.values()))[0]
+        places = _places(rng, kind)
+        together = _together(rng)
+        if len(places) > last - index:  # it would not fit in the block: these stay single
+            index += 1
+            continue
+        members = tuple(
+            _member(rng, index + n, role, persona, together, len(places))
+            for n, (role, persona) in enumerate(places)
+        )
+        made.append(Household(f"H{index:08d}", kind, members, together))
+        index += len(places)
+    return tuple(made)
+
+
+def _places(rng: random.Random, kind: str) -> list[tuple[HouseholdRole, str | None]]:
+    """Roles and the personas they imply: children are students, the older generation retirees."""
+    couple: list[tuple[HouseholdRole, str | None]] = [
+        (HouseholdRole.PRIMARY, None),
+        (HouseholdRole.SPOUSE, None),
+    ]
+    if kind == "couple":
+        return couple
+    if kind == "family":
+        return couple + [(HouseholdRole.CHILD, "student")] * rng.randint(1, 2)
+    if rng.random() < 0.5:  # the retirees head the household, their adult children in it
+        retirees = [(HouseholdRole.PRIMARY, "retiree"), (HouseholdRole.SPOUSE, "retiree")]
+        return retirees + [(HouseholdRole.CHILD, None)] * rng.randint(1, 2)
+    # an adult child heads it, with their retired parents
+    return [(HouseholdRole.PRIMARY, None)] + [(HouseholdRole.PARENT, "retiree")] * rng.randint(1, 2)
+
+
+def _together(rng: random.Random) -> Tier | None:
+    if rng.random() >= JOINT_SHARE:
+        return None
+    return Tier.PRIVATE if rng.random() < JOINT_PRIVATE else Tier.WEALTH
+
+
+def _member(
+    rng: random.Random, index: int, role: HouseholdRole, persona: str | None, together: Tier | None, size: int
+) -> Member:
+    if together is None:
+        return Member(index, role, persona)
+    # Each member holds between 1.15/size and MOST_OF_GATE of the gate: below it alone, at
+    # least 15% above it together.
+    gate = GATES[together]
+    aum = gate * rng.uniform(1.15 / size, MOST_OF_GATE)
+    return Member(index, role, persona or "affluent", round(aum, 2))
+
+
+def _household_move(c: _Customer, first: datetime, household: Household, member: Member) -> None:
+    """Some members other than the primary join another household of their block, or leave
+    theirs, during the year (from a stream of their own: the rest of their life is as before)."""
+    rng = random.Random(c.bank.seed * 5_000_011 + c.index)
+    if member.role is HouseholdRole.PRIMARY or rng.random() >= MOVE_RATE:
+        return
+    earliest, latest = first + MONTH, c.bank.end - MONTH
+    if earliest >= latest:
+        return
+    at = earliest + (latest - earliest) * rng.random()
+    others = [
+        h.household_id
+        for h in _block_households(c.bank, c.index // HOUSEHOLD_BLOCK)
+        if h.household_id != household.household_id
+    ]
+    if others and rng.random() < MOVE_TO_ANOTHER:
+        c.add(
+            "bank.customer.v1",
+            at,
+            {"household_id": rng.choice(others), "household_role": HouseholdRole.OTHER.value},
+        )
+    else:
+        c.add("bank.customer.v1", at, {"household_id": None})
 
 
 def records(bank: Bank) -> Iterator[Event]:

@@ -31,3 +31,5 @@ class Summary:
     # Per label, how many holders sit in each tier; and one customer's labels over the year.
     labels_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
     label_example: dict[str, Any] = field(default_factory=dict)
+    # A household that passes a gate only together: the household, its members' tiers and reasons.
+    household_example: dict[str, Any] = field(default_factory=dict)

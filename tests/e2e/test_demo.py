@@ -9,15 +9,17 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.contracts.outbound import COMPLAINT, SURVEY
+from shared.contracts.types import Tier
 from tests.e2e.conftest import environment, get_json
 from tests.infra import REPO
-from tierflow.simulate import Bank, branches, events, records
+from tierflow.simulate import GATES, Bank, branches, events, records
 
 pytestmark = pytest.mark.e2e
 CUSTOMERS = 250
@@ -97,6 +99,24 @@ def test_the_demo_summary_agrees_with_the_apis(data_dir: Path, ports: dict[str, 
         view = get("scoring", f"/v1/customers/{example['customer_id']}")
         assert [label["name"] for label in example["labels"]] == [label["name"] for label in view["labels"]]
         assert f"Label history of {example['customer_id']}" in output
+
+        # A household that reaches a tier only together: no member's own 30-day average AUM
+        # passes the gate, the household's does; each member's tier and reasons are their view's.
+        family = summary["household_example"]
+        household = family["household"]
+        assert household == get("scoring", f"/v1/households/{household['household_id']}")
+        gate = Decimal(GATES[Tier(family["together"])])
+        assert Decimal(family["gate"]) == gate
+        assert Decimal(household["aum_avg_30d"]) >= gate
+        assert all(Decimal(member["aum_avg_30d"]) < gate for member in household["members"])
+        assert [m["customer_id"] for m in family["members"]] == [
+            m["customer_id"] for m in household["members"]
+        ]
+        for member in family["members"]:
+            view = get("scoring", f"/v1/customers/{member['customer_id']}")
+            assert (member["tier"], member["reasons"]) == (view["tier"], view["reasons"])
+            assert view["household"]["household_id"] == household["household_id"]
+        assert f"reaches {family['together']} only together: {household['household_id']}" in output
 
         assert summary["outreach_queue"] == get("engagement", "/v1/outreach/queue")
         rms = {rm.rm_id for b in branches(bank) for rm in b.rms}

@@ -2,13 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.system import BANK, EndState, Stream, running_system
+from tests.faults.system import BANK, EndState, Stream, assert_households_add_up, running_system
 from tests.infra import Infra
+from tests.integration.scoring_support import partition_of
+from tierflow.simulate import customer_id, households
 
 
 @pytest.fixture(scope="session")
 def stream() -> Stream:
-    return Stream.of(BANK)
+    stream = Stream.of(BANK)
+    # Households whose members' events land on different partitions (with several scoring
+    # instances, on different instances), and a member who moves to another household.
+    spread = [h for h in households(BANK) if len({partition_of(customer_id(m.index)) for m in h.members}) > 1]
+    assert len(spread) >= 3, "the stream must have households spread over partitions"
+    moves = [e for e in stream.bank if e["type"] == "bank.customer.v1" and "branch_id" not in e["data"]]
+    assert any(move["data"]["household_id"] is not None for move in moves), "a member must move"
+    return stream
 
 
 @pytest.fixture(scope="session")
@@ -20,4 +29,7 @@ def undisturbed(infra: Infra, stream: Stream) -> EndState:
     assert counts.pop("dead_letters") == 0, end.dead_letters[:3]
     assert counts["customers"] == BANK.customers
     assert all(counts.values()), f"the stream must exercise every part: {counts}"
+    assert_households_add_up(end)
+    # The member who moved left a removal behind in the household they left.
+    assert any(contribution is None for _, _, contribution in end.household_members)
     return end

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from itertools import pairwise
 from typing import Any
@@ -46,6 +47,7 @@ from tests.infra import (
     start_service,
     wait_until,
 )
+from tests.integration.scoring_support import HouseholdSums, household_sums
 from tests.kafka_reader import read_messages
 from tierflow.demo import WORKERS, pending_work
 from tierflow.lag import worker_lag
@@ -54,7 +56,10 @@ from tierflow.stack import SERVICES
 
 Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
-RELAYED_APART = {"scoring": "consumer,review", "engagement": "consumer,expiry"}
+# Scoring's household stage stays with its consumer: without it no contribution is folded.
+RELAYED_APART = {"scoring": "consumer,review,households", "engagement": "consumer,expiry"}
+# Groups that a loop of another service's process consumes in (`worker_lag` names them apart).
+HOSTED_BY = {"households": "scoring"}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
 # Injects a fault into a running system; a generator yields once, where the rest of the stream
 # is to be sent while it goes on.
@@ -84,6 +89,8 @@ class EndState:
     surveys: list[tuple[Any, ...]]
     complaints: list[tuple[Any, ...]]
     dead_letters: list[tuple[Any, ...]]
+    households: list[tuple[Any, ...]]
+    household_members: list[tuple[Any, ...]]
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
@@ -104,9 +111,26 @@ class EndState:
                 ]
         return "\n".join(lines)
 
+    def household_mismatches(self) -> list[str]:
+        """Households whose member count and AUM sums are not those recomputed from their
+        members' states (a member counted twice, or kept after leaving, shows here)."""
+        recomputed = household_sums((cid, state) for cid, (_, _, state) in self.customers.items())
+        kept = {row[0]: (row[1], *row[2:5]) for row in self.households}
+        none: HouseholdSums = (0, Decimal(0), Decimal(0), Decimal(0))
+        return [
+            f"household {h}: {kept.get(h, none)} kept, {recomputed.get(h, none)} from its members"
+            for h in sorted(kept.keys() | recomputed.keys())
+            if kept.get(h, none) != recomputed.get(h, none)
+        ]
+
 
 def assert_same_end_state(actual: EndState, reference: EndState) -> None:
     assert actual == reference, actual.differences(reference)
+    assert_households_add_up(actual)
+
+
+def assert_households_add_up(end: EndState) -> None:
+    assert not end.household_mismatches(), "\n".join(end.household_mismatches()[:5])
 
 
 @dataclass
@@ -304,7 +328,8 @@ class System:
     def _unsettled(self) -> str:
         progress = {table: self.count(table) for table in _PROGRESS_TABLES}
         pending, lag = self._pending(), self._group_lag()
-        behind = {s for (s, _), work in pending.items() if work} | {s for s, n in lag.items() if n}
+        behind = {s for (s, _), work in pending.items() if work}
+        behind |= {HOSTED_BY.get(s, s) for s, n in lag.items() if n}
         logs = "".join(
             f"\n--- {service}[{n}]'s log ends:\n" + "\n".join(process.logs().splitlines()[-30:])
             for service in sorted(behind)
@@ -338,6 +363,15 @@ class System:
                 "branch_id FROM feedback.complaints"
             ),
             dead_letters=self.dead_letters(),
+            households=self._rows(
+                "SELECT household_id, members, aum, aum_avg_30d, aum_avg_90d, "
+                "array_to_string(products, ','), tier, primary_id, rm_id, branch_id FROM scoring.households"
+            ),
+            # Without the sequence: it counts the member's publications, and how many a member's
+            # events make depends on how they were batched (one per batch), not on what they say.
+            household_members=self._rows(
+                "SELECT household_id, member_id, contribution::text FROM scoring.household_members"
+            ),
         )
 
     def dead_letters(self) -> list[tuple[Any, ...]]:

@@ -16,20 +16,39 @@ from tierflow.processes import free_port
 pytestmark = pytest.mark.faults
 
 
+HOUSEHOLD_FOLDS = "tierflow_household_contributions_total"
+
+
+def folded_sequences(system: System) -> int:
+    """How far the household stage has folded: the sum of its member rows' sequences."""
+    return int(system.query("SELECT coalesce(sum(sequence), 0) FROM scoring.household_members")[0][0])
+
+
 @dataclass
 class KillWhen:
     """A fault for `System.drive`: SIGKILL `service` once `table` has `at_least` rows; the rest of
-    the stream is sent while it is down, and it is restarted a second later."""
+    the stream is sent while it is down, and it is restarted a second later.
+
+    Scoring's household stage is a loop of the scoring process: scoring is killed only once its
+    stage has folded contributions, so the stage dies mid-stream with it."""
 
     table: str
     at_least: int
     service: str
     killed_at: int = -1
+    households_folded_at: int = -1
 
     def __call__(self, system: System) -> Iterator[None]:
         system.wait_for_rows(self.table, self.at_least)
+        if self.service == "scoring":
+            wait_until(
+                lambda: system.metric("scoring", HOUSEHOLD_FOLDS) > 0,
+                60,
+                "the household stage of the scoring process to fold contributions",
+            )
         system.kill(self.service)
         self.killed_at = system.count(self.table)
+        self.households_folded_at = folded_sequences(system)
         yield
         time.sleep(1)
         system.restart(self.service)
@@ -51,7 +70,10 @@ def test_a_worker_killed_mid_stream_ends_like_the_undisturbed_run(
     fault = KillWhen(table, int(expected * share), service)
     with running_system(infra) as system:
         end = system.drive(stream, bank={0.5: fault})
+        households_folded = folded_sequences(system)
     assert fault.killed_at < expected, f"the kill must land mid-stream ({fault.killed_at} of {expected})"
+    if service == "scoring":
+        assert fault.households_folded_at < households_folded, "the household stage had work after the kill"
     assert_same_end_state(end, undisturbed)
 
 

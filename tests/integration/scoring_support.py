@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -13,9 +15,12 @@ from aiokafka import ConsumerRecord
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Producer
 
+from services.scoring.domain.codec import decode as decode_state
 from services.scoring.domain.events import ScoringEvent
+from services.scoring.domain.household import contribution_of
 from services.scoring.handlers import event_decoder
 from shared.consumer import Delivered
+from shared.contracts.types import MONEY_CONTEXT
 from shared.settings import Settings
 from shared.topics import BANK_EVENTS, FEEDBACK_EVENTS, TIER_CHANGES, Topics
 from tests.infra import (
@@ -159,8 +164,35 @@ def partition_neighbour(customer_id: str, partitions: int = 4) -> str:
     (murmur2 of the key, as producers place them; `create_topics` makes 4): its events move
     the event clock that judges `customer_id`."""
 
-    def partition(key: str) -> int:
-        return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
     candidates = (f"{customer_id}-N{n}" for n in range(1_000))
-    return next(other for other in candidates if partition(other) == partition(customer_id))
+    mine = partition_of(customer_id, partitions)
+    return next(other for other in candidates if partition_of(other, partitions) == mine)
+
+
+def partition_of(key: str, partitions: int = 4) -> int:
+    """The partition producers place `key` in (murmur2, as aiokafka and the Java client do)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+HouseholdSums = tuple[int, Decimal, Decimal, Decimal]
+
+
+def household_sums(states: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, HouseholdSums]:
+    """Each household's member count and AUM sums (current, 30 and 90 days), recomputed from
+    its members' stored scoring states (customer id, decoded JSON state) alone.
+
+    Summed in member order, as the household stage sums: the averages carry the money context's
+    full precision, where the last digit of a sum depends on the order of its terms."""
+    sums: dict[str, HouseholdSums] = {}
+    for customer_id, encoded in sorted(states, key=lambda state: state[0]):
+        mine = contribution_of(decode_state(customer_id, dict(encoded)), None)
+        if mine is None:
+            continue
+        count, aum, avg_30d, avg_90d = sums.get(mine.household_id, (0, Decimal(0), Decimal(0), Decimal(0)))
+        sums[mine.household_id] = (
+            count + 1,
+            MONEY_CONTEXT.add(aum, mine.aum),
+            MONEY_CONTEXT.add(avg_30d, mine.aum_avg_30d),
+            MONEY_CONTEXT.add(avg_90d, mine.aum_avg_90d),
+        )
+    return sums

@@ -8,20 +8,17 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from services.scoring.domain.codec import decode
-from services.scoring.domain.household import Published, contribution_of
+from services.scoring.domain.household import Published
 from services.scoring.handlers import Scoring
 from services.scoring.household_messages import decode_contribution
 from services.scoring.household_stage import HouseholdStage
 from services.scoring.household_store import HouseholdStore
 from shared.clock import ClockMode
-from shared.contracts.types import MONEY_CONTEXT
 from shared.db import create_engine
 from shared.topics import HOUSEHOLD_CONTRIBUTIONS
 from tests import factories
@@ -35,7 +32,7 @@ from tests.infra import (
     fresh_database,
     wait_until,
 )
-from tests.integration.scoring_support import ScoringSandbox, as_delivered
+from tests.integration.scoring_support import HouseholdSums, ScoringSandbox, as_delivered, household_sums
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -107,22 +104,10 @@ def households(database_url: str) -> dict[str, tuple[Any, ...]]:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
-def recomputed_from_states(database_url: str) -> dict[str, tuple[int, Decimal, Decimal, Decimal]]:
+def recomputed_from_states(database_url: str) -> dict[str, HouseholdSums]:
     """Each household's count and sums, from its members' current scoring states alone."""
-    sums: dict[str, tuple[int, Decimal, Decimal, Decimal]] = {}
-    for row in fetch_rows(database_url, "SELECT customer_id, state::text FROM scoring.customers"):
-        state = decode(row[0], json.loads(row[1]))
-        mine = contribution_of(state, None)
-        if mine is None:
-            continue
-        count, aum, avg_30d, avg_90d = sums.get(mine.household_id, (0, Decimal(0), Decimal(0), Decimal(0)))
-        sums[mine.household_id] = (
-            count + 1,
-            MONEY_CONTEXT.add(aum, mine.aum),
-            MONEY_CONTEXT.add(avg_30d, mine.aum_avg_30d),
-            MONEY_CONTEXT.add(avg_90d, mine.aum_avg_90d),
-        )
-    return sums
+    rows = fetch_rows(database_url, "SELECT customer_id, state::text FROM scoring.customers")
+    return household_sums((row[0], json.loads(row[1])) for row in rows)
 
 
 def test_contributions_fold_once_into_households_equal_to_their_members_sums(infra: Infra) -> None:

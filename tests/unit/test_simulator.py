@@ -14,11 +14,23 @@ from typing import Any
 
 import pytest
 
+from services.scoring.domain.policy import Op, default_policy
 from shared.contracts.envelope import InvalidEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
+from shared.contracts.types import HouseholdRole, Tier
 from tests.infra import REPO
-from tierflow.simulate import Bank, branches, customer_id, events, persona_of, records, with_faults
+from tierflow.simulate import (
+    GATES,
+    Bank,
+    branches,
+    customer_id,
+    events,
+    households,
+    persona_of,
+    records,
+    with_faults,
+)
 
 END = "2026-11-01T00:00:00+00:00"
 
@@ -66,6 +78,10 @@ def test_every_simulated_event_is_valid_against_the_contract() -> None:
     for event in produced:
         validate_event(decode_json(json.dumps(event).encode()), rules)
     assert {e["type"] for e in produced} == set(INBOUND_DATA_MODELS)
+    household_ids = [e["data"]["household_id"] for e in produced if "household_id" in e["data"]]
+    # Members of many households, and leavers (an explicit null).
+    assert None in household_ids
+    assert len(set(household_ids)) > 10
 
 
 def test_faults_add_invalid_events_and_resends_without_losing_good_ones() -> None:
@@ -143,7 +159,9 @@ def test_branches_are_urban_rural_and_overseas_with_rms_of_limited_capacity(
     assert {b.kind for b in made} == {"urban", "rural", "overseas"}
     rms = {rm.rm_id: rm for b in made for rm in b.rms}
     assert all(0 < rm.capacity <= 60 for rm in rms.values())
-    profiles = [r["data"] for r in year if r["type"] == "bank.customer.v1"]
+    # The profile each customer opens with (a later one may only move them between households).
+    profiles = [r["data"] for r in year if r["type"] == "bank.customer.v1" and "branch_id" in r["data"]]
+    assert len(profiles) == BANK.customers
     kinds = {b.branch_id: b.kind for b in made}
     assert all(p["region"] == kinds[p["branch_id"]] for p in profiles)
     assert all(rms[p["rm_id"]].branch_id == p["branch_id"] for p in profiles if "rm_id" in p)
@@ -267,3 +285,115 @@ def test_personas_express_their_needs_in_channels_investments_and_digital_troubl
     assert struggling("student") == 0
     kinds = {r["data"]["kind"] for r in year if r["type"] == "bank.interaction.v1"}
     assert {"login_failed", "support_call"} <= kinds
+
+
+def opening_profiles(stream: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        r["data"]["customer_id"]: r["data"]
+        for r in stream
+        if r["type"] == "bank.customer.v1" and "branch_id" in r["data"]
+    }
+
+
+def test_households_are_couples_families_and_retirees_at_the_primarys_branch(
+    year: list[dict[str, Any]],
+) -> None:
+    made = list(households(BANK))
+    profiles = opening_profiles(year)
+    in_households = {customer_id(m.index) for h in made for m in h.members}
+    assert 0.15 < len(in_households) / BANK.customers < 0.4
+    assert {h.kind for h in made} == {"couple", "family", "retirees"}
+    for household in made:
+        roles = [m.role for m in household.members]
+        assert roles[0] is HouseholdRole.PRIMARY
+        assert roles.count(HouseholdRole.PRIMARY) == 1
+        members = [customer_id(m.index) for m in household.members]
+        # Each member's profile names the household and their role, and they bank where the primary does.
+        assert {profiles[m].get("household_id") for m in members} == {household.household_id}
+        assert [profiles[m]["household_role"] for m in members] == [role.value for role in roles]
+        assert len({profiles[m]["branch_id"] for m in members}) == 1
+        personas = [persona_of(BANK, m.index).name for m in household.members]
+        assert "business" not in personas
+        if household.kind == "family":
+            assert {p for p, r in zip(personas, roles, strict=True) if r is HouseholdRole.CHILD} == {
+                "student"
+            }
+        if household.kind == "retirees":
+            assert "retiree" in personas
+            assert {HouseholdRole.CHILD, HouseholdRole.PARENT} & set(roles)
+    outside = [p for cid, p in profiles.items() if cid not in in_households]
+    assert outside
+    assert not any("household_id" in p for p in outside)
+
+
+def test_some_households_reach_wealth_or_private_only_together(year: list[dict[str, Any]]) -> None:
+    balances: dict[str, list[Decimal]] = defaultdict(list)
+    for record in year:
+        if record["type"] == "bank.balance.v1":
+            balances[record["data"]["customer_id"]].append(Decimal(record["data"]["aum"]))
+    joint = [h for h in households(BANK) if h.together is not None]
+    assert {h.together for h in joint} == {Tier.WEALTH, Tier.PRIVATE}
+    assert 0.1 < len(joint) / len(list(households(BANK))) < 0.4
+    alone_below_together_above = 0
+    for household in joint:
+        assert household.together is not None
+        gate = Decimal(GATES[household.together])
+        members = [customer_id(m.index) for m in household.members]
+        # Through the whole year no member holds the gate's amount alone ...
+        assert all(aum < gate for m in members for aum in balances[m]), household
+        # ... and at its end the members hold it together (a bad year may take a household under).
+        alone_below_together_above += sum(balances[m][-1] for m in members) >= gate
+    assert alone_below_together_above >= 0.9 * len(joint)
+
+
+def test_the_simulated_gates_are_the_default_policys() -> None:
+    gates = {
+        (gate.tier, condition.value)
+        for gate in default_policy().tiers
+        for group in gate.any_of
+        for condition in group
+        if condition.feature == "aum_avg_30d" and condition.op is Op.GTE
+    }
+    assert {(tier, Decimal(str(value))) for tier, value in GATES.items()} <= gates
+
+
+def test_some_members_move_to_another_household_or_leave_theirs(year: list[dict[str, Any]]) -> None:
+    profiles = opening_profiles(year)
+    known = {h.household_id for h in households(BANK)}
+    moves = [r for r in year if r["type"] == "bank.customer.v1" and "branch_id" not in r["data"]]
+    joined = [r["data"] for r in moves if r["data"]["household_id"] is not None]
+    left = [r["data"] for r in moves if r["data"]["household_id"] is None]
+    assert len(joined) >= 5
+    assert len(left) >= 5
+    assert len(moves) < 0.1 * sum(1 for p in profiles.values() if "household_id" in p)
+    for move in joined:
+        assert move["household_id"] in known
+        assert move["household_id"] != profiles[move["customer_id"]]["household_id"]
+    # The primary stays; whoever goes had a household and goes once, after opening.
+    movers = [m["customer_id"] for m in joined + left]
+    assert len(set(movers)) == len(movers)
+    assert all(profiles[m]["household_role"] != "primary" for m in movers)
+    opened = {
+        r["data"]["customer_id"]: datetime.fromisoformat(r["time"])
+        for r in year
+        if r["type"] == "bank.customer.v1" and "branch_id" in r["data"]
+    }
+    assert all(datetime.fromisoformat(r["time"]) > opened[r["data"]["customer_id"]] for r in moves)
+    # Leaving is an explicit `"household_id": null` and nothing else.
+    assert all(set(m) == {"customer_id", "household_id"} for m in left)
+
+
+def test_a_customers_life_and_household_do_not_depend_on_the_cohort_or_on_customers_after_them() -> None:
+    start = datetime(2025, 11, 1, tzinfo=UTC)
+    small = Bank(customers=200, events_per_customer=15, start=start, cohort=50)
+    large = Bank(customers=400, events_per_customer=15, start=start, cohort=400)
+    assert list(households(small)) == [h for h in households(large) if h.members[-1].index < 200]
+    first_200 = {customer_id(i) for i in range(200)}
+
+    def by_id(record: dict[str, Any]) -> str:
+        return str(record["id"])
+
+    assert sorted(records(small), key=by_id) == sorted(
+        (r for r in records(large) if r["data"]["customer_id"] in first_200), key=by_id
+    )
+    assert list(records(small)) != list(records(Bank(200, 15, seed=43, start=start, cohort=50)))
