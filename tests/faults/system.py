@@ -367,10 +367,14 @@ class System:
                 "SELECT household_id, members, aum, aum_avg_30d, aum_avg_90d, "
                 "array_to_string(products, ','), tier, primary_id, rm_id, branch_id FROM scoring.households"
             ),
-            # Without the sequence: it counts the member's publications, and how many a member's
-            # events make depends on how they were batched (one per batch), not on what they say.
+            # Current members only, without the sequence: it counts the member's publications, and
+            # how many a member's events make depends on how they were batched (one per batch), not
+            # on what they say. So does the marker a member who left leaves behind (a row without a
+            # contribution, to refuse their stale messages): a member who joins and leaves within
+            # one batch never joined as far as the household is concerned, and leaves no marker.
             household_members=self._rows(
                 "SELECT household_id, member_id, contribution::text FROM scoring.household_members"
+                " WHERE contribution IS NOT NULL"
             ),
         )
 
