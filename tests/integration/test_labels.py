@@ -103,12 +103,15 @@ def test_a_stream_moves_a_customer_in_and_out_of_labels_and_events_api_and_outre
     assert consultation["status"] in ("queued", "assigned")
     assert consultation["channel"] == "phone"
     assert consultation["reason"].startswith("investment-consultation:")
-    wait_until(lambda: bool(by_action("C-BRANCH", "app_push")), 60, "the VIP welcome's decision")
-    welcome = by_action("C-BRANCH", "app_push")[0]
-    assert (welcome["status"], welcome["cancel_reason"]) == (
-        "cancelled",
-        "guardrail: branch_reliant customers get no marketing by app, sms, email",
+    guardrail = "guardrail: branch_reliant customers get no marketing by app, sms, email"
+    wait_until(
+        lambda: any(item["cancel_reason"] == guardrail for item in by_action("C-BRANCH", "app_push")),
+        60,
+        "the VIP welcome's decision",
     )
+    # Tier changes arriving one by one may first plan a welcome the next one supersedes: none
+    # is ever sent, and the one for the customer's latest change is refused by the guardrail.
+    assert all(item["status"] == "cancelled" for item in by_action("C-BRANCH", "app_push"))
 
     # A month on the failed logins are out of the 30-day window; 14 days later the label goes.
     later = [
