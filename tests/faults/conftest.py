@@ -30,6 +30,16 @@ def undisturbed(infra: Infra, stream: Stream) -> EndState:
     assert counts["customers"] == BANK.customers
     assert all(counts.values()), f"the stream must exercise every part: {counts}"
     assert_households_add_up(end)
-    # The member who moved left a removal behind in the household they left.
-    assert any(contribution is None for _, _, contribution in end.household_members)
+    # A member who moved or left is a current member of the household they last moved to and
+    # of no other.
+    last_move = {
+        e["data"]["customer_id"]: e["data"]["household_id"]
+        for e in stream.bank
+        if e["type"] == "bank.customer.v1" and "branch_id" not in e["data"]
+    }
+    homes: dict[str, list[str]] = {}
+    for household, member, _ in end.household_members:
+        homes.setdefault(member, []).append(household)
+    for member, household in last_move.items():
+        assert homes.get(member, []) == ([household] if household else []), member
     return end
