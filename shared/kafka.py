@@ -3,6 +3,9 @@
 Delivery semantics: `publish` returns only when the broker acknowledged every record
 (acks=all). When it raises `BrokerUnavailable`, some records may still have been
 written; senders resend with the same event ids and consumers drop the duplicates.
+A failed publish is final: the producer that held it is abandoned with whatever it had not
+sent, so no record of it reaches the broker after the caller was told it failed (except a
+request already on the wire, which holds the earliest records and precedes any resend).
 """
 
 from __future__ import annotations
@@ -63,8 +66,16 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 def create_producer(settings: Settings) -> AIOKafkaProducer:
+    # aiokafka drops a batch unsent once it is older than the request timeout, yet sends the
+    # batches queued behind it for the same partition: a key's later records would overtake its
+    # earlier ones. Outliving the publish wait leaves no batch to expire: the publish fails
+    # first and the whole producer is abandoned.
+    publish_wait_ms = int(settings.kafka_publish_timeout_s * 1000)
+    options = client_options(settings) | {
+        "request_timeout_ms": max(settings.kafka_request_timeout_ms, 2 * publish_wait_ms)
+    }
     return AIOKafkaProducer(
-        **client_options(settings),
+        **options,
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         linger_ms=5,
@@ -83,6 +94,7 @@ class LazyProducer:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     async def get(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -114,12 +126,42 @@ class LazyProducer:
         return True
 
     async def publish(self, records: Sequence[Record]) -> None:
-        await publish(await self.get(), records, self._settings.kafka_publish_timeout_s)
+        producer = await self.get()
+        try:
+            await publish(producer, records, self._settings.kafka_publish_timeout_s)
+        except BrokerUnavailable:
+            self._abandon(producer)
+            raise
+
+    def _abandon(self, producer: AIOKafkaProducer) -> None:
+        """The next publish starts a new producer; this one sends nothing more.
+
+        Its queued batches would otherwise go out when the broker returns, and one of them may
+        follow an earlier batch of the same partition that was dropped: the caller's resend of
+        the earlier records would then arrive after later ones of the same key. Closing waits
+        for requests already on the wire, so it runs beside the caller, not in its way."""
+        if self._producer is producer:
+            self._producer = None
+        closing = asyncio.create_task(abandon(producer))
+        self._abandoned.add(closing)
+        closing.add_done_callback(self._abandoned.discard)
 
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await asyncio.gather(*self._abandoned, return_exceptions=True)
+
+
+async def abandon(producer: AIOKafkaProducer) -> None:
+    """Stops a producer without sending what it still holds (aiokafka's `stop` flushes it)."""
+    await producer._sender.close()  # cancels the sender once its in-flight requests are answered
+    # aiokafka has no public abort. Dropping the unsent batches lets `stop` find nothing to
+    # flush; a concurrent publish still waiting on one of them ends at its own timeout.
+    unsent = producer._message_accumulator
+    unsent._batches.clear()
+    unsent._pending_batches.clear()
+    await producer.stop()
 
 
 async def publish(producer: AIOKafkaProducer, records: Sequence[Record], timeout_s: float) -> None:
