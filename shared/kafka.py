@@ -3,9 +3,10 @@
 Delivery semantics: `publish` returns only when the broker acknowledged every record
 (acks=all). When it raises `BrokerUnavailable`, some records may still have been
 written; senders resend with the same event ids and consumers drop the duplicates.
-A failed publish is final: the producer that held it is abandoned with whatever it had not
-sent, so no record of it reaches the broker after the caller was told it failed (except a
-request already on the wire, which holds the earliest records and precedes any resend).
+A failed publish is final: its producer stops sending the moment a delivery fails and is
+abandoned with whatever it had not sent, so no later batch of a partition goes out behind
+a failed one. A request already on the wire may still land, as a duplicate, even after the
+resend; subscribers drop it by its id.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -94,7 +96,7 @@ class LazyProducer:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
-        self._abandoned: set[asyncio.Task[None]] = set()
+        self._abandoned: dict[AIOKafkaProducer, asyncio.Task[None]] = {}
 
     async def get(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -134,49 +136,80 @@ class LazyProducer:
             raise
 
     def _abandon(self, producer: AIOKafkaProducer) -> None:
-        """The next publish starts a new producer; this one sends nothing more.
-
-        Its queued batches would otherwise go out when the broker returns, and one of them may
-        follow an earlier batch of the same partition that was dropped: the caller's resend of
-        the earlier records would then arrive after later ones of the same key. Closing waits
-        for requests already on the wire, so it runs beside the caller, not in its way."""
+        """The next publish starts a new producer; this one is closed beside the caller (closing
+        waits for the requests already on the wire), once however many publishes failed on it."""
         if self._producer is producer:
             self._producer = None
+        if producer in self._abandoned:
+            return
         closing = asyncio.create_task(abandon(producer))
-        self._abandoned.add(closing)
-        closing.add_done_callback(self._abandoned.discard)
+        self._abandoned[producer] = closing
+        closing.add_done_callback(lambda _: self._abandoned.pop(producer, None))
 
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-        await asyncio.gather(*self._abandoned, return_exceptions=True)
+        # Bounded: a hung broker must not hold a stopping service past its grace period.
+        closing = list(self._abandoned.values())
+        if closing:
+            _, hung = await asyncio.wait(closing, timeout=self._settings.kafka_publish_timeout_s)
+            for task in hung:
+                task.cancel()
+
+
+def halt(producer: AIOKafkaProducer) -> None:
+    """Stops the producer's sender before it sends another batch.
+
+    Called the moment a delivery fails or is given up: aiokafka drops a batch that failed for
+    good or expired, then sends the batches queued behind it for the same partition, so a key's
+    later records would overtake the resend of its earlier ones. Cancelled once only: a second
+    cancel would break the sender's wait for the requests already on the wire."""
+    sender = producer._sender.sender_task  # aiokafka offers no public abort
+    if sender is not None and not sender.done() and not sender.cancelling():
+        sender.cancel()
+
+
+def _halt_on_failure(producer: AIOKafkaProducer, delivery: asyncio.Future[Any]) -> None:
+    # A delivery cancelled by its caller is no failure of the producer; `publish` halts it
+    # itself when it gives up.
+    if not delivery.cancelled() and delivery.exception() is not None:
+        halt(producer)
 
 
 async def abandon(producer: AIOKafkaProducer) -> None:
-    """Stops a producer without sending what it still holds (aiokafka's `stop` flushes it)."""
-    await producer._sender.close()  # cancels the sender once its in-flight requests are answered
-    # aiokafka has no public abort. Dropping the unsent batches lets `stop` find nothing to
-    # flush; a concurrent publish still waiting on one of them ends at its own timeout.
-    unsent = producer._message_accumulator
-    unsent._batches.clear()
-    unsent._pending_batches.clear()
-    await producer.stop()
+    """Closes a halted producer without sending what it still holds (aiokafka's `stop` would
+    flush it). A request already on the wire may still land, as a duplicate of the resend."""
+    try:
+        halt(producer)
+        sender = producer._sender.sender_task
+        if sender is not None:
+            await asyncio.wait([sender])
+        unsent = producer._message_accumulator
+        unsent._batches.clear()
+        unsent._pending_batches.clear()
+        await producer.stop()
+    except Exception:  # a leaked producer must not go unnoticed, nor break the caller
+        log.exception("an abandoned Kafka producer did not close cleanly")
 
 
 async def publish(producer: AIOKafkaProducer, records: Sequence[Record], timeout_s: float) -> None:
-    """Hand every record to the producer's batching, then wait for all acknowledgements."""
+    """Hand every record to the producer's batching, then wait for all acknowledgements.
+
+    The first delivery that fails halts the producer: nothing of this publish is sent after it."""
     deliveries: list[asyncio.Future[Any]] = []
+    on_delivery = partial(_halt_on_failure, producer)
     try:
         async with asyncio.timeout(timeout_s):
             for record in records:
-                deliveries.append(
-                    await producer.send(
-                        record.topic, value=record.value, key=record.key, headers=record.headers
-                    )
+                delivery = await producer.send(
+                    record.topic, value=record.value, key=record.key, headers=record.headers
                 )
+                delivery.add_done_callback(on_delivery)
+                deliveries.append(delivery)
             await asyncio.gather(*deliveries)
     except (KafkaError, TimeoutError) as exc:
+        halt(producer)
         for delivery in deliveries:
             delivery.cancel()
         raise BrokerUnavailable(f"the broker did not acknowledge {len(records)} records") from exc
