@@ -94,6 +94,13 @@ def make_worker(
     )
 
 
+async def topics_of_their_own(infra: Infra) -> tuple[Settings, str, LazyProducer]:
+    """Settings for topics with a prefix of their own, the events topic, and a producer."""
+    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=f"w{uuid.uuid4().hex[:8]}.")
+    await asyncio.to_thread(create_topics, settings)
+    return settings, Topics.from_settings(settings).bank_events, LazyProducer(settings)
+
+
 async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_once(infra: Infra) -> None:
     prefix = f"w{uuid.uuid4().hex[:8]}."
     settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
@@ -123,11 +130,7 @@ async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_o
 
 
 async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it(infra: Infra) -> None:
-    prefix = f"l{uuid.uuid4().hex[:8]}."
-    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
-    await asyncio.to_thread(create_topics, settings)
-    topic = Topics.from_settings(settings).bank_events
-    producer = LazyProducer(settings)
+    settings, topic, producer = await topics_of_their_own(infra)
     ids = [f"e{n}" for n in range(40)]
     # Two customers: many records per batch on some partitions, none on others.
     await producer.publish(
@@ -154,11 +157,7 @@ async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it
 async def test_records_of_several_partitions_are_applied_together_each_partition_in_order(
     infra: Infra,
 ) -> None:
-    prefix = f"x{uuid.uuid4().hex[:8]}."
-    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
-    await asyncio.to_thread(create_topics, settings)
-    topic = Topics.from_settings(settings).bank_events
-    producer = LazyProducer(settings)
+    settings, topic, producer = await topics_of_their_own(infra)
     keys = [f"C{n}" for n in range(16)]
 
     def records(ids: list[str]) -> list[Record]:

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db as shared_db
 from shared.db import DatabaseUnavailable, consumer_transaction, create_engine
@@ -68,16 +69,24 @@ async def test_a_pool_with_no_free_connection_within_its_timeout_is_waited_out(i
     await ledger.engine.dispose()
 
 
-async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(
-    infra: Infra, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(shared_db, "PING_AFTER_IDLE_S", 0.2)
+async def dropped_in_the_pool(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch, ping_after_idle_s: float
+) -> tuple[AsyncEngine, int]:
+    """An engine whose one pooled connection's session the server has ended (a restart, an idle
+    timeout), and that session's backend pid."""
+    monkeypatch.setattr(shared_db, "PING_AFTER_IDLE_S", ping_after_idle_s)
     box = await WorkerBox.create(infra, TIERFLOW_DATABASE_POOL_SIZE="1")
     engine = create_engine(box.settings)
     async with engine.connect() as db:
-        backend = await db.scalar(text("SELECT pg_backend_pid()"))
-    # The server ends the session while it sits in the pool (a restart, an idle timeout).
+        backend = int(await db.scalar(text("SELECT pg_backend_pid()")) or 0)
     await admin_execute(infra, f"SELECT pg_terminate_backend({backend})")
+    return engine, backend
+
+
+async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, backend = await dropped_in_the_pool(infra, monkeypatch, ping_after_idle_s=0.2)
     await asyncio.sleep(0.3)
 
     async with engine.connect() as db:
@@ -88,12 +97,7 @@ async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_bef
 async def test_a_connection_back_in_the_pool_a_moment_ago_is_used_without_a_ping(
     infra: Infra, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shared_db, "PING_AFTER_IDLE_S", 60.0)
-    box = await WorkerBox.create(infra, TIERFLOW_DATABASE_POOL_SIZE="1")
-    engine = create_engine(box.settings)
-    async with engine.connect() as db:
-        backend = await db.scalar(text("SELECT pg_backend_pid()"))
-    await admin_execute(infra, f"SELECT pg_terminate_backend({backend})")
+    engine, backend = await dropped_in_the_pool(infra, monkeypatch, ping_after_idle_s=60.0)
 
     # Not pinged, so the lost session shows at the first statement, as an unreachable database
     # (waited out and tried again), and the pool connects afresh for the next attempt.
