@@ -229,7 +229,7 @@ class ConsumerWorker(Generic[T]):
             log.debug(
                 "batch across partitions failed, applying partition by partition",
                 size=len(batch),
-                error=str(exc),
+                error_class=type(exc).__name__,
             )
             return False
         for records in fetched.values():
