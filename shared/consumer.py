@@ -97,6 +97,7 @@ class ConsumerWorker(Generic[T]):
         max_records: int = 2_000,
         backoff: Backoff | None = None,
         reachable: Callable[[], Awaitable[bool]] | None = None,
+        across_partitions: bool = False,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
@@ -113,6 +114,9 @@ class ConsumerWorker(Generic[T]):
         self._processed: dict[TopicPartition, int] = {}
         self._reachable = reachable
         self._timeouts = _RepeatedTimeouts(settings.consumer_timeout_retries)
+        # One handler call for everything a poll fetched, whatever its partitions: a handler with
+        # a fixed cost per call (a transaction) pays it once per poll, not once per partition.
+        self._across_partitions = across_partitions
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -140,6 +144,12 @@ class ConsumerWorker(Generic[T]):
             self._outage.retrying()
             consumer.resume(*consumer.paused())
         fetched = await consumer.getmany(timeout_ms=self._outage.poll_ms(), max_records=self._max_records)
+        if await self._applied_together(fetched):
+            self._outage.ended()
+            for partition, records in fetched.items():
+                self._timeouts.cleared(partition)
+                self._processed[partition] = records[-1].offset + 1
+            fetched = {}
         for partition, records in fetched.items():
             if self._outage.waiting:
                 # Fetched before the pause, or from a partition assigned since: its turn comes later.
@@ -195,6 +205,36 @@ class ConsumerWorker(Generic[T]):
             lag = max(highwater - await consumer.position(partition), 0)
             CONSUMER_LAG.labels(self._group_id, partition.topic, str(partition.partition)).set(lag)
             self._reported.add(partition)
+
+    async def _applied_together(
+        self, fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> bool:
+        """Applies the records of several partitions in one handler call, each partition's in
+        order, if that is allowed, none is waited for, all decode and the call succeeds. Otherwise
+        (False) nothing is applied, and partition by partition finds what to dead-letter or wait for.
+        """
+        if not self._across_partitions or len(fetched) < 2 or self._outage.waiting:
+            return False
+        batch: list[Delivered[T]] = []
+        for records in fetched.values():
+            for record in records:
+                try:
+                    value = self._decode(record)
+                except Exception:  # noqa: BLE001  whatever a decoder trips over, partition by partition handles
+                    return False
+                batch.append(Delivered(value, record.topic, record.partition, record.offset))
+        try:
+            await self._handle(batch)
+        except Exception as exc:  # noqa: BLE001  partition by partition tells an outage from a bad record
+            log.debug(
+                "batch across partitions failed, applying partition by partition",
+                size=len(batch),
+                error_class=type(exc).__name__,
+            )
+            return False
+        for records in fetched.values():
+            RECORDS_CONSUMED.labels(topic=records[0].topic).inc(len(records))
+        return True
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Applies one partition's records in order; those that fail alone are dead-lettered.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from shared.errors import TierFlowError
 from shared.settings import Settings
@@ -103,11 +106,41 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_timeout=settings.database_pool_timeout_s,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "handle_error", _read_only_is_a_lost_server)
+    _ping_after_idle(engine)
     return engine
+
+
+# A pooled connection back from use less than this long ago is handed out without a ping. The
+# ping (three round trips with asyncpg) would double the round trips of a small micro-batch;
+# a server lost in the meantime fails the first statement instead, which callers already take
+# for an unreachable database (retried, and the pool reconnects).
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    """Ping a connection on checkout only if it sat in the pool for `PING_AFTER_IDLE_S` or more
+    (or never went back to it); one that does not answer is replaced before it is used."""
+    dialect = engine.sync_engine.dialect
+
+    def returned(_connection: DBAPIConnection | None, entry: ConnectionPoolEntry) -> None:
+        entry.info["returned_at"] = time.monotonic()
+
+    def taken(connection: DBAPIConnection, entry: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        returned_at = entry.info.get("returned_at")
+        if returned_at is not None and time.monotonic() - returned_at < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(connection)
+        except Exception as exc:  # whatever the ping meets, a fresh connection is tried
+            raise DisconnectionError(
+                f"pooled connection did not answer a ping: {type(exc).__name__}"
+            ) from exc
+
+    event.listen(engine.sync_engine, "checkin", returned)
+    event.listen(engine.sync_engine, "checkout", taken)
 
 
 def _read_only_is_a_lost_server(context: ExceptionContext) -> None:

@@ -39,9 +39,17 @@ class Resources:
         return cls(settings, create_engine(settings), LazyProducer(settings))
 
     def consumer(
-        self, service: str, group_id: str, decode: Decoder[T], handle: Handler[T], batch_size: int
+        self,
+        service: str,
+        group_id: str,
+        decode: Decoder[T],
+        handle: Handler[T],
+        batch_size: int,
+        *,
+        across_partitions: bool = False,
     ) -> ConsumerWorker[T]:
-        """The worker for the topics `service` consumes; unusable records go to their dead-letter topics."""
+        """The worker for the topics `service` consumes; unusable records go to their dead-letter
+        topics. With `across_partitions` one handler call takes what a poll fetched from all of them."""
         topics = Topics.from_settings(self.settings)
         return ConsumerWorker(
             self.settings,
@@ -53,6 +61,7 @@ class Resources:
             producer=self.producer,
             max_records=batch_size,
             reachable=lambda: is_reachable(self.engine),
+            across_partitions=across_partitions,
         )
 
     async def prepare_markers(self, schema: str) -> None:

@@ -82,8 +82,14 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.ensure_policy()
         await resources.prepare_markers("scoring")
         group = group_id(settings.scoring_group, await current_generation(engine))
+        # Customers never span partitions and the clocks are per record: one transaction per poll.
         worker = resources.consumer(
-            "scoring", group, event_decoder(settings), handle, settings.scoring_batch_size
+            "scoring",
+            group,
+            event_decoder(settings),
+            handle,
+            settings.scoring_batch_size,
+            across_partitions=True,
         )
         await worker.run(stop)
 

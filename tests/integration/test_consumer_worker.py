@@ -40,6 +40,8 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
 class Recorder:
     def __init__(self) -> None:
         self.applied: list[str] = []
+        # The partitions of each batch applied, in the order applied.
+        self.batches: list[set[int]] = []
         self.failures_left = 1
         self._done: tuple[int, asyncio.Event] | None = None
 
@@ -55,6 +57,7 @@ class Recorder:
         if any(item.value["id"] == "bad" for item in batch):
             raise Rejected("amount exceeds the configured limit")
         self.applied.extend(item.value["id"] for item in batch)
+        self.batches.append({item.partition for item in batch})
         if self._done is not None and len(self.applied) >= self._done[0]:
             self._done[1].set()
 
@@ -70,7 +73,12 @@ async def run_until(worker: ConsumerWorker[dict[str, str]], done: asyncio.Event,
 
 
 def make_worker(
-    settings: Settings, group: str, recorder: Recorder, producer: LazyProducer
+    settings: Settings,
+    group: str,
+    recorder: Recorder,
+    producer: LazyProducer,
+    *,
+    across_partitions: bool = False,
 ) -> ConsumerWorker[dict[str, str]]:
     topics = Topics.from_settings(settings)
     return ConsumerWorker(
@@ -82,7 +90,15 @@ def make_worker(
         dead_letter_topic=lambda _topic: topics.dlq(BANK_EVENTS),
         producer=producer,
         backoff=Backoff(initial_s=0.05),
+        across_partitions=across_partitions,
     )
+
+
+async def topics_of_their_own(infra: Infra) -> tuple[Settings, str, LazyProducer]:
+    """Settings for topics with a prefix of their own, the events topic, and a producer."""
+    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=f"w{uuid.uuid4().hex[:8]}.")
+    await asyncio.to_thread(create_topics, settings)
+    return settings, Topics.from_settings(settings).bank_events, LazyProducer(settings)
 
 
 async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_once(infra: Infra) -> None:
@@ -114,11 +130,7 @@ async def test_poison_is_dead_lettered_with_the_reason_and_the_rest_is_applied_o
 
 
 async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it(infra: Infra) -> None:
-    prefix = f"l{uuid.uuid4().hex[:8]}."
-    settings = infra.settings(TIERFLOW_TOPIC_PREFIX=prefix)
-    await asyncio.to_thread(create_topics, settings)
-    topic = Topics.from_settings(settings).bank_events
-    producer = LazyProducer(settings)
+    settings, topic, producer = await topics_of_their_own(infra)
     ids = [f"e{n}" for n in range(40)]
     # Two customers: many records per batch on some partitions, none on others.
     await producer.publish(
@@ -139,4 +151,44 @@ async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it
 
     assert sorted(recorder.applied) == sorted(ids)
     assert await group_lag(settings, group, [topic]) == dict.fromkeys(before, 0)
+    await producer.close()
+
+
+async def test_records_of_several_partitions_are_applied_together_each_partition_in_order(
+    infra: Infra,
+) -> None:
+    settings, topic, producer = await topics_of_their_own(infra)
+    keys = [f"C{n}" for n in range(16)]
+
+    def records(ids: list[str]) -> list[Record]:
+        return [Record(topic, i.split("-")[0].encode(), json.dumps({"id": i}).encode()) for i in ids]
+
+    first = [f"{key}-{n}" for n in range(5) for key in keys]
+    await producer.publish(records(first))
+    recorder = Recorder()
+    recorder.failures_left = 0
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    worker = make_worker(settings, group, recorder, producer, across_partitions=True)
+    await run_until(worker, recorder.applying(len(first)), 60)
+    assert any(len(partitions) > 1 for partitions in recorder.batches)
+
+    # A record the handler refuses among the others, and a first call that fails (an outage,
+    # briefly): the batch fetched fails as a whole and is applied partition by partition.
+    second = [f"{key}-{n}" for n in range(5, 8) for key in keys]
+    await producer.publish(
+        [*records(second[:20]), Record(topic, b"C3", b'{"id": "bad"}'), *records(second[20:])]
+    )
+    recorder.failures_left = 1
+    worker = make_worker(settings, group, recorder, producer, across_partitions=True)
+    await run_until(worker, recorder.applying(len(first) + len(second)), 60)
+
+    assert sorted(recorder.applied) == sorted(first + second)
+    for key in keys:
+        mine = [i for i in recorder.applied if i.split("-")[0] == key]
+        assert mine == sorted(mine, key=lambda i: int(i.split("-")[1]))
+    dead = await asyncio.to_thread(
+        read_messages, infra.bootstrap_servers, Topics.from_settings(settings).dlq(BANK_EVENTS), 1
+    )
+    assert [m.value for m in dead] == [b'{"id": "bad"}']
+    assert set((await group_lag(settings, group, [topic])).values()) == {0}
     await producer.close()

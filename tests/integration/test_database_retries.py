@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import DatabaseUnavailable, consumer_transaction
+from shared import db as shared_db
+from shared.db import DatabaseUnavailable, consumer_transaction, create_engine
 from tests.infra import Infra
-from tests.integration.worker_support import WorkerBox, eventually
+from tests.integration.worker_support import WorkerBox, admin_execute, eventually
 
 pytestmark = pytest.mark.integration
 RECORDS = [{"id": "a", "tier": "gold"}, {"id": "b", "tier": "silver"}, {"id": "c", "tier": "gold"}]
@@ -64,3 +67,43 @@ async def test_a_pool_with_no_free_connection_within_its_timeout_is_waited_out(i
     assert await ledger.applied() == ["a", "b", "c"]
     assert await box.dead_letters() == []
     await ledger.engine.dispose()
+
+
+async def dropped_in_the_pool(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch, ping_after_idle_s: float
+) -> tuple[AsyncEngine, int]:
+    """An engine whose one pooled connection's session the server has ended (a restart, an idle
+    timeout), and that session's backend pid."""
+    monkeypatch.setattr(shared_db, "PING_AFTER_IDLE_S", ping_after_idle_s)
+    box = await WorkerBox.create(infra, TIERFLOW_DATABASE_POOL_SIZE="1")
+    engine = create_engine(box.settings)
+    async with engine.connect() as db:
+        backend = int(await db.scalar(text("SELECT pg_backend_pid()")) or 0)
+    await admin_execute(infra, f"SELECT pg_terminate_backend({backend})")
+    return engine, backend
+
+
+async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, backend = await dropped_in_the_pool(infra, monkeypatch, ping_after_idle_s=0.2)
+    await asyncio.sleep(0.3)
+
+    async with engine.connect() as db:
+        assert await db.scalar(text("SELECT pg_backend_pid()")) != backend
+    await engine.dispose()
+
+
+async def test_a_connection_back_in_the_pool_a_moment_ago_is_used_without_a_ping(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, backend = await dropped_in_the_pool(infra, monkeypatch, ping_after_idle_s=60.0)
+
+    # Not pinged, so the lost session shows at the first statement, as an unreachable database
+    # (waited out and tried again), and the pool connects afresh for the next attempt.
+    with pytest.raises(DatabaseUnavailable):
+        async with consumer_transaction(engine) as db:
+            await db.execute(text("SELECT 1"))
+    async with consumer_transaction(engine) as db:
+        assert await db.scalar(text("SELECT pg_backend_pid()")) != backend
+    await engine.dispose()
