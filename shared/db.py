@@ -121,14 +121,21 @@ PING_AFTER_IDLE_S = 1.0
 
 
 def _ping_after_idle(engine: AsyncEngine) -> None:
-    """Ping a connection on checkout only if it sat in the pool for `PING_AFTER_IDLE_S` or more
-    (or never went back to it); one that does not answer is replaced before it is used."""
+    """Ping a connection on checkout only if it sat in the pool for `PING_AFTER_IDLE_S` or more;
+    one that does not answer is replaced before it is used. A connection just made is not pinged
+    (as SQLAlchemy's pre-ping does not): were its ping to fail too, the pool would give up with an
+    error no caller takes for an unreachable database."""
     dialect = engine.sync_engine.dialect
 
     def returned(_connection: DBAPIConnection | None, entry: ConnectionPoolEntry) -> None:
         entry.info["returned_at"] = time.monotonic()
 
+    def made(_connection: DBAPIConnection, entry: ConnectionPoolEntry) -> None:
+        entry.info["fresh"] = True
+
     def taken(connection: DBAPIConnection, entry: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        if entry.info.pop("fresh", False):
+            return
         returned_at = entry.info.get("returned_at")
         if returned_at is not None and time.monotonic() - returned_at < PING_AFTER_IDLE_S:
             return
@@ -139,6 +146,7 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
                 f"pooled connection did not answer a ping: {type(exc).__name__}"
             ) from exc
 
+    event.listen(engine.sync_engine, "connect", made)
     event.listen(engine.sync_engine, "checkin", returned)
     event.listen(engine.sync_engine, "checkout", taken)
 

@@ -82,7 +82,8 @@ def build_app(settings: Settings) -> FastAPI:
         await scoring.ensure_policy()
         await resources.prepare_markers("scoring")
         group = group_id(settings.scoring_group, await current_generation(engine))
-        # Customers never span partitions and the clocks are per record: one transaction per poll.
+        # One transaction per poll: the partitions' records are applied one partition after
+        # another, in the order a transaction per partition would apply them.
         worker = resources.consumer(
             "scoring",
             group,

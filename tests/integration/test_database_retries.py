@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db as shared_db
@@ -106,4 +107,31 @@ async def test_a_connection_back_in_the_pool_a_moment_ago_is_used_without_a_ping
             await db.execute(text("SELECT 1"))
     async with consumer_transaction(engine) as db:
         assert await db.scalar(text("SELECT pg_backend_pid()")) != backend
+    await engine.dispose()
+
+
+async def test_a_connection_just_made_is_not_pinged_only_one_back_from_the_pool(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new connection whose ping failed too would make the pool give up with an error that no
+    caller takes for an unreachable database: records dead-lettered, API answers 500."""
+    monkeypatch.setattr(shared_db, "PING_AFTER_IDLE_S", 0.0)
+    box = await WorkerBox.create(infra, TIERFLOW_DATABASE_POOL_SIZE="1")
+    engine = create_engine(box.settings)
+    dialect = engine.sync_engine.dialect
+    pings: list[object] = []
+    ping = dialect.do_ping
+
+    def counted_ping(connection: DBAPIConnection) -> bool:
+        pings.append(connection)
+        return bool(ping(connection))
+
+    monkeypatch.setattr(dialect, "do_ping", counted_ping)
+
+    async with engine.connect() as db:
+        await db.execute(text("SELECT 1"))
+    assert pings == []
+    async with engine.connect() as db:
+        await db.execute(text("SELECT 1"))
+    assert len(pings) == 1
     await engine.dispose()
