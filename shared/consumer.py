@@ -145,10 +145,8 @@ class ConsumerWorker(Generic[T]):
             consumer.resume(*consumer.paused())
         fetched = await consumer.getmany(timeout_ms=self._outage.poll_ms(), max_records=self._max_records)
         if await self._applied_together(fetched):
-            self._outage.ended()
             for partition, records in fetched.items():
-                self._timeouts.cleared(partition)
-                self._processed[partition] = records[-1].offset + 1
+                self._applied(partition, records)
             fetched = {}
         for partition, records in fetched.items():
             if self._outage.waiting:
@@ -168,15 +166,19 @@ class ConsumerWorker(Generic[T]):
                     topic=partition.topic, partition=partition.partition, offset=exc.offset,
                 )  # fmt: skip
                 continue
-            self._outage.ended()
-            self._timeouts.cleared(partition)
-            self._processed[partition] = records[-1].offset + 1
+            self._applied(partition, records)
         if self._outage.waiting:
             # Every poll tells the group this member is alive, paused or not; a rebalance during
             # the pause hands over partitions unpaused, so pause whatever is assigned now.
             consumer.pause(*consumer.assignment())
         await self._commit(consumer)
         await self._report_lag(consumer)
+
+    def _applied(self, partition: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """The partition's fetched records are applied or dead-lettered: commit past them."""
+        self._outage.ended()
+        self._timeouts.cleared(partition)
+        self._processed[partition] = records[-1].offset + 1
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()
@@ -219,10 +221,9 @@ class ConsumerWorker(Generic[T]):
         for records in fetched.values():
             for record in records:
                 try:
-                    value = self._decode(record)
+                    batch.append(self._delivered(record))
                 except Exception:  # noqa: BLE001  whatever a decoder trips over, partition by partition handles
                     return False
-                batch.append(Delivered(value, record.topic, record.partition, record.offset))
         try:
             await self._handle(batch)
         except Exception as exc:  # noqa: BLE001  partition by partition tells an outage from a bad record
@@ -247,13 +248,16 @@ class ConsumerWorker(Generic[T]):
         for record in records:
             RECORDS_CONSUMED.labels(topic=record.topic).inc()
             try:
-                run.append(Delivered(self._decode(record), record.topic, record.partition, record.offset))
+                run.append(self._delivered(record))
             except Exception as exc:  # noqa: BLE001  whatever a decoder trips over is the record's fault
                 # What came before goes first, so a retry can resume right after what is done.
                 await self._apply(run, by_offset)
                 run = []
                 await self._give_up_on(record, exc, retry_from=record.offset)
         await self._apply(run, by_offset)
+
+    def _delivered(self, record: ConsumerRecord[bytes, bytes]) -> Delivered[T]:
+        return Delivered(self._decode(record), record.topic, record.partition, record.offset)
 
     async def _blames_the_records(self, partition: TopicPartition, failure: _Unreachable) -> bool:
         """After repeated timeouts at one offset while the database answers, the records are at
