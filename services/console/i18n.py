@@ -13,6 +13,8 @@ from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 
+from services.console import outreach_reasons
+
 LANGUAGES = ("en", "zh-CN")
 DEFAULT_LANGUAGE = "en"
 # Shown where a value is unknown.
@@ -310,6 +312,53 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "outreach.label_entered": ("entered {label}", "新增{label}"),
     "outreach.label_left": ("left {label}", "移除{label}"),
+    "outreach.duplicate_open": ("duplicate: an open {kind} item exists", "重复：已有未完成的{kind}任务"),
+    "outreach.duplicate_change": (
+        "duplicate: covered by the {rule} {kind} of this change",
+        "重复：本次变动已由规则 {rule} 的{kind}覆盖",
+    ),
+    "outreach.complaint": (
+        "guardrail: an open high-severity complaint suppresses marketing",
+        "保护规则：有未结的高严重度投诉，暂停营销",
+    ),
+    "outreach.risk_unknown": (
+        "guardrail: {product} needs a known risk profile",
+        "保护规则：{product} 需要已知的风险评级",
+    ),
+    "outreach.risk_unsuited": (
+        "guardrail: {product} does not suit risk profile {risk}",
+        "保护规则：{product} 不适合风险评级 {risk}",
+    ),
+    "outreach.label_channels": (
+        "guardrail: {labels} customers get no {category} by {channels}",
+        "保护规则：{labels}客户不通过{channels}接收{category}",
+    ),
+    "outreach.cap": (
+        "guardrail: frequency cap of {count} {category} contacts per {days} days",
+        "保护规则：频次上限，每 {days} 天最多 {count} 次{category}联系",
+    ),
+    "outreach.no_channel": (
+        "guardrail: no consented channel (opted out of {channels})",
+        "保护规则：无已授权渠道（已退订{channels}）",
+    ),
+    "outreach.drawn": (
+        "holdout: control group of experiment {experiment} ({share}% held out)",
+        "对照组：实验 {experiment} 的对照组（保留 {share}%）",
+    ),
+    "outreach.held": (
+        "holdout: held out of {kind} by experiment {experiment} until {until}, whatever rule triggers it",
+        "对照组：实验 {experiment} 在 {until} 前不对其执行{kind}，无论由哪条规则触发",
+    ),
+    "outreach.covered": (
+        "household: covered by household {household}'s {kind} {item} for household change {change}",
+        "家庭：已由家庭 {household} 的{kind}（{item}）覆盖，家庭变动 {change}",
+    ),
+    "outreach.household_contact": (
+        "{planned} (household {household} contact)",
+        "{planned}（作为家庭 {household} 的统一联系）",
+    ),
+    "list.separator": (", ", "、"),
+    "list.and": (" and ", "和"),
     "reason.separator": ("; ", "；"),
     "reason.fallback": ("no other rule matched", "未满足其他规则"),
     "rule.hysteresis.hold": ("Grace period", "降级宽限"),
@@ -456,7 +505,7 @@ class Formatter:
         this language; any other reason (a guardrail, a holdout) as engagement wrote it."""
         found = _PLANNED.fullmatch(reason)
         if found is None:
-            return reason
+            return self._other_outreach_reason(reason)
         before, after = (
             f"{self.label('tier', tier if tier != 'new' else None)}/{self.label('stage', stage)}"
             for tier, stage in (
@@ -470,6 +519,24 @@ class Formatter:
         ]
         moved = self.text("reason.separator").join(labels)
         return f"{found['rule']}: {before} → {after}" + (f" ({moved})" if moved else "")
+
+    def _other_outreach_reason(self, reason: str) -> str:
+        """A guardrail, holdout, duplicate or household reason in this language, if it is one."""
+        known = outreach_reasons.match(reason)
+        if known is None:
+            return reason
+        key, parts = known
+        return self.text(key, **{name: self._outreach_part(name, value) for name, value in parts.items()})
+
+    def _outreach_part(self, name: str, value: str) -> str:
+        if name in outreach_reasons.LABELLED:
+            return self.label(outreach_reasons.LABELLED[name], value)
+        if name in outreach_reasons.LISTED:
+            prefix, separator, joined_by = outreach_reasons.LISTED[name]
+            return self.text(joined_by).join(self.label(prefix, part) for part in value.split(separator))
+        if name == "until":
+            return self.when(value)
+        return self.outreach_reason(value) if name == "planned" else value
 
     def rule(self, rule: str) -> str:
         """The rule behind a reason by name: a tier, a stage, a label, hysteresis or an override."""

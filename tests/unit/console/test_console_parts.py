@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from services.console.charts import Series, heat_map, stacked_bars, stacked_columns
 from services.console.i18n import TEXTS, Formatter, negotiate
 from services.console.sessions import Expiry, Identity, SessionStore
+from services.engagement.domain.guardrails import consented_channel, label_allowed_channels, suitable
+from services.engagement.domain.holdouts import HeldOut, held_out_reason, hold_reason
 from services.engagement.domain.lifecycle import ItemStatus
-from services.engagement.domain.playbook import ActionKind, Category, ContactChannel, Priority
+from services.engagement.domain.playbook import (
+    Action,
+    ActionKind,
+    Category,
+    ContactChannel,
+    Holdout,
+    LabelSuppression,
+    Priority,
+)
 from services.feedback.domain.effects import Conclusion
 from services.feedback.domain.events import Arm
 from services.scoring.domain.evaluation import derive
@@ -146,6 +157,54 @@ def test_an_outreach_items_planned_reason_names_tiers_stages_and_labels_in_the_l
     )
     assert chinese.outreach_reason("welcome: new/new -> mass/new") == "welcome: （新客户）/新客 → 大众/新客"
     assert chinese.outreach_reason("held out by vip-welcome-holdout") == "held out by vip-welcome-holdout"
+
+
+def _reasons_engagement_writes() -> list[str]:
+    """One of each reason engagement records on an item, from its own functions where it has them."""
+    offer = Action(
+        kind=ActionKind.OFFER, category=Category.MARKETING, channels=[ContactChannel.APP, ContactChannel.SMS],
+        template="fund-offer", product="balanced-fund", min_risk="C3",
+    )  # fmt: skip
+    refusals = [
+        suitable(offer, None)[1],
+        suitable(offer, "C1")[1],
+        consented_channel([ContactChannel.PHONE, ContactChannel.APP], {"phone": False, "app": False})[1],
+        label_allowed_channels(
+            offer, {"branch_reliant", "digital_difficulty"},
+            [LabelSuppression(label=label, category=Category.MARKETING, channels=offer.channels)
+             for label in ("branch_reliant", "digital_difficulty")],
+        )[1],
+    ]  # fmt: skip
+    planned = "vip-welcome: mass/regular -> vip/regular"
+    return [
+        *(f"guardrail: {refusal}" for refusal in refusals),
+        "guardrail: open high-severity complaint suppresses marketing",
+        "guardrail: frequency cap of 2 marketing contacts per 30 days",
+        "duplicate: an open rm_call item exists",
+        "duplicate: covered by the vip-welcome app_push of this change",
+        held_out_reason(Holdout(experiment="vip-welcome-2026", share=Decimal("0.1"))),
+        hold_reason(HeldOut(kind="rm_call", experiment="vip-welcome-2026", until=T0)),
+        "household: covered by household H1234's rm_call 3f1c9a2e-0000-4000-8000-000000000001"
+        " for household change 9d2b7c41-0000-4000-8000-000000000002",
+        f"{planned} (household H1234 contact)",
+    ]
+
+
+def test_every_reason_engagement_writes_on_an_item_is_worded_in_the_language() -> None:
+    chinese, english = Formatter("zh-CN", "CNY"), Formatter("en-US", "CNY")
+    raw_values = {kind.value for kind in ActionKind} | {channel.value for channel in ContactChannel}
+    raw_values |= {category.value for category in Category} | {"branch_reliant", "digital_difficulty"}
+    for reason in _reasons_engagement_writes():
+        worded = chinese.outreach_reason(reason)
+        assert worded != reason
+        assert set(re.findall(r"[a-z]+(?:_[a-z]+)*", worded)) & raw_values == set(), worded
+        assert english.outreach_reason(reason) != chinese.outreach_reason(reason)
+    held = chinese.outreach_reason(hold_reason(HeldOut(kind="rm_call", experiment="x", until=T0)))
+    assert "客户经理致电" in held
+    assert chinese.when(T0) in held
+    contact = chinese.outreach_reason("vip-welcome: mass/regular -> vip/regular (household H1234 contact)")
+    assert contact.startswith("vip-welcome: 大众/")
+    assert "H1234" in contact
 
 
 def test_every_value_the_services_send_has_chinese_words() -> None:
