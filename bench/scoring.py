@@ -644,7 +644,12 @@ def main() -> None:
     broker.start()
     try:
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("TIERFLOW_")},
+            # The collector's settings pass through, so their effect can be measured.
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("TIERFLOW_") or k.startswith("TIERFLOW_GC_")
+            },
             "DATABASE_URL": postgres.url(),
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "TIERFLOW_API_KEYS": f"{KEY}=admin",

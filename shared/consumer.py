@@ -30,7 +30,13 @@ from shared.db import is_unreachable, ran_too_long
 from shared.errors import TierFlowError
 from shared.kafka import BrokerUnavailable, LazyProducer, Record, client_options
 from shared.logs import get_logger
-from shared.metrics import CONSUMER_ASSIGNMENTS, CONSUMER_LAG, DEAD_LETTERED, RECORDS_CONSUMED
+from shared.metrics import (
+    CONSUMER_ASSIGNMENTS,
+    CONSUMER_LAG,
+    CONSUMER_SPLIT_POLLS,
+    DEAD_LETTERED,
+    RECORDS_CONSUMED,
+)
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -223,6 +229,7 @@ class ConsumerWorker(Generic[T]):
                 try:
                     batch.append(self._delivered(record))
                 except Exception:  # noqa: BLE001  whatever a decoder trips over, partition by partition handles
+                    CONSUMER_SPLIT_POLLS.labels(self._group_id, "undecodable").inc()
                     return False
         try:
             await self._handle(batch)
@@ -232,6 +239,7 @@ class ConsumerWorker(Generic[T]):
                 size=len(batch),
                 error_class=type(exc).__name__,
             )
+            CONSUMER_SPLIT_POLLS.labels(self._group_id, "failed").inc()
             return False
         for records in fetched.values():
             RECORDS_CONSUMED.labels(topic=records[0].topic).inc(len(records))

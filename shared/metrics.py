@@ -22,6 +22,12 @@ CONSUMER_ASSIGNMENTS = Counter(
     "Partition assignments a worker received: one at start, one more per rebalance it took part in",
     ["group"],
 )
+CONSUMER_SPLIT_POLLS = Counter(
+    "tierflow_consumer_split_polls_total",
+    "Polls over several partitions a worker could not apply in one call and applied partition by"
+    " partition instead: a record that would not decode (undecodable) or a call that failed (failed)",
+    ["group", "cause"],
+)
 OUTBOX_SET_ASIDE = Gauge(
     "tierflow_outbox_set_aside",
     "Outbox records the broker refused for good, set aside in <schema>.outbox_rejected",

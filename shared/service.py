@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import uvicorn
@@ -15,6 +16,7 @@ def serve(service: str, build_app: Callable[[Settings], FastAPI]) -> None:
     settings = Settings()
     configure_logging(service, settings.log_level, settings.log_format)
     app = build_app(settings)
+    tune_garbage_collector(settings.gc_gen0_threshold, settings.gc_freeze_at_start)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -29,3 +31,11 @@ def serve(service: str, build_app: Callable[[Settings], FastAPI]) -> None:
         proxy_headers=False,
     )
     uvicorn.Server(config).run()
+
+
+def tune_garbage_collector(gen0_threshold: int, freeze: bool) -> None:
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, older, oldest)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from shared.consumer import Backoff, ConsumerWorker, Delivered, PoisonMessage
 from shared.errors import TierFlowError
@@ -154,6 +155,12 @@ async def test_group_lag_counts_every_partition_whether_or_not_a_member_holds_it
     await producer.close()
 
 
+def split_polls(group: str) -> float:
+    """Polls of this group the worker applied partition by partition after one call failed."""
+    labels = {"group": group, "cause": "failed"}
+    return REGISTRY.get_sample_value("tierflow_consumer_split_polls_total", labels) or 0.0
+
+
 async def test_records_of_several_partitions_are_applied_together_each_partition_in_order(
     infra: Infra,
 ) -> None:
@@ -179,8 +186,10 @@ async def test_records_of_several_partitions_are_applied_together_each_partition
         [*records(second[:20]), Record(topic, b"C3", b'{"id": "bad"}'), *records(second[20:])]
     )
     recorder.failures_left = 1
+    split_before = split_polls(group)
     worker = make_worker(settings, group, recorder, producer, across_partitions=True)
     await run_until(worker, recorder.applying(len(first) + len(second)), 60)
+    assert split_polls(group) > split_before
 
     assert sorted(recorder.applied) == sorted(first + second)
     for key in keys:
