@@ -113,12 +113,13 @@ class Settings(BaseSettings):
     # answers: the records are at fault, and the ones that still time out are dead-lettered.
     consumer_timeout_retries: int = Field(default=5, ge=1, le=1000)
     # Allocations the cyclic garbage collector lets pass before it walks the youngest objects
-    # again; CPython's default is 700. Every event allocates a customer's state, its features
-    # and its decision, few of which form cycles, and a collection at 700 walks far more than it
-    # frees: at 50,000 scoring applies 10-20% more events a second (docs/benchmarks.md).
+    # again; the default of CPython 3.11 to 3.13 is 700. Every event allocates a customer's
+    # state, its features and its decision, few of which form cycles, and a collection at 700
+    # walks far more than it frees: at 50,000 scoring applies 10-20% more events a second
+    # (docs/benchmarks.md).
     gc_gen0_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
-    # What a process made before its work begins (modules, the policy, the app) is moved out of
-    # the collector's sight once, so no later collection walks it again.
+    # What a process made before its work begins (modules, the app and its routes) is moved out
+    # of the collector's sight once, so no later collection walks it again.
     gc_freeze_at_start: bool = True
 
     @model_validator(mode="after")

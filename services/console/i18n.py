@@ -501,11 +501,25 @@ class Formatter:
         return detail
 
     def outreach_reason(self, reason: str) -> str:
-        """Why engagement planned an item (`rule: vip/new -> wealth/core (entered x, left y)`) in
-        this language; any other reason (a guardrail, a holdout) as engagement wrote it."""
+        """Why engagement planned, held out or stopped an item, in this language: a planned
+        reason (`rule: vip/new -> wealth/core (entered x, left y)`), a guardrail, holdout,
+        duplicate or household reason; a sentence the console does not know as it was written."""
+        planned = self._planned_reason(reason)
+        if planned is not None:
+            return planned
+        known = outreach_reasons.match(reason)
+        if known is None:
+            return reason
+        key, parts = known
+        try:
+            return self.text(key, **{name: self._outreach_part(name, value) for name, value in parts.items()})
+        except ValueError:  # a part that is not what it should be (a time that is none): as written
+            return reason
+
+    def _planned_reason(self, reason: str) -> str | None:
         found = _PLANNED.fullmatch(reason)
         if found is None:
-            return self._other_outreach_reason(reason)
+            return None
         before, after = (
             f"{self.label('tier', tier if tier != 'new' else None)}/{self.label('stage', stage)}"
             for tier, stage in (
@@ -520,14 +534,6 @@ class Formatter:
         moved = self.text("reason.separator").join(labels)
         return f"{found['rule']}: {before} → {after}" + (f" ({moved})" if moved else "")
 
-    def _other_outreach_reason(self, reason: str) -> str:
-        """A guardrail, holdout, duplicate or household reason in this language, if it is one."""
-        known = outreach_reasons.match(reason)
-        if known is None:
-            return reason
-        key, parts = known
-        return self.text(key, **{name: self._outreach_part(name, value) for name, value in parts.items()})
-
     def _outreach_part(self, name: str, value: str) -> str:
         if name in outreach_reasons.LABELLED:
             return self.label(outreach_reasons.LABELLED[name], value)
@@ -536,7 +542,12 @@ class Formatter:
             return self.text(joined_by).join(self.label(prefix, part) for part in value.split(separator))
         if name == "until":
             return self.when(value)
-        return self.outreach_reason(value) if name == "planned" else value
+        if name == "planned":  # only a planned reason gets a household's suffix
+            planned = self._planned_reason(value)
+            if planned is None:
+                raise ValueError(f"not a planned reason: {value}")
+            return planned
+        return value
 
     def rule(self, rule: str) -> str:
         """The rule behind a reason by name: a tier, a stage, a label, hysteresis or an override."""

@@ -21,11 +21,15 @@ def collector_restored() -> Iterator[None]:
 
 @pytest.mark.usefixtures("collector_restored")
 def test_the_default_settings_raise_the_first_threshold_and_freeze_what_start_up_made() -> None:
-    settings = Settings()
-    made_at_start = [object() for _ in range(10)]
-    tune_garbage_collector(settings.gc_gen0_threshold, settings.gc_freeze_at_start)
+    defaults = Settings.model_fields
+    made_at_start = [[n] for n in range(10)]
+    tune_garbage_collector(defaults["gc_gen0_threshold"].default, defaults["gc_freeze_at_start"].default)
     assert gc.get_threshold()[0] == 50_000
-    assert gc.get_freeze_count() >= len(made_at_start)
+    # Frozen, they are out of the collector's sight: no collection walks them.
+    walked = {id(tracked) for tracked in gc.get_objects()}
+    assert not any(id(made) in walked for made in made_at_start)
+    made_after = [0]
+    assert id(made_after) in {id(tracked) for tracked in gc.get_objects()}
 
 
 @pytest.mark.usefixtures("collector_restored")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from services.console import outreach_reasons
 from services.console.charts import Series, heat_map, stacked_bars, stacked_columns
 from services.console.i18n import TEXTS, Formatter, negotiate
 from services.console.sessions import Expiry, Identity, SessionStore
-from services.engagement.domain.guardrails import consented_channel, label_allowed_channels, suitable
+from services.engagement.domain.guardrails import Contact, consented_channel, label_allowed_channels
 from services.engagement.domain.holdouts import HeldOut, held_out_reason, hold_reason
 from services.engagement.domain.lifecycle import ItemStatus
+from services.engagement.domain.planning import OpenItem, plan
 from services.engagement.domain.playbook import (
     Action,
     ActionKind,
@@ -36,6 +39,8 @@ from shared.contracts.outbound import (
     SurveyKind,
 )
 from shared.contracts.types import Channel, Segment, Stage, Tier
+from tests.unit.engagement.test_guardrails_and_planning import NOON, PLAYBOOK, change
+from tests.unit.engagement.test_households import contact_of, decided, member, the_call
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 ADMIN = Identity(key_id="ab12cd34", roles=frozenset({"admin"}), rm_id=None, branches=None)
@@ -156,55 +161,73 @@ def test_an_outreach_items_planned_reason_names_tiers_stages_and_labels_in_the_l
         "win-back: 贵宾/流失风险 → 贵宾/已流失 (新增数字化优先；移除高忠诚度)"
     )
     assert chinese.outreach_reason("welcome: new/new -> mass/new") == "welcome: （新客户）/新客 → 大众/新客"
-    assert chinese.outreach_reason("held out by vip-welcome-holdout") == "held out by vip-welcome-holdout"
 
 
 def _reasons_engagement_writes() -> list[str]:
-    """One of each reason engagement records on an item, from its own functions where it has them."""
+    """The reasons on the items engagement's own planning makes, one situation each, and the
+    guardrails', holdouts' and households' sentences from the functions that write them."""
+    upgrade = change(previous_tier="mass", tier="vip", direction="upgrade")
+    churned = change(
+        previous_tier="vip", tier="vip", previous_stage="at_risk", stage="churned", direction="stage"
+    )
+    open_call = OpenItem("i1", "top-tier-retention", "rm_call", Category.RETENTION, Tier.VIP, Stage.CORE)
+    marketing = [Contact(Category.MARKETING, ContactChannel.APP, NOON - timedelta(days=2))] * 2
+    plans = [
+        plan(upgrade, [], marketing, PLAYBOOK, NOON),  # a frequency cap
+        plan(replace(upgrade, complaints_open_high=1), [], [], PLAYBOOK, NOON),
+        plan(replace(churned, profile={**churned.profile, "risk_profile": "C5"}), [], [], PLAYBOOK, NOON),
+        plan(replace(churned, profile={**churned.profile, "risk_profile": None}), [], [], PLAYBOOK, NOON),
+        plan(change(event_id="chg-3"), [open_call], [], PLAYBOOK, NOON),  # an open item of the kind
+        plan(change(stage="at_risk"), [], [], PLAYBOOK, NOON),  # two calls for one change
+    ]
+    contact = the_call(decided(member("M1"), []))
+    household = [contact, the_call(decided(member("M2"), [contact_of(contact)]))]
     offer = Action(
         kind=ActionKind.OFFER, category=Category.MARKETING, channels=[ContactChannel.APP, ContactChannel.SMS],
         template="fund-offer", product="balanced-fund", min_risk="C3",
     )  # fmt: skip
     refusals = [
-        suitable(offer, None)[1],
-        suitable(offer, "C1")[1],
         consented_channel([ContactChannel.PHONE, ContactChannel.APP], {"phone": False, "app": False})[1],
         label_allowed_channels(
-            offer, {"branch_reliant", "digital_difficulty"},
-            [LabelSuppression(label=label, category=Category.MARKETING, channels=offer.channels)
-             for label in ("branch_reliant", "digital_difficulty")],
+            offer, {"branch_reliant"},
+            [LabelSuppression(label="branch_reliant", category=Category.MARKETING, channels=offer.channels)],
         )[1],
     ]  # fmt: skip
-    planned = "vip-welcome: mass/regular -> vip/regular"
     return [
+        *(item.reason for planned in plans for item in planned.items),
+        *(item.reason for item in household),
         *(f"guardrail: {refusal}" for refusal in refusals),
-        "guardrail: open high-severity complaint suppresses marketing",
-        "guardrail: frequency cap of 2 marketing contacts per 30 days",
-        "duplicate: an open rm_call item exists",
-        "duplicate: covered by the vip-welcome app_push of this change",
         held_out_reason(Holdout(experiment="vip-welcome-2026", share=Decimal("0.1"))),
         hold_reason(HeldOut(kind="rm_call", experiment="vip-welcome-2026", until=T0)),
-        "household: covered by household H1234's rm_call 3f1c9a2e-0000-4000-8000-000000000001"
-        " for household change 9d2b7c41-0000-4000-8000-000000000002",
-        f"{planned} (household H1234 contact)",
     ]
 
 
 def test_every_reason_engagement_writes_on_an_item_is_worded_in_the_language() -> None:
     chinese, english = Formatter("zh-CN", "CNY"), Formatter("en-US", "CNY")
     raw_values = {kind.value for kind in ActionKind} | {channel.value for channel in ContactChannel}
-    raw_values |= {category.value for category in Category} | {"branch_reliant", "digital_difficulty"}
-    for reason in _reasons_engagement_writes():
+    raw_values |= {category.value for category in Category} | {"branch_reliant"}
+    reasons = _reasons_engagement_writes()
+    # Every kind of sentence engagement writes is among them.
+    matched = {known[0] for known in map(outreach_reasons.match, reasons) if known is not None}
+    assert matched == {pattern.key for pattern in outreach_reasons.PATTERNS}
+    for reason in reasons:
         worded = chinese.outreach_reason(reason)
         assert worded != reason
-        assert set(re.findall(r"[a-z]+(?:_[a-z]+)*", worded)) & raw_values == set(), worded
-        assert english.outreach_reason(reason) != chinese.outreach_reason(reason)
+        # Whole words only: a rule's or an experiment's name (`top-tier-retention`) is the bank's own.
+        assert set(re.findall(r"(?<![\w-])[a-z]+(?:_[a-z]+)*(?![\w-])", worded)) & raw_values == set(), worded
+        assert english.outreach_reason(reason) != worded
     held = chinese.outreach_reason(hold_reason(HeldOut(kind="rm_call", experiment="x", until=T0)))
     assert "客户经理致电" in held
     assert chinese.when(T0) in held
-    contact = chinese.outreach_reason("vip-welcome: mass/regular -> vip/regular (household H1234 contact)")
-    assert contact.startswith("vip-welcome: 大众/")
-    assert "H1234" in contact
+
+
+def test_a_reason_the_console_cannot_word_is_shown_as_engagement_wrote_it() -> None:
+    chinese = Formatter("zh-CN", "CNY")
+    not_a_time = "holdout: held out of rm_call by experiment x until soon, whatever rule triggers it"
+    assert chinese.outreach_reason(not_a_time) == not_a_time
+    nested = "welcome: new/new -> mass/new" + " (household H1 contact)" * 300
+    assert chinese.outreach_reason(nested) == nested
+    assert chinese.outreach_reason("held out by vip-welcome-holdout") == "held out by vip-welcome-holdout"
 
 
 def test_every_value_the_services_send_has_chinese_words() -> None:
