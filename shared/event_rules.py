@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
 from shared.consumer import Decoder, PoisonMessage
-from shared.contracts.envelope import InvalidEvent, ValidationRules, ValidEvent
+from shared.contracts.envelope import EventReader, InvalidEvent, ValidationRules, ValidEvent
 from shared.contracts.internal import decode_internal_event
 from shared.contracts.types import TimeBounds
 from shared.settings import Settings
@@ -29,6 +29,11 @@ def consumed_event_rules(
     """The rules a consumer re-checks: its host's clock may run behind the one that accepted
     the event, so the future-skew bound is widened by the stated clock tolerance."""
     return _rules(settings, data_models, now, settings.consumer_max_future_skew)
+
+
+def consumed_event_reader(settings: Settings, data_models: Mapping[str, type[BaseModel]]) -> EventReader:
+    """The reader of encoded events under the rules a consumer re-checks (`consumed_event_rules`)."""
+    return EventReader(data_models, settings.consumer_max_future_skew, settings.accepts_currency)
 
 
 def _rules(

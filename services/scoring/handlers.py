@@ -32,14 +32,14 @@ from services.scoring.households import publish_contributions, withdraw_from_hou
 from services.scoring.store import ScoringStore, StateCache
 from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
-from shared.contracts.envelope import InvalidEvent, decode_json, validate_event
+from shared.contracts.envelope import InvalidEvent
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, EventCause, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.erasure import CustomerErased
 from shared.errors import TierFlowError
-from shared.event_rules import consumed_event_rules, refuse_beyond_horizon
+from shared.event_rules import consumed_event_reader, refuse_beyond_horizon
 from shared.logs import get_logger
 from shared.metrics import ERASURES
 from shared.partition_clocks import PartitionClocks, customer_clock
@@ -65,11 +65,12 @@ class UnknownCustomer(TierFlowError):
 def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]], ScoringEvent]:
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
+    reader = consumed_event_reader(settings, SCORED_MODELS)
+
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
         now = datetime.now(UTC)
-        rules = consumed_event_rules(settings, SCORED_MODELS, now)
         try:
-            valid = validate_event(decode_json(record.value or b""), rules)
+            valid = reader.read(record.value or b"", now)
         except InvalidEvent as exc:
             raise PoisonMessage(f"invalid event: {exc}") from None
         except (ValueError, RecursionError) as exc:
