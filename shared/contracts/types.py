@@ -85,11 +85,19 @@ class TimeBounds:
 _TIME_BOUNDS = "tierflow_time_bounds"
 
 
-def _not_in_the_future(value: datetime, info: ValidationInfo) -> datetime:
-    bounds = info.context.get(_TIME_BOUNDS) if isinstance(info.context, dict) else None
-    if isinstance(bounds, TimeBounds) and value > bounds.latest:
-        raise ValueError(f"is more than {_duration(bounds.max_future_skew)} in the future")
-    return value
+def _in_bounds(earliest: datetime) -> AfterValidator:
+    """Not before `earliest`, nor later than the clock in the validation context allows."""
+
+    def check(value: datetime, info: ValidationInfo) -> datetime:
+        if value < earliest:
+            raise ValueError(f"must not be before {earliest.date().isoformat()}")
+        bounds = info.context.get(_TIME_BOUNDS) if isinstance(info.context, dict) else None
+        if isinstance(bounds, TimeBounds) and value > bounds.latest:
+            raise ValueError(f"is more than {_duration(bounds.max_future_skew)} in the future")
+        return value
+
+    # One validator for both rules: each is a call from pydantic-core into Python.
+    return AfterValidator(check)
 
 
 def _duration(span: timedelta) -> str:
@@ -97,15 +105,6 @@ def _duration(span: timedelta) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60} minutes"
     return f"{seconds} seconds"
-
-
-def _not_before(earliest: datetime) -> AfterValidator:
-    def check(value: datetime) -> datetime:
-        if value < earliest:
-            raise ValueError(f"must not be before {earliest.date().isoformat()}")
-        return value
-
-    return AfterValidator(check)
 
 
 def _exact_money(value: object) -> object:
@@ -216,14 +215,16 @@ PrintableText = Annotated[
 ]
 
 # An event's own time: RFC 3339 with an offset, in the Unix era, not ahead of the clock.
-EventTime = Annotated[AwareDatetime, _not_before(EARLIEST_EVENT_TIME), AfterValidator(_not_in_the_future)]
+EventTime = Annotated[AwareDatetime, _in_bounds(EARLIEST_EVENT_TIME)]
 # A time inside a payload (as_of, opened_at, answered_at...): the same rule, back to 1900.
-PayloadTime = Annotated[AwareDatetime, _not_before(EARLIEST_PAYLOAD_TIME), AfterValidator(_not_in_the_future)]
+PayloadTime = Annotated[AwareDatetime, _in_bounds(EARLIEST_PAYLOAD_TIME)]
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_exact_money),
+    # The bounds come before the text check so that pydantic-core checks them with the Decimal
+    # itself: after a Python validator they would be Python validators too, at about 3 µs an amount.
     Field(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, allow_inf_nan=False),
+    BeforeValidator(_exact_money),
     AfterValidator(_plain_decimal),
     WithJsonSchema(
         {

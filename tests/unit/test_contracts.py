@@ -102,6 +102,31 @@ def test_bad_amounts_are_refused_with_the_field_named(amount: object, message_pa
     assert message_part in errors["data.amount"]
 
 
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("12345678901234567890123", "Decimal input should have no more than 22 digits in total"),
+        ("1234567890123456789.12345", "Decimal input should have no more than 22 digits in total"),
+        (
+            "123456789012345678901.5",
+            "Decimal input should have no more than 18 digits before the decimal point",
+        ),
+        ("12.345678", "Decimal input should have no more than 4 decimal places"),
+        (f"{10**24}", "Decimal input should have no more than 22 digits in total"),
+        ("-0", "Input should be greater than 0"),
+    ],
+)
+def test_an_amount_past_the_money_bounds_is_refused_with_the_bound_it_passes(
+    amount: str, message: str
+) -> None:
+    assert errors_of(at(factories.transaction(amount=amount), NOW)) == {"data.amount": message}
+
+
+@pytest.mark.parametrize("amount", ["1.00000", "123456789012345678.00000000", "999999999999999999.9999"])
+def test_trailing_zeros_do_not_count_against_the_money_bounds(amount: str) -> None:
+    assert getattr(validate(at(factories.transaction(amount=amount), NOW)).data, "amount") == Decimal(amount)  # noqa: B009
+
+
 def test_float_garbage_in_the_json_body_is_refused() -> None:
     body = json.dumps(at(factories.transaction(), NOW)).replace('"1250.40"', "0.30000000000000004")
     with pytest.raises(InvalidEvent, match="no more than 4 decimal places") as caught:
