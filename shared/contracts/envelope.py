@@ -232,10 +232,12 @@ class EventReader:
         return ValidEvent(envelope=typed, data=data)
 
 
-# Records longer than this skip the one pass: a valid event is far shorter (the largest contract
-# payload, every envelope attribute and extension at its bound, is under 4 KiB unless padded with
-# whitespace), and a hostile one should cost no more than `validate_event` and its
-# MAX_DATA_VALUES bound allow: one pass over a long record would build an error per member.
+# Records longer than this skip the one pass. A contract event is a few hundred bytes (the
+# largest payload at its bounds, a balance with 32 breakdown entries, is about 2.2 KiB); a
+# longer one (long extensions, padding) is read by `validate_event`, as correctly, only slower.
+# A hostile record thus costs no more than `validate_event` and its MAX_DATA_VALUES bound allow:
+# the one pass over a long record with many unknown members would build an error for each,
+# only to drop them.
 FAST_READ_MAX_BYTES = 4096
 
 

@@ -204,7 +204,7 @@ def test_the_one_pass_reads_every_valid_event_type_as_validate_event_does(
     assert after == before
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events())
 @example(
     encode(valid_event(lambda: factories.transaction(amount=number("1250.40"))), ascii_only=True, indent=None)
