@@ -23,16 +23,9 @@ def validation_rules(
     return _rules(settings, data_models, now, settings.max_future_skew)
 
 
-def consumed_event_rules(
-    settings: Settings, data_models: Mapping[str, type[BaseModel]], now: datetime
-) -> ValidationRules:
-    """The rules a consumer re-checks: its host's clock may run behind the one that accepted
-    the event, so the future-skew bound is widened by the stated clock tolerance."""
-    return _rules(settings, data_models, now, settings.consumer_max_future_skew)
-
-
 def consumed_event_reader(settings: Settings, data_models: Mapping[str, type[BaseModel]]) -> EventReader:
-    """The reader of encoded events under the rules a consumer re-checks (`consumed_event_rules`)."""
+    """The reader of the events a consumer re-checks: its host's clock may run behind the one that
+    accepted the event, so the future-skew bound is widened by the stated clock tolerance."""
     return EventReader(data_models, settings.consumer_max_future_skew, settings.accepts_currency)
 
 

@@ -190,6 +190,10 @@ class EventReader:
     whatever it does not accept (a wrong field, an unknown type, a JSON number where an amount
     should be exact, a byte-order mark, UTF-16...) goes to `validate_event`, which accepts it
     or names every error, as it always has. Its errors are never shown: only its verdict is used.
+    What JSON mode reads differently is refused or read alike: a lone surrogate or invalid UTF-8
+    is not JSON to it; a number with a fraction is a float, which every amount refuses, and a
+    time from a number goes through a float in both modes; of duplicate members the last wins
+    in both.
     """
 
     def __init__(
