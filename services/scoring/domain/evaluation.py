@@ -15,7 +15,7 @@ from services.scoring.domain.features import (
     DayBucket,
     Features,
     aum_at,
-    average_daily_balance,
+    balance_average_at,
     credit_months,
     date_of_day,
     day_of,
@@ -165,6 +165,9 @@ class FeatureVector(dict[str, Any]):
         super().__init__()
         self.features = features
         self.now = now
+        # `now` as the day ordinal and the seconds since the epoch that several features count from.
+        self.today = day_of(now)
+        self.seconds = seconds_of(now)
         self._windows: dict[int, DayBucket] | None = None
 
     def __missing__(self, name: str) -> Any:
@@ -185,7 +188,7 @@ class FeatureVector(dict[str, Any]):
 
     def window(self, days: int) -> DayBucket:
         if self._windows is None:
-            self._windows = window_totals(self.features, day_of(self.now), (30, 90, 365))
+            self._windows = window_totals(self.features, self.today, (30, 90, 365))
         return self._windows[days]
 
     def days_since(self, moment: datetime | None) -> int | None:
@@ -215,7 +218,7 @@ def _channel_share(v: FeatureVector, channels: tuple[str, ...]) -> Decimal | Non
 
 def _days_since_product(v: FeatureVector, product: str) -> int | None:
     day = v.features.products_seen.get(product)
-    return None if day is None else max(0, day_of(v.now) - day)
+    return None if day is None else max(0, v.today - day)
 
 
 def _risk_level(v: FeatureVector) -> int | None:
@@ -251,10 +254,10 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
         _latest(v.features.last_txn_at, v.features.last_interaction_at)
     ),
     "aum": lambda v: aum_at(v.features, v.now),
-    "aum_avg_30d": lambda v: average_daily_balance(v.features, v.now, 30),
-    "aum_avg_90d": lambda v: average_daily_balance(v.features, v.now, 90),
+    "aum_avg_30d": lambda v: balance_average_at(v.features.balances, v.seconds, 30),
+    "aum_avg_90d": lambda v: balance_average_at(v.features.balances, v.seconds, 90),
     "aum_trend_30_90": _trend,
-    "products_held": lambda v: products_held(v.features, day_of(v.now)),
+    "products_held": lambda v: products_held(v.features, v.today),
     "tenure_days": lambda v: v.days_since(_tenure_start(v.features)),
     "nps_latest": lambda v: v.features.nps_latest,
     "nps_age_days": lambda v: v.days_since(v.features.nps_at),
@@ -265,7 +268,7 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
     "complaints_open": lambda v: sum(open_complaints(v.features).values()),
     "complaints_open_high": lambda v: open_high_complaints(v.features),
     "credits_30d": lambda v: v.window(30).credits,
-    "credit_months_90d": lambda v: credit_months(v.features, day_of(v.now), 3),
+    "credit_months_90d": lambda v: credit_months(v.features, v.today, 3),
     "outflow_ratio_30d": _outflow_ratio,
     "digital_share": lambda v: _channel_share(v, DIGITAL_CHANNELS),
     "branch_share": lambda v: _channel_share(v, ASSISTED_CHANNELS),
@@ -342,15 +345,48 @@ class _Term:
 class _ScoreTerms:
     terms: tuple[_Term, ...]
     total_weight: float
+    # The same sum written out term by term for this policy: the score runs for every event.
+    score: Callable[[dict[str, Any]], float]
 
     @classmethod
     def of(cls, terms: list[ScoreTerm]) -> _ScoreTerms:
-        return cls(tuple(_Term.of(t) for t in terms), sum(float(term.weight) for term in terms))
+        compiled = tuple(_Term.of(t) for t in terms)
+        total_weight = sum(float(term.weight) for term in terms)
+        return cls(compiled, total_weight, _score_function(compiled, total_weight))
 
-    def score(self, vector: dict[str, Any]) -> float:
-        # Every term names a known feature (the policy schema checks), so a plain lookup is safe.
-        weighted = sum(term.weight * term.normalise(vector[term.feature]) for term in self.terms)
-        return round(100 * weighted / self.total_weight, 1)
+
+def _score_function(terms: tuple[_Term, ...], total_weight: float) -> Callable[[dict[str, Any]], float]:
+    """`_Term.normalise` of each term inlined, weighted and summed in the terms' order, so the
+    float operations, and so the score, are exactly those of the term-by-term definition."""
+    namespace: dict[str, Any] = {"log": math.log, "total_weight": total_weight}
+    lines = ["def score(vector):"]
+    for i, term in enumerate(terms):
+        namespace.update({f"f{i}": term.feature, f"m{i}": term.missing, f"w{i}": term.weight})
+        namespace.update({f"lo{i}": term.low, f"hi{i}": term.high})
+        lines += [f"    value = vector[f{i}]", "    if value is None:", f"        n{i} = m{i}", "    else:"]
+        lines.append("        x = float(value)")
+        clamp = f"min(1.0, max(0.0, (x - lo{i}) / (hi{i} - lo{i})))"
+        if term.log:
+            lines += [
+                "        if x <= 0:",
+                f"            n{i} = {0.0 if term.rising else 1.0!r}",
+                "        else:",
+                "            x = log(x)",
+                f"            n{i} = {clamp}",
+            ]
+        else:
+            lines.append(f"        n{i} = {clamp}")
+    products = ", ".join(f"w{i} * n{i}" for i in range(len(terms)))
+    lines.append(f"    weighted = sum(({products},))")
+    lines.append("    return round(100 * weighted / total_weight, 1)")
+    return cast(Callable[[dict[str, Any]], float], _define("score", lines, namespace))
+
+
+def _define(name: str, lines: list[str], namespace: dict[str, Any]) -> Callable[..., Any]:
+    """A function from generated source. The source holds only names bound in `namespace`
+    and literals of the compiler's own making, never text taken from a policy."""
+    exec("\n".join(lines), namespace)  # noqa: S102
+    return cast(Callable[..., Any], namespace[name])
 
 
 _COMPARE: dict[Op, Callable[[Any, Any], Any]] = {
@@ -533,7 +569,7 @@ def decide_labels(
             if was is not None:
                 held.append(was)
             continue
-        matched = label.first_match(vector)
+        matched = label.groups.first_match(vector)
         if matched is not None:
             reason = because(f"label.{rule.name}", matched, vector)
             held.append(HeldLabel(rule.name, rule.dimension.value, was.since if was else now, reason))
@@ -553,35 +589,43 @@ def decide_labels(
     return tuple(held)
 
 
-_CompiledTest = tuple[str, Callable[[Any, Any], Any], Any]
+_Match = Callable[[dict[str, Any]], tuple[Condition, ...] | None]
+_OPERATORS: dict[Op, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", Op.EQ: "==", Op.NE: "!="}
 
 
 @dataclass(frozen=True)
 class _CompiledGroups:
-    """A rule's condition groups with each condition turned into (feature, compare, value) once
-    per policy; an empty rule matches everyone."""
+    """A rule's condition groups, compiled once per policy into one function that tests them in
+    order and returns the first group whose conditions all hold (a missing value holds none);
+    an empty rule matches everyone."""
 
     groups: tuple[tuple[Condition, ...], ...]
-    tests: tuple[tuple[_CompiledTest, ...], ...]
+    first_match: _Match
 
     @classmethod
     def of(cls, any_of: Groups) -> _CompiledGroups:
         groups = tuple(tuple(group) for group in any_of)
-        tests = tuple(tuple((c.feature, _COMPARE[c.op], c.value) for c in group) for group in groups)
-        return cls(groups, tests)
+        return cls(groups, _match_function(groups))
 
-    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
-        """The first group whose conditions all hold (a missing value holds none)."""
-        if not self.groups:
-            return ()
-        for group, tests in zip(self.groups, self.tests, strict=True):
-            for feature, compare, expected in tests:
-                actual = vector[feature]
-                if actual is None or not compare(actual, expected):
-                    break
-            else:
-                return group
-        return None
+
+def _match_function(groups: tuple[tuple[Condition, ...], ...]) -> _Match:
+    """Each group as nested tests, stopping at the first condition that fails, as `holds` does
+    one condition at a time: a feature is read (and so derived) only if the ones before held."""
+    namespace: dict[str, Any] = {"everyone": ()}
+    lines = ["def first_match(vector):"]
+    if not groups:
+        lines.append("    return everyone")
+    for g, group in enumerate(groups):
+        namespace[f"g{g}"] = group
+        indent = "    "
+        for c, condition in enumerate(group):
+            namespace.update({f"f{g}_{c}": condition.feature, f"k{g}_{c}": condition.value})
+            lines.append(f"{indent}actual = vector[f{g}_{c}]")
+            lines.append(f"{indent}if actual is not None and actual {_OPERATORS[condition.op]} k{g}_{c}:")
+            indent += "    "
+        lines.append(f"{indent}return g{g}")
+    lines.append("    return None")
+    return cast(_Match, _define("first_match", lines, namespace))
 
 
 @dataclass(frozen=True)
@@ -597,9 +641,6 @@ class _CompiledLabel:
     def of(cls, rule: LabelRule) -> _CompiledLabel:
         inputs = frozenset(c.feature for group in rule.any_of for c in group)
         return cls(rule, _CompiledGroups.of(rule.any_of), inputs, not inputs.isdisjoint(_DECIDED))
-
-    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
-        return self.groups.first_match(vector)
 
 
 def _apply_hysteresis(
@@ -673,14 +714,18 @@ def exact_review_at(
         candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
     if override is not None:
         candidates.append(override.expires_at)
-    anchors: dict[str, datetime | None] = {}
-    for feature, days in _compiled(policy).day_thresholds:
-        if feature not in anchors:  # only the anchors the policy's thresholds name are worked out
-            anchors[feature] = _DAY_ANCHORS[feature](features)
-        anchor = anchors[feature]
+    compiled = _compiled(policy)
+    for feature, offsets in compiled.day_thresholds:
+        # Only the anchors the policy's thresholds name are worked out. Of one anchor's moments,
+        # in rising order, only the first still ahead can be the earliest.
+        anchor = _DAY_ANCHORS[feature](features)
         if anchor is not None:
-            candidates.append(anchor + timedelta(days=days))
-    for window, thresholds in _compiled(policy).balance_thresholds.items():
+            for offset in offsets:
+                moment = anchor + offset
+                if moment > now:
+                    candidates.append(moment)
+                    break
+    for window, thresholds in compiled.balance_thresholds.items():
         known = averages.get(window) if averages is not None else None
         crossing = balance_average_crossing(features, now, window, thresholds, known)
         if crossing is not None:
@@ -709,10 +754,10 @@ def balance_average_crossing(
     if not breaks:
         return None  # every balance has been in the window for its whole length: the average is flat
     if average_now is None:
-        average_now = average_daily_balance(features, now, window_days)
+        average_now = balance_average_at(features.balances, start, window_days)
     previous_at, previous_value = start, average_now
     for at in breaks:
-        value = average_daily_balance(features, moment_of(at), window_days)
+        value = balance_average_at(features.balances, at, window_days)
         crossed = [
             (threshold - previous_value) / (value - previous_value)
             for threshold in thresholds
@@ -740,7 +785,9 @@ _DAY_FEATURES = frozenset(_DAY_ANCHORS)
 
 @dataclass(frozen=True)
 class _CompiledPolicy:
-    day_thresholds: tuple[tuple[str, int], ...]
+    # Each day-count feature a condition names, with its thresholds as offsets from the
+    # feature's anchor, in rising order.
+    day_thresholds: tuple[tuple[str, tuple[timedelta, ...]], ...]
     balance_thresholds: dict[int, frozenset[Decimal]]
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
@@ -774,8 +821,11 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         for c in conditions
         if c.feature in _DAY_FEATURES and isinstance(c.value, Decimal)
     }
+    offsets: dict[str, list[timedelta]] = {}
+    for feature, days in sorted(day_thresholds):
+        offsets.setdefault(feature, []).append(timedelta(days=days))
     compiled = _CompiledPolicy(
-        tuple(sorted(day_thresholds)),
+        tuple((feature, tuple(days)) for feature, days in offsets.items()),
         {w: frozenset(v) for w, v in thresholds.items()},
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),

@@ -304,28 +304,40 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
 
 def _window_totals(days: dict[int, DayBucket], today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     add = MONEY_CONTEXT.add
-    # Runs for every event: plain lists per window, one pass over the days. Counts are txn
-    # count, interactions, credits, support calls, login failures; amounts txn and credit.
-    counts = [[0, 0, 0, 0, 0] for _ in windows]
-    amounts = [[ZERO, ZERO] for _ in windows]
+    # Runs for every event: one pass over the days, each day added once, to the band of ages
+    # between the shortest window holding it and the next shorter one; each window then sums
+    # its bands. The sums are exact (MONEY_CONTEXT), so their grouping cannot change them.
+    # Counts are txn count, interactions, credits, support calls, login failures; amounts txn
+    # and credit.
+    limits = sorted(set(windows))
+    longest = limits[-1]
+    counts = [[0, 0, 0, 0, 0] for _ in limits]
+    amounts = [[ZERO, ZERO] for _ in limits]
     for day, bucket in days.items():
         age = today - day
-        if age < 0:
+        if age < 0 or age >= longest:
             continue
-        for window, count, amount in zip(windows, counts, amounts, strict=True):
-            if age < window:
-                count[0] += bucket.txn_count
-                amount[0] = add(amount[0], bucket.txn_amount)
-                count[1] += bucket.interactions
-                if bucket.credits:
-                    count[2] += bucket.credits
-                    amount[1] = add(amount[1], bucket.credit_amount)
-                count[3] += bucket.support_calls
-                count[4] += bucket.login_failures
-    return {
-        window: DayBucket(count[0], amount[0], count[1], count[2], amount[1], count[3], count[4])
-        for window, count, amount in zip(windows, counts, amounts, strict=True)
-    }
+        band = 0
+        while age >= limits[band]:
+            band += 1
+        count, amount = counts[band], amounts[band]
+        count[0] += bucket.txn_count
+        amount[0] = add(amount[0], bucket.txn_amount)
+        count[1] += bucket.interactions
+        if bucket.credits:
+            count[2] += bucket.credits
+            amount[1] = add(amount[1], bucket.credit_amount)
+        count[3] += bucket.support_calls
+        count[4] += bucket.login_failures
+    totals: dict[int, DayBucket] = {}
+    count_sum, amount_sum = [0, 0, 0, 0, 0], [ZERO, ZERO]
+    for limit, count, amount in zip(limits, counts, amounts, strict=True):
+        count_sum = [a + b for a, b in zip(count_sum, count, strict=True)]
+        amount_sum = [add(a, b) for a, b in zip(amount_sum, amount, strict=True)]
+        totals[limit] = DayBucket(
+            count_sum[0], amount_sum[0], count_sum[1], count_sum[2], amount_sum[1], count_sum[3], count_sum[4]
+        )
+    return {window: totals[window] for window in windows}
 
 
 def credit_months(features: Features, today: int, months: int) -> int:
@@ -338,10 +350,14 @@ def credit_months(features: Features, today: int, months: int) -> int:
 
 def average_daily_balance(features: Features, now: datetime, window_days: int) -> Decimal:
     """Time-weighted average of AUM over the window ending at `now`; unknown history counts as 0."""
-    end = seconds_of(now)
+    return balance_average_at(features.balances, seconds_of(now), window_days)
+
+
+def balance_average_at(points: tuple[tuple[int, Decimal], ...], end: int, window_days: int) -> Decimal:
+    """`average_daily_balance` of these balance points, the window ending `end` seconds after the
+    epoch: for callers that already hold the moment in seconds."""
     start = end - window_days * 86_400
     total = ZERO
-    points = features.balances
     for index, (at, level) in enumerate(points):
         next_at = points[index + 1][0] if index + 1 < len(points) else end
         lo, hi = max(at, start), min(next_at, end)
