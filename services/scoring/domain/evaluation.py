@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Generic, NamedTuple, TypeVar, cast
@@ -90,12 +90,79 @@ class ReasonCondition(NamedTuple):
     threshold: str
 
 
-@dataclass(frozen=True)
 class Reason:
+    """Why a decision is what it is: the rule, its detail in words and the conditions behind it.
+
+    `conditions` is empty for reasons that are not a rule's conditions (hysteresis, override, a
+    label kept or left). A rule that matched words its reason the first time it is read, then
+    keeps it (`Reason.of_match`): most decisions are replaced by the next event's before anything
+    publishes or stores them. Immutable, and equal, hashed and shown by its three parts, as a
+    frozen dataclass of them would be.
+    """
+
+    __slots__ = ("_conditions", "_detail", "_match", "rule")
+
     rule: str
-    detail: str
-    # Empty for reasons that are not a rule's conditions (hysteresis, override, a label kept or left).
-    conditions: tuple[ReasonCondition, ...] = ()
+    _detail: str
+    _conditions: tuple[ReasonCondition, ...]
+    # The matched conditions and the features they were tested on, until the reason is worded.
+    _match: tuple[Sequence[Condition], Mapping[str, Any]] | None
+
+    def __init__(self, rule: str, detail: str, conditions: tuple[ReasonCondition, ...] = ()) -> None:
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "_detail", detail)
+        object.__setattr__(self, "_conditions", conditions)
+        object.__setattr__(self, "_match", None)
+
+    @classmethod
+    def of_match(cls, rule: str, conditions: Sequence[Condition], vector: Mapping[str, Any]) -> Reason:
+        """The reason a rule matched, worded when read. `vector` must keep the values of these
+        conditions' features as they are: a feature, once derived, is never set again."""
+        reason = cls.__new__(cls)
+        object.__setattr__(reason, "rule", rule)
+        object.__setattr__(reason, "_match", (conditions, vector))
+        return reason
+
+    @property
+    def detail(self) -> str:
+        if self._match is not None:
+            self._word()
+        return self._detail
+
+    @property
+    def conditions(self) -> tuple[ReasonCondition, ...]:
+        if self._match is not None:
+            self._word()
+        return self._conditions
+
+    def _word(self) -> None:
+        assert self._match is not None
+        conditions, vector = self._match
+        shown = _conditions(conditions, vector)
+        object.__setattr__(self, "_conditions", shown)
+        object.__setattr__(self, "_detail", detail_of(shown))
+        object.__setattr__(self, "_match", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _parts(self) -> tuple[str, str, tuple[ReasonCondition, ...]]:
+        return self.rule, self.detail, self.conditions
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Reason)
+        return self._parts() == other._parts()
+
+    def __hash__(self) -> int:
+        return hash(self._parts())
+
+    def __repr__(self) -> str:
+        return f"Reason(rule={self.rule!r}, detail={self.detail!r}, conditions={self.conditions!r})"
 
 
 @dataclass(frozen=True)
@@ -424,11 +491,10 @@ _SYMBOLS: dict[str, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", 
 
 def because(rule: str, conditions: Sequence[Condition], vector: dict[str, Any]) -> Reason:
     """The reason a rule matched: its conditions with the customer's values, and the same in words."""
-    shown = _conditions(conditions, vector)
-    return Reason(rule, detail_of(shown), shown)
+    return Reason.of_match(rule, conditions, vector)
 
 
-def _conditions(conditions: Sequence[Condition], vector: dict[str, Any]) -> tuple[ReasonCondition, ...]:
+def _conditions(conditions: Sequence[Condition], vector: Mapping[str, Any]) -> tuple[ReasonCondition, ...]:
     return tuple(
         ReasonCondition(c.feature, c.op.value, _show(vector.get(c.feature)), _show(c.value))
         for c in conditions
