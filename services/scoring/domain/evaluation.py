@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Generic, NamedTuple, TypeVar, cast
@@ -514,10 +514,10 @@ def _show(value: Any) -> str:
 
 
 def policy_tier(vector: dict[str, Any], policy: Policy) -> tuple[Tier, Reason]:
-    for tier, rule in _compiled(policy).tiers:
+    for tier, name, rule in _compiled(policy).tiers:
         matched = rule.first_match(vector)
         if matched is not None:
-            return tier, because(f"tier.{tier.value}", matched, vector)
+            return tier, because(name, matched, vector)
     raise AssertionError("the last gate matches everyone")  # guaranteed by the policy schema
 
 
@@ -628,20 +628,20 @@ def decide_labels(
     """Every label the customer holds now: entered at once, left after its leave-after period."""
     before = {label.name: label for label in previous}
     held: list[HeldLabel] = []
-    for label in _compiled(policy).labels:
-        rule = label.rule
-        was = before.get(rule.name)
-        if touched is not None and not label.always and label.inputs.isdisjoint(touched):
+    compiled = _compiled(policy)
+    for label, evaluated in zip(compiled.labels, compiled.evaluated_labels(touched), strict=True):
+        was = before.get(label.name)
+        if not evaluated:
             if was is not None:
                 held.append(was)
             continue
         matched = label.groups.first_match(vector)
         if matched is not None:
-            reason = because(f"label.{rule.name}", matched, vector)
-            held.append(HeldLabel(rule.name, rule.dimension.value, was.since if was else now, reason))
-        elif was is not None and rule.leave_after_days:
+            reason = because(label.reason_rule, matched, vector)
+            held.append(HeldLabel(label.name, label.dimension, was.since if was else now, reason))
+        elif was is not None and label.leave_after is not None:
             outside = was.outside_since or now
-            until = outside + timedelta(days=rule.leave_after_days)
+            until = outside + label.leave_after
             if now < until:
                 detail = (
                     f"outside its conditions since {outside.date()}; "
@@ -649,7 +649,7 @@ def decide_labels(
                 )
                 held.append(
                     HeldLabel(
-                        rule.name, was.dimension, was.since, Reason(f"label.{rule.name}", detail), outside
+                        label.name, was.dimension, was.since, Reason(label.reason_rule, detail), outside
                     )
                 )
     return tuple(held)
@@ -702,11 +702,28 @@ class _CompiledLabel:
     groups: _CompiledGroups
     inputs: frozenset[str]
     always: bool  # names the score or the tier, which any event can move
+    name: str
+    dimension: str
+    reason_rule: str  # the rule its reasons name
+    leave_after: timedelta | None  # how long it is kept outside its conditions, if at all
 
     @classmethod
     def of(cls, rule: LabelRule) -> _CompiledLabel:
         inputs = frozenset(c.feature for group in rule.any_of for c in group)
-        return cls(rule, _CompiledGroups.of(rule.any_of), inputs, not inputs.isdisjoint(_DECIDED))
+        return cls(
+            rule,
+            _CompiledGroups.of(rule.any_of),
+            inputs,
+            not inputs.isdisjoint(_DECIDED),
+            rule.name,
+            rule.dimension.value,
+            f"label.{rule.name}",
+            timedelta(days=rule.leave_after_days) if rule.leave_after_days else None,
+        )
+
+    def evaluated(self, touched: frozenset[str] | None) -> bool:
+        """Whether an event that can have changed `touched` (None: anything) can change this label."""
+        return touched is None or self.always or not self.inputs.isdisjoint(touched)
 
 
 def _apply_hysteresis(
@@ -741,10 +758,10 @@ def _apply_hysteresis(
 
 
 def _stage(vector: dict[str, Any], policy: Policy) -> tuple[Stage, Reason]:
-    for stage, rule in _compiled(policy).stages:
+    for stage, name, rule in _compiled(policy).stages:
         matched = rule.first_match(vector)
         if matched is not None:
-            return stage, because(f"stage.{stage.value}", matched, vector)
+            return stage, because(name, matched, vector)
     raise AssertionError("the last stage rule matches everyone")  # guaranteed by the policy schema
 
 
@@ -858,8 +875,20 @@ class _CompiledPolicy:
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
     leave_after_days: dict[str, int]
-    tiers: tuple[tuple[Tier, _CompiledGroups], ...]
-    stages: tuple[tuple[Stage, _CompiledGroups], ...]
+    # Each tier and stage with the rule name its reason gives.
+    tiers: tuple[tuple[Tier, str, _CompiledGroups], ...]
+    stages: tuple[tuple[Stage, str, _CompiledGroups], ...]
+    # Which labels an event can change, by the features it can have changed (see `touched_by`):
+    # a handful of feature sets, each worked out once.
+    _evaluated_labels: dict[frozenset[str] | None, tuple[bool, ...]] = field(default_factory=dict)
+
+    def evaluated_labels(self, touched: frozenset[str] | None) -> tuple[bool, ...]:
+        evaluated = self._evaluated_labels.get(touched)
+        if evaluated is None:
+            evaluated = tuple(label.evaluated(touched) for label in self.labels)
+            if len(self._evaluated_labels) < 64:
+                self._evaluated_labels[touched] = evaluated
+        return evaluated
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -896,8 +925,13 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),
         {label.name: label.leave_after_days for label in policy.labels},
-        tuple((gate.tier, _CompiledGroups.of(gate.any_of)) for gate in policy.tiers),
-        tuple((rule.stage, _CompiledGroups.of(rule.any_of)) for rule in policy.stages),
+        tuple(
+            (gate.tier, f"tier.{gate.tier.value}", _CompiledGroups.of(gate.any_of)) for gate in policy.tiers
+        ),
+        tuple(
+            (rule.stage, f"stage.{rule.stage.value}", _CompiledGroups.of(rule.any_of))
+            for rule in policy.stages
+        ),
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()

@@ -305,14 +305,13 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
 def _window_totals(days: dict[int, DayBucket], today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     add = MONEY_CONTEXT.add
     # Runs for every event: one pass over the days, each day added once, to the band of ages
-    # between the shortest window holding it and the next shorter one; each window then sums
-    # its bands. The sums are exact (MONEY_CONTEXT), so their grouping cannot change them.
-    # Counts are txn count, interactions, credits, support calls, login failures; amounts txn
-    # and credit.
+    # between the shortest window holding it and the next shorter one; each window then adds
+    # up its bands. The sums are exact (MONEY_CONTEXT), so their grouping cannot change them.
     limits = sorted(set(windows))
-    longest = limits[-1]
-    counts = [[0, 0, 0, 0, 0] for _ in limits]
-    amounts = [[ZERO, ZERO] for _ in limits]
+    longest, bands = limits[-1], len(limits)
+    txn_count, interactions, credits = [0] * bands, [0] * bands, [0] * bands
+    support_calls, login_failures = [0] * bands, [0] * bands
+    txn_amount, credit_amount = [ZERO] * bands, [ZERO] * bands
     for day, bucket in days.items():
         age = today - day
         if age < 0 or age >= longest:
@@ -320,22 +319,32 @@ def _window_totals(days: dict[int, DayBucket], today: int, windows: tuple[int, .
         band = 0
         while age >= limits[band]:
             band += 1
-        count, amount = counts[band], amounts[band]
-        count[0] += bucket.txn_count
-        amount[0] = add(amount[0], bucket.txn_amount)
-        count[1] += bucket.interactions
+        txn_count[band] += bucket.txn_count
+        txn_amount[band] = add(txn_amount[band], bucket.txn_amount)
+        interactions[band] += bucket.interactions
         if bucket.credits:
-            count[2] += bucket.credits
-            amount[1] = add(amount[1], bucket.credit_amount)
-        count[3] += bucket.support_calls
-        count[4] += bucket.login_failures
+            credits[band] += bucket.credits
+            credit_amount[band] = add(credit_amount[band], bucket.credit_amount)
+        support_calls[band] += bucket.support_calls
+        login_failures[band] += bucket.login_failures
     totals: dict[int, DayBucket] = {}
-    count_sum, amount_sum = [0, 0, 0, 0, 0], [ZERO, ZERO]
-    for limit, count, amount in zip(limits, counts, amounts, strict=True):
-        count_sum = [a + b for a, b in zip(count_sum, count, strict=True)]
-        amount_sum = [add(a, b) for a, b in zip(amount_sum, amount, strict=True)]
+    for band, limit in enumerate(limits):
+        if band:
+            txn_count[band] += txn_count[band - 1]
+            txn_amount[band] = add(txn_amount[band], txn_amount[band - 1])
+            interactions[band] += interactions[band - 1]
+            credits[band] += credits[band - 1]
+            credit_amount[band] = add(credit_amount[band], credit_amount[band - 1])
+            support_calls[band] += support_calls[band - 1]
+            login_failures[band] += login_failures[band - 1]
         totals[limit] = DayBucket(
-            count_sum[0], amount_sum[0], count_sum[1], count_sum[2], amount_sum[1], count_sum[3], count_sum[4]
+            txn_count[band],
+            txn_amount[band],
+            interactions[band],
+            credits[band],
+            credit_amount[band],
+            support_calls[band],
+            login_failures[band],
         )
     return {window: totals[window] for window in windows}
 
