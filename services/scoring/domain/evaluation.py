@@ -277,10 +277,11 @@ def _outflow_ratio(v: FeatureVector) -> Decimal | None:
 
 def _channel_share(v: FeatureVector, channels: tuple[str, ...]) -> Decimal | None:
     """Percent of the activity whose channel is known that went through these channels."""
-    known = sum(v.features.channels.values())
+    counts = v.features.channels
+    known = sum(counts.values())
     if known == 0:
         return None
-    return Decimal(100 * sum(v.features.channels.get(c, 0) for c in channels)) / known
+    return Decimal(100 * sum([counts.get(c, 0) for c in channels])) / known
 
 
 def _days_since_product(v: FeatureVector, product: str) -> int | None:
@@ -789,15 +790,15 @@ def exact_review_at(
 
     `averages` may give the average daily balance of a window as of `now`, already known."""
     candidates: list[datetime] = []
-    leave_after = _compiled(policy).leave_after_days
+    compiled = _compiled(policy)
+    leave_after = compiled.leave_after
     for label in labels:
         if label.outside_since is not None:
-            candidates.append(label.outside_since + timedelta(days=leave_after.get(label.name, 0)))
+            candidates.append(label.outside_since + leave_after.get(label.name, _NO_TIME))
     if below_since is not None:
-        candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
+        candidates.append(below_since + compiled.downgrade_grace)
     if override is not None:
         candidates.append(override.expires_at)
-    compiled = _compiled(policy)
     for feature, offsets in compiled.day_thresholds:
         # Only the anchors the policy's thresholds name are worked out. Of one anchor's moments,
         # in rising order, only the first still ahead can be the earliest.
@@ -808,11 +809,13 @@ def exact_review_at(
                 if moment > now:
                     candidates.append(moment)
                     break
-    for window, thresholds in compiled.balance_thresholds.items():
-        known = averages.get(window) if averages is not None else None
-        crossing = balance_average_crossing(features, now, window, thresholds, known)
-        if crossing is not None:
-            candidates.append(crossing)
+    if features.balances:
+        start = seconds_of(now)
+        for window, thresholds in compiled.balance_thresholds.items():
+            known = averages.get(window) if averages is not None else None
+            crossing = _balance_crossing(features.balances, start, window, thresholds, known)
+            if crossing is not None:
+                candidates.append(crossing)
     future = [moment for moment in candidates if moment > now]
     return min(future) if future else None
 
@@ -829,18 +832,30 @@ def balance_average_crossing(
     Between the moments a balance point enters or leaves the window the average moves in a
     straight line, so each crossing is found by interpolation on its segment.
     """
-    if not features.balances or not thresholds:
+    if not features.balances:
+        return None
+    return _balance_crossing(features.balances, seconds_of(now), window_days, thresholds, average_now)
+
+
+def _balance_crossing(
+    balances: tuple[tuple[int, Decimal], ...],
+    start: int,
+    window_days: int,
+    thresholds: frozenset[Decimal],
+    average_now: Decimal | None,
+) -> datetime | None:
+    """`balance_average_crossing` of these balance points from `start`, in seconds since the epoch."""
+    if not thresholds:
         return None
     window = window_days * 86_400
-    start = seconds_of(now)
-    breaks = sorted({t + window for t, _ in features.balances if t + window > start})
+    breaks = sorted({t + window for t, _ in balances if t + window > start})
     if not breaks:
         return None  # every balance has been in the window for its whole length: the average is flat
     if average_now is None:
-        average_now = balance_average_at(features.balances, start, window_days)
+        average_now = balance_average_at(balances, start, window_days)
     previous_at, previous_value = start, average_now
     for at in breaks:
-        value = balance_average_at(features.balances, at, window_days)
+        value = balance_average_at(balances, at, window_days)
         crossed = [
             (threshold - previous_value) / (value - previous_value)
             for threshold in thresholds
@@ -864,6 +879,7 @@ _DAY_ANCHORS: dict[str, Callable[[Features], datetime | None]] = {
     "balance_known_days": lambda f: _first_balance_at(f),
 }
 _DAY_FEATURES = frozenset(_DAY_ANCHORS)
+_NO_TIME = timedelta()
 
 
 @dataclass(frozen=True)
@@ -874,7 +890,8 @@ class _CompiledPolicy:
     balance_thresholds: dict[int, frozenset[Decimal]]
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
-    leave_after_days: dict[str, int]
+    leave_after: dict[str, timedelta]
+    downgrade_grace: timedelta
     # Each tier and stage with the rule name its reason gives.
     tiers: tuple[tuple[Tier, str, _CompiledGroups], ...]
     stages: tuple[tuple[Stage, str, _CompiledGroups], ...]
@@ -924,7 +941,8 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         {w: frozenset(v) for w, v in thresholds.items()},
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),
-        {label.name: label.leave_after_days for label in policy.labels},
+        {label.name: timedelta(days=label.leave_after_days) for label in policy.labels},
+        timedelta(days=policy.hysteresis.downgrade_grace_days),
         tuple(
             (gate.tier, f"tier.{gate.tier.value}", _CompiledGroups.of(gate.any_of)) for gate in policy.tiers
         ),
