@@ -206,7 +206,7 @@ class Decision:
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        return tuple(label.name for label in self.labels)
+        return tuple([label.name for label in self.labels])
 
     @property
     def due_at(self) -> datetime | None:

@@ -164,7 +164,10 @@ def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: 
         bucket.login_failures + add.get("login_failures", 0),
     )
     cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
-    kept = {d: b for d, b in days.items() if d > cutoff}
+    if min(days, default=cutoff + 1) > cutoff:
+        kept = dict(days)  # the usual case: no day leaves the longest window
+    else:
+        kept = {d: b for d, b in days.items() if d > cutoff}
     kept[day] = updated
     return kept
 
@@ -175,10 +178,10 @@ def _newest_day(features: Features) -> int:
 
 def _transaction(features: Features, time: datetime, data: TransactionData, amount: Decimal) -> Features:
     day = day_of(time)
-    products = dict(features.products_seen)
+    products = features.products_seen
     product = CATEGORY_PRODUCTS.get(data.category.value if data.category else "")
     if product:
-        products[product] = max(products.get(product, 0), day)
+        products = {**products, product: max(products.get(product, 0), day)}
     credit = data.direction is Direction.CREDIT
     return _evolve(
         features,
