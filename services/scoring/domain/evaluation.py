@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Generic, NamedTuple, TypeVar, cast
@@ -15,7 +15,7 @@ from services.scoring.domain.features import (
     DayBucket,
     Features,
     aum_at,
-    average_daily_balance,
+    balance_average_at,
     credit_months,
     date_of_day,
     day_of,
@@ -90,12 +90,79 @@ class ReasonCondition(NamedTuple):
     threshold: str
 
 
-@dataclass(frozen=True)
 class Reason:
+    """Why a decision is what it is: the rule, its detail in words and the conditions behind it.
+
+    `conditions` is empty for reasons that are not a rule's conditions (hysteresis, override, a
+    label kept or left). A rule that matched words its reason the first time it is read, then
+    keeps it (`Reason.of_match`): most decisions are replaced by the next event's before anything
+    publishes or stores them. Immutable, and equal, hashed and shown by its three parts, as a
+    frozen dataclass of them would be.
+    """
+
+    __slots__ = ("_conditions", "_detail", "_match", "rule")
+
     rule: str
-    detail: str
-    # Empty for reasons that are not a rule's conditions (hysteresis, override, a label kept or left).
-    conditions: tuple[ReasonCondition, ...] = ()
+    _detail: str
+    _conditions: tuple[ReasonCondition, ...]
+    # The matched conditions and the features they were tested on, until the reason is worded.
+    _match: tuple[Sequence[Condition], Mapping[str, Any]] | None
+
+    def __init__(self, rule: str, detail: str, conditions: tuple[ReasonCondition, ...] = ()) -> None:
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "_detail", detail)
+        object.__setattr__(self, "_conditions", conditions)
+        object.__setattr__(self, "_match", None)
+
+    @classmethod
+    def of_match(cls, rule: str, conditions: Sequence[Condition], vector: Mapping[str, Any]) -> Reason:
+        """The reason a rule matched, worded when read. `vector` must keep the values of these
+        conditions' features as they are: a feature, once derived, is never set again."""
+        reason = cls.__new__(cls)
+        object.__setattr__(reason, "rule", rule)
+        object.__setattr__(reason, "_match", (conditions, vector))
+        return reason
+
+    @property
+    def detail(self) -> str:
+        if self._match is not None:
+            self._word()
+        return self._detail
+
+    @property
+    def conditions(self) -> tuple[ReasonCondition, ...]:
+        if self._match is not None:
+            self._word()
+        return self._conditions
+
+    def _word(self) -> None:
+        assert self._match is not None
+        conditions, vector = self._match
+        shown = _conditions(conditions, vector)
+        object.__setattr__(self, "_conditions", shown)
+        object.__setattr__(self, "_detail", detail_of(shown))
+        object.__setattr__(self, "_match", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _parts(self) -> tuple[str, str, tuple[ReasonCondition, ...]]:
+        return self.rule, self.detail, self.conditions
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Reason)
+        return self._parts() == other._parts()
+
+    def __hash__(self) -> int:
+        return hash(self._parts())
+
+    def __repr__(self) -> str:
+        return f"Reason(rule={self.rule!r}, detail={self.detail!r}, conditions={self.conditions!r})"
 
 
 @dataclass(frozen=True)
@@ -139,7 +206,7 @@ class Decision:
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        return tuple(label.name for label in self.labels)
+        return tuple([label.name for label in self.labels])
 
     @property
     def due_at(self) -> datetime | None:
@@ -165,6 +232,9 @@ class FeatureVector(dict[str, Any]):
         super().__init__()
         self.features = features
         self.now = now
+        # `now` as the day ordinal and the seconds since the epoch that several features count from.
+        self.today = day_of(now)
+        self.seconds = seconds_of(now)
         self._windows: dict[int, DayBucket] | None = None
 
     def __missing__(self, name: str) -> Any:
@@ -185,7 +255,7 @@ class FeatureVector(dict[str, Any]):
 
     def window(self, days: int) -> DayBucket:
         if self._windows is None:
-            self._windows = window_totals(self.features, day_of(self.now), (30, 90, 365))
+            self._windows = window_totals(self.features, self.today, (30, 90, 365))
         return self._windows[days]
 
     def days_since(self, moment: datetime | None) -> int | None:
@@ -207,15 +277,16 @@ def _outflow_ratio(v: FeatureVector) -> Decimal | None:
 
 def _channel_share(v: FeatureVector, channels: tuple[str, ...]) -> Decimal | None:
     """Percent of the activity whose channel is known that went through these channels."""
-    known = sum(v.features.channels.values())
+    counts = v.features.channels
+    known = sum(counts.values())
     if known == 0:
         return None
-    return Decimal(100 * sum(v.features.channels.get(c, 0) for c in channels)) / known
+    return Decimal(100 * sum([counts.get(c, 0) for c in channels])) / known
 
 
 def _days_since_product(v: FeatureVector, product: str) -> int | None:
     day = v.features.products_seen.get(product)
-    return None if day is None else max(0, day_of(v.now) - day)
+    return None if day is None else max(0, v.today - day)
 
 
 def _risk_level(v: FeatureVector) -> int | None:
@@ -251,10 +322,10 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
         _latest(v.features.last_txn_at, v.features.last_interaction_at)
     ),
     "aum": lambda v: aum_at(v.features, v.now),
-    "aum_avg_30d": lambda v: average_daily_balance(v.features, v.now, 30),
-    "aum_avg_90d": lambda v: average_daily_balance(v.features, v.now, 90),
+    "aum_avg_30d": lambda v: balance_average_at(v.features.balances, v.seconds, 30),
+    "aum_avg_90d": lambda v: balance_average_at(v.features.balances, v.seconds, 90),
     "aum_trend_30_90": _trend,
-    "products_held": lambda v: products_held(v.features, day_of(v.now)),
+    "products_held": lambda v: products_held(v.features, v.today),
     "tenure_days": lambda v: v.days_since(_tenure_start(v.features)),
     "nps_latest": lambda v: v.features.nps_latest,
     "nps_age_days": lambda v: v.days_since(v.features.nps_at),
@@ -265,7 +336,7 @@ _DERIVERS: dict[str, Callable[[FeatureVector], Any]] = {
     "complaints_open": lambda v: sum(open_complaints(v.features).values()),
     "complaints_open_high": lambda v: open_high_complaints(v.features),
     "credits_30d": lambda v: v.window(30).credits,
-    "credit_months_90d": lambda v: credit_months(v.features, day_of(v.now), 3),
+    "credit_months_90d": lambda v: credit_months(v.features, v.today, 3),
     "outflow_ratio_30d": _outflow_ratio,
     "digital_share": lambda v: _channel_share(v, DIGITAL_CHANNELS),
     "branch_share": lambda v: _channel_share(v, ASSISTED_CHANNELS),
@@ -342,15 +413,48 @@ class _Term:
 class _ScoreTerms:
     terms: tuple[_Term, ...]
     total_weight: float
+    # The same sum written out term by term for this policy: the score runs for every event.
+    score: Callable[[dict[str, Any]], float]
 
     @classmethod
     def of(cls, terms: list[ScoreTerm]) -> _ScoreTerms:
-        return cls(tuple(_Term.of(t) for t in terms), sum(float(term.weight) for term in terms))
+        compiled = tuple(_Term.of(t) for t in terms)
+        total_weight = sum(float(term.weight) for term in terms)
+        return cls(compiled, total_weight, _score_function(compiled, total_weight))
 
-    def score(self, vector: dict[str, Any]) -> float:
-        # Every term names a known feature (the policy schema checks), so a plain lookup is safe.
-        weighted = sum(term.weight * term.normalise(vector[term.feature]) for term in self.terms)
-        return round(100 * weighted / self.total_weight, 1)
+
+def _score_function(terms: tuple[_Term, ...], total_weight: float) -> Callable[[dict[str, Any]], float]:
+    """`_Term.normalise` of each term inlined, weighted and summed in the terms' order, so the
+    float operations, and so the score, are exactly those of the term-by-term definition."""
+    namespace: dict[str, Any] = {"log": math.log, "total_weight": total_weight}
+    lines = ["def score(vector):"]
+    for i, term in enumerate(terms):
+        namespace.update({f"f{i}": term.feature, f"m{i}": term.missing, f"w{i}": term.weight})
+        namespace.update({f"lo{i}": term.low, f"hi{i}": term.high})
+        lines += [f"    value = vector[f{i}]", "    if value is None:", f"        n{i} = m{i}", "    else:"]
+        lines.append("        x = float(value)")
+        clamp = f"min(1.0, max(0.0, (x - lo{i}) / (hi{i} - lo{i})))"
+        if term.log:
+            lines += [
+                "        if x <= 0:",
+                f"            n{i} = {0.0 if term.rising else 1.0!r}",
+                "        else:",
+                "            x = log(x)",
+                f"            n{i} = {clamp}",
+            ]
+        else:
+            lines.append(f"        n{i} = {clamp}")
+    products = ", ".join(f"w{i} * n{i}" for i in range(len(terms)))
+    lines.append(f"    weighted = sum(({products},))")
+    lines.append("    return round(100 * weighted / total_weight, 1)")
+    return cast(Callable[[dict[str, Any]], float], _define("score", lines, namespace))
+
+
+def _define(name: str, lines: list[str], namespace: dict[str, Any]) -> Callable[..., Any]:
+    """A function from generated source. The source holds only names bound in `namespace`
+    and literals of the compiler's own making, never text taken from a policy."""
+    exec("\n".join(lines), namespace)  # noqa: S102
+    return cast(Callable[..., Any], namespace[name])
 
 
 _COMPARE: dict[Op, Callable[[Any, Any], Any]] = {
@@ -388,11 +492,10 @@ _SYMBOLS: dict[str, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", 
 
 def because(rule: str, conditions: Sequence[Condition], vector: dict[str, Any]) -> Reason:
     """The reason a rule matched: its conditions with the customer's values, and the same in words."""
-    shown = _conditions(conditions, vector)
-    return Reason(rule, detail_of(shown), shown)
+    return Reason.of_match(rule, conditions, vector)
 
 
-def _conditions(conditions: Sequence[Condition], vector: dict[str, Any]) -> tuple[ReasonCondition, ...]:
+def _conditions(conditions: Sequence[Condition], vector: Mapping[str, Any]) -> tuple[ReasonCondition, ...]:
     return tuple(
         ReasonCondition(c.feature, c.op.value, _show(vector.get(c.feature)), _show(c.value))
         for c in conditions
@@ -412,10 +515,10 @@ def _show(value: Any) -> str:
 
 
 def policy_tier(vector: dict[str, Any], policy: Policy) -> tuple[Tier, Reason]:
-    for tier, rule in _compiled(policy).tiers:
+    for tier, name, rule in _compiled(policy).tiers:
         matched = rule.first_match(vector)
         if matched is not None:
-            return tier, because(f"tier.{tier.value}", matched, vector)
+            return tier, because(name, matched, vector)
     raise AssertionError("the last gate matches everyone")  # guaranteed by the policy schema
 
 
@@ -526,20 +629,20 @@ def decide_labels(
     """Every label the customer holds now: entered at once, left after its leave-after period."""
     before = {label.name: label for label in previous}
     held: list[HeldLabel] = []
-    for label in _compiled(policy).labels:
-        rule = label.rule
-        was = before.get(rule.name)
-        if touched is not None and not label.always and label.inputs.isdisjoint(touched):
+    compiled = _compiled(policy)
+    for label, evaluated in zip(compiled.labels, compiled.evaluated_labels(touched), strict=True):
+        was = before.get(label.name)
+        if not evaluated:
             if was is not None:
                 held.append(was)
             continue
-        matched = label.first_match(vector)
+        matched = label.groups.first_match(vector)
         if matched is not None:
-            reason = because(f"label.{rule.name}", matched, vector)
-            held.append(HeldLabel(rule.name, rule.dimension.value, was.since if was else now, reason))
-        elif was is not None and rule.leave_after_days:
+            reason = because(label.reason_rule, matched, vector)
+            held.append(HeldLabel(label.name, label.dimension, was.since if was else now, reason))
+        elif was is not None and label.leave_after is not None:
             outside = was.outside_since or now
-            until = outside + timedelta(days=rule.leave_after_days)
+            until = outside + label.leave_after
             if now < until:
                 detail = (
                     f"outside its conditions since {outside.date()}; "
@@ -547,41 +650,49 @@ def decide_labels(
                 )
                 held.append(
                     HeldLabel(
-                        rule.name, was.dimension, was.since, Reason(f"label.{rule.name}", detail), outside
+                        label.name, was.dimension, was.since, Reason(label.reason_rule, detail), outside
                     )
                 )
     return tuple(held)
 
 
-_CompiledTest = tuple[str, Callable[[Any, Any], Any], Any]
+_Match = Callable[[dict[str, Any]], tuple[Condition, ...] | None]
+_OPERATORS: dict[Op, str] = {Op.GTE: ">=", Op.GT: ">", Op.LTE: "<=", Op.LT: "<", Op.EQ: "==", Op.NE: "!="}
 
 
 @dataclass(frozen=True)
 class _CompiledGroups:
-    """A rule's condition groups with each condition turned into (feature, compare, value) once
-    per policy; an empty rule matches everyone."""
+    """A rule's condition groups, compiled once per policy into one function that tests them in
+    order and returns the first group whose conditions all hold (a missing value holds none);
+    an empty rule matches everyone."""
 
     groups: tuple[tuple[Condition, ...], ...]
-    tests: tuple[tuple[_CompiledTest, ...], ...]
+    first_match: _Match
 
     @classmethod
     def of(cls, any_of: Groups) -> _CompiledGroups:
         groups = tuple(tuple(group) for group in any_of)
-        tests = tuple(tuple((c.feature, _COMPARE[c.op], c.value) for c in group) for group in groups)
-        return cls(groups, tests)
+        return cls(groups, _match_function(groups))
 
-    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
-        """The first group whose conditions all hold (a missing value holds none)."""
-        if not self.groups:
-            return ()
-        for group, tests in zip(self.groups, self.tests, strict=True):
-            for feature, compare, expected in tests:
-                actual = vector[feature]
-                if actual is None or not compare(actual, expected):
-                    break
-            else:
-                return group
-        return None
+
+def _match_function(groups: tuple[tuple[Condition, ...], ...]) -> _Match:
+    """Each group as nested tests, stopping at the first condition that fails, as `holds` does
+    one condition at a time: a feature is read (and so derived) only if the ones before held."""
+    namespace: dict[str, Any] = {"everyone": ()}
+    lines = ["def first_match(vector):"]
+    if not groups:
+        lines.append("    return everyone")
+    for g, group in enumerate(groups):
+        namespace[f"g{g}"] = group
+        indent = "    "
+        for c, condition in enumerate(group):
+            namespace.update({f"f{g}_{c}": condition.feature, f"k{g}_{c}": condition.value})
+            lines.append(f"{indent}actual = vector[f{g}_{c}]")
+            lines.append(f"{indent}if actual is not None and actual {_OPERATORS[condition.op]} k{g}_{c}:")
+            indent += "    "
+        lines.append(f"{indent}return g{g}")
+    lines.append("    return None")
+    return cast(_Match, _define("first_match", lines, namespace))
 
 
 @dataclass(frozen=True)
@@ -592,14 +703,28 @@ class _CompiledLabel:
     groups: _CompiledGroups
     inputs: frozenset[str]
     always: bool  # names the score or the tier, which any event can move
+    name: str
+    dimension: str
+    reason_rule: str  # the rule its reasons name
+    leave_after: timedelta | None  # how long it is kept outside its conditions, if at all
 
     @classmethod
     def of(cls, rule: LabelRule) -> _CompiledLabel:
         inputs = frozenset(c.feature for group in rule.any_of for c in group)
-        return cls(rule, _CompiledGroups.of(rule.any_of), inputs, not inputs.isdisjoint(_DECIDED))
+        return cls(
+            rule,
+            _CompiledGroups.of(rule.any_of),
+            inputs,
+            not inputs.isdisjoint(_DECIDED),
+            rule.name,
+            rule.dimension.value,
+            f"label.{rule.name}",
+            timedelta(days=rule.leave_after_days) if rule.leave_after_days else None,
+        )
 
-    def first_match(self, vector: dict[str, Any]) -> tuple[Condition, ...] | None:
-        return self.groups.first_match(vector)
+    def evaluated(self, touched: frozenset[str] | None) -> bool:
+        """Whether an event that can have changed `touched` (None: anything) can change this label."""
+        return touched is None or self.always or not self.inputs.isdisjoint(touched)
 
 
 def _apply_hysteresis(
@@ -634,10 +759,10 @@ def _apply_hysteresis(
 
 
 def _stage(vector: dict[str, Any], policy: Policy) -> tuple[Stage, Reason]:
-    for stage, rule in _compiled(policy).stages:
+    for stage, name, rule in _compiled(policy).stages:
         matched = rule.first_match(vector)
         if matched is not None:
-            return stage, because(f"stage.{stage.value}", matched, vector)
+            return stage, because(name, matched, vector)
     raise AssertionError("the last stage rule matches everyone")  # guaranteed by the policy schema
 
 
@@ -665,26 +790,32 @@ def exact_review_at(
 
     `averages` may give the average daily balance of a window as of `now`, already known."""
     candidates: list[datetime] = []
-    leave_after = _compiled(policy).leave_after_days
+    compiled = _compiled(policy)
+    leave_after = compiled.leave_after
     for label in labels:
         if label.outside_since is not None:
-            candidates.append(label.outside_since + timedelta(days=leave_after.get(label.name, 0)))
+            candidates.append(label.outside_since + leave_after.get(label.name, _NO_TIME))
     if below_since is not None:
-        candidates.append(below_since + timedelta(days=policy.hysteresis.downgrade_grace_days))
+        candidates.append(below_since + compiled.downgrade_grace)
     if override is not None:
         candidates.append(override.expires_at)
-    anchors: dict[str, datetime | None] = {}
-    for feature, days in _compiled(policy).day_thresholds:
-        if feature not in anchors:  # only the anchors the policy's thresholds name are worked out
-            anchors[feature] = _DAY_ANCHORS[feature](features)
-        anchor = anchors[feature]
+    for feature, offsets in compiled.day_thresholds:
+        # Only the anchors the policy's thresholds name are worked out. Of one anchor's moments,
+        # in rising order, only the first still ahead can be the earliest.
+        anchor = _DAY_ANCHORS[feature](features)
         if anchor is not None:
-            candidates.append(anchor + timedelta(days=days))
-    for window, thresholds in _compiled(policy).balance_thresholds.items():
-        known = averages.get(window) if averages is not None else None
-        crossing = balance_average_crossing(features, now, window, thresholds, known)
-        if crossing is not None:
-            candidates.append(crossing)
+            for offset in offsets:
+                moment = anchor + offset
+                if moment > now:
+                    candidates.append(moment)
+                    break
+    if features.balances:
+        start = seconds_of(now)
+        for window, thresholds in compiled.balance_thresholds.items():
+            known = averages.get(window) if averages is not None else None
+            crossing = _balance_crossing(features.balances, start, window, thresholds, known)
+            if crossing is not None:
+                candidates.append(crossing)
     future = [moment for moment in candidates if moment > now]
     return min(future) if future else None
 
@@ -701,18 +832,30 @@ def balance_average_crossing(
     Between the moments a balance point enters or leaves the window the average moves in a
     straight line, so each crossing is found by interpolation on its segment.
     """
-    if not features.balances or not thresholds:
+    if not features.balances:
+        return None
+    return _balance_crossing(features.balances, seconds_of(now), window_days, thresholds, average_now)
+
+
+def _balance_crossing(
+    balances: tuple[tuple[int, Decimal], ...],
+    start: int,
+    window_days: int,
+    thresholds: frozenset[Decimal],
+    average_now: Decimal | None,
+) -> datetime | None:
+    """`balance_average_crossing` of these balance points from `start`, in seconds since the epoch."""
+    if not thresholds:
         return None
     window = window_days * 86_400
-    start = seconds_of(now)
-    breaks = sorted({t + window for t, _ in features.balances if t + window > start})
+    breaks = sorted({t + window for t, _ in balances if t + window > start})
     if not breaks:
         return None  # every balance has been in the window for its whole length: the average is flat
     if average_now is None:
-        average_now = average_daily_balance(features, now, window_days)
+        average_now = balance_average_at(balances, start, window_days)
     previous_at, previous_value = start, average_now
     for at in breaks:
-        value = average_daily_balance(features, moment_of(at), window_days)
+        value = balance_average_at(balances, at, window_days)
         crossed = [
             (threshold - previous_value) / (value - previous_value)
             for threshold in thresholds
@@ -736,17 +879,33 @@ _DAY_ANCHORS: dict[str, Callable[[Features], datetime | None]] = {
     "balance_known_days": lambda f: _first_balance_at(f),
 }
 _DAY_FEATURES = frozenset(_DAY_ANCHORS)
+_NO_TIME = timedelta()
 
 
 @dataclass(frozen=True)
 class _CompiledPolicy:
-    day_thresholds: tuple[tuple[str, int], ...]
+    # Each day-count feature a condition names, with its thresholds as offsets from the
+    # feature's anchor, in rising order.
+    day_thresholds: tuple[tuple[str, tuple[timedelta, ...]], ...]
     balance_thresholds: dict[int, frozenset[Decimal]]
     score: _ScoreTerms
     labels: tuple[_CompiledLabel, ...]
-    leave_after_days: dict[str, int]
-    tiers: tuple[tuple[Tier, _CompiledGroups], ...]
-    stages: tuple[tuple[Stage, _CompiledGroups], ...]
+    leave_after: dict[str, timedelta]
+    downgrade_grace: timedelta
+    # Each tier and stage with the rule name its reason gives.
+    tiers: tuple[tuple[Tier, str, _CompiledGroups], ...]
+    stages: tuple[tuple[Stage, str, _CompiledGroups], ...]
+    # Which labels an event can change, by the features it can have changed (see `touched_by`):
+    # a handful of feature sets, each worked out once.
+    _evaluated_labels: dict[frozenset[str] | None, tuple[bool, ...]] = field(default_factory=dict)
+
+    def evaluated_labels(self, touched: frozenset[str] | None) -> tuple[bool, ...]:
+        evaluated = self._evaluated_labels.get(touched)
+        if evaluated is None:
+            evaluated = tuple(label.evaluated(touched) for label in self.labels)
+            if len(self._evaluated_labels) < 64:
+                self._evaluated_labels[touched] = evaluated
+        return evaluated
 
 
 _COMPILED: dict[int, tuple[Policy, _CompiledPolicy]] = {}
@@ -774,14 +933,23 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
         for c in conditions
         if c.feature in _DAY_FEATURES and isinstance(c.value, Decimal)
     }
+    offsets: dict[str, list[timedelta]] = {}
+    for feature, days in sorted(day_thresholds):
+        offsets.setdefault(feature, []).append(timedelta(days=days))
     compiled = _CompiledPolicy(
-        tuple(sorted(day_thresholds)),
+        tuple((feature, tuple(days)) for feature, days in offsets.items()),
         {w: frozenset(v) for w, v in thresholds.items()},
         _ScoreTerms.of(policy.score),
         tuple(_CompiledLabel.of(label) for label in policy.labels),
-        {label.name: label.leave_after_days for label in policy.labels},
-        tuple((gate.tier, _CompiledGroups.of(gate.any_of)) for gate in policy.tiers),
-        tuple((rule.stage, _CompiledGroups.of(rule.any_of)) for rule in policy.stages),
+        {label.name: timedelta(days=label.leave_after_days) for label in policy.labels},
+        timedelta(days=policy.hysteresis.downgrade_grace_days),
+        tuple(
+            (gate.tier, f"tier.{gate.tier.value}", _CompiledGroups.of(gate.any_of)) for gate in policy.tiers
+        ),
+        tuple(
+            (rule.stage, f"stage.{rule.stage.value}", _CompiledGroups.of(rule.any_of))
+            for rule in policy.stages
+        ),
     )
     if len(_COMPILED) > 32:
         _COMPILED.clear()

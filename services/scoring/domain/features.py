@@ -164,7 +164,10 @@ def _with_bucket(days: dict[int, DayBucket], day: int, horizon_day: int, **add: 
         bucket.login_failures + add.get("login_failures", 0),
     )
     cutoff = max(horizon_day, day) - LONGEST_WINDOW_DAYS
-    kept = {d: b for d, b in days.items() if d > cutoff}
+    if min(days, default=cutoff + 1) > cutoff:
+        kept = dict(days)  # the usual case: no day leaves the longest window
+    else:
+        kept = {d: b for d, b in days.items() if d > cutoff}
     kept[day] = updated
     return kept
 
@@ -175,10 +178,10 @@ def _newest_day(features: Features) -> int:
 
 def _transaction(features: Features, time: datetime, data: TransactionData, amount: Decimal) -> Features:
     day = day_of(time)
-    products = dict(features.products_seen)
+    products = features.products_seen
     product = CATEGORY_PRODUCTS.get(data.category.value if data.category else "")
     if product:
-        products[product] = max(products.get(product, 0), day)
+        products = {**products, product: max(products.get(product, 0), day)}
     credit = data.direction is Direction.CREDIT
     return _evolve(
         features,
@@ -304,28 +307,49 @@ def window_totals(features: Features, today: int, windows: tuple[int, ...]) -> d
 
 def _window_totals(days: dict[int, DayBucket], today: int, windows: tuple[int, ...]) -> dict[int, DayBucket]:
     add = MONEY_CONTEXT.add
-    # Runs for every event: plain lists per window, one pass over the days. Counts are txn
-    # count, interactions, credits, support calls, login failures; amounts txn and credit.
-    counts = [[0, 0, 0, 0, 0] for _ in windows]
-    amounts = [[ZERO, ZERO] for _ in windows]
+    # Runs for every event: one pass over the days, each day added once, to the band of ages
+    # between the shortest window holding it and the next shorter one; each window then adds
+    # up its bands. The sums are exact (MONEY_CONTEXT), so their grouping cannot change them.
+    limits = sorted(set(windows))
+    longest, bands = limits[-1], len(limits)
+    txn_count, interactions, credits = [0] * bands, [0] * bands, [0] * bands
+    support_calls, login_failures = [0] * bands, [0] * bands
+    txn_amount, credit_amount = [ZERO] * bands, [ZERO] * bands
     for day, bucket in days.items():
         age = today - day
-        if age < 0:
+        if age < 0 or age >= longest:
             continue
-        for window, count, amount in zip(windows, counts, amounts, strict=True):
-            if age < window:
-                count[0] += bucket.txn_count
-                amount[0] = add(amount[0], bucket.txn_amount)
-                count[1] += bucket.interactions
-                if bucket.credits:
-                    count[2] += bucket.credits
-                    amount[1] = add(amount[1], bucket.credit_amount)
-                count[3] += bucket.support_calls
-                count[4] += bucket.login_failures
-    return {
-        window: DayBucket(count[0], amount[0], count[1], count[2], amount[1], count[3], count[4])
-        for window, count, amount in zip(windows, counts, amounts, strict=True)
-    }
+        band = 0
+        while age >= limits[band]:
+            band += 1
+        txn_count[band] += bucket.txn_count
+        txn_amount[band] = add(txn_amount[band], bucket.txn_amount)
+        interactions[band] += bucket.interactions
+        if bucket.credits:
+            credits[band] += bucket.credits
+            credit_amount[band] = add(credit_amount[band], bucket.credit_amount)
+        support_calls[band] += bucket.support_calls
+        login_failures[band] += bucket.login_failures
+    totals: dict[int, DayBucket] = {}
+    for band, limit in enumerate(limits):
+        if band:
+            txn_count[band] += txn_count[band - 1]
+            txn_amount[band] = add(txn_amount[band], txn_amount[band - 1])
+            interactions[band] += interactions[band - 1]
+            credits[band] += credits[band - 1]
+            credit_amount[band] = add(credit_amount[band], credit_amount[band - 1])
+            support_calls[band] += support_calls[band - 1]
+            login_failures[band] += login_failures[band - 1]
+        totals[limit] = DayBucket(
+            txn_count[band],
+            txn_amount[band],
+            interactions[band],
+            credits[band],
+            credit_amount[band],
+            support_calls[band],
+            login_failures[band],
+        )
+    return {window: totals[window] for window in windows}
 
 
 def credit_months(features: Features, today: int, months: int) -> int:
@@ -338,10 +362,14 @@ def credit_months(features: Features, today: int, months: int) -> int:
 
 def average_daily_balance(features: Features, now: datetime, window_days: int) -> Decimal:
     """Time-weighted average of AUM over the window ending at `now`; unknown history counts as 0."""
-    end = seconds_of(now)
+    return balance_average_at(features.balances, seconds_of(now), window_days)
+
+
+def balance_average_at(points: tuple[tuple[int, Decimal], ...], end: int, window_days: int) -> Decimal:
+    """`average_daily_balance` of these balance points, the window ending `end` seconds after the
+    epoch: for callers that already hold the moment in seconds."""
     start = end - window_days * 86_400
     total = ZERO
-    points = features.balances
     for index, (at, level) in enumerate(points):
         next_at = points[index + 1][0] if index + 1 < len(points) else end
         lo, hi = max(at, start), min(next_at, end)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +16,9 @@ from services.scoring.domain.customer import CustomerState, TierChange, Trigger,
 from services.scoring.domain.evaluation import (
     FeatureVector,
     Override,
+    Reason,
     ReasonCondition,
+    decide_labels,
     derive,
     evaluate,
     exact_review_at,
@@ -335,3 +339,87 @@ def test_compiled_gates_and_stages_choose_the_first_rule_whose_conditions_all_ho
     vector["tier"] = state.decision.tier.value
     stage = next(r for r in POLICY.stages if first_group(r.any_of, vector) is not None)
     assert stage.stage is state.decision.stage
+
+
+_NAMED = sorted(
+    {
+        c.feature
+        for rules in (POLICY.tiers, POLICY.stages, POLICY.labels)
+        for r in rules
+        for g in r.any_of
+        for c in g
+    }
+    | {term.feature for term in POLICY.score}
+)
+_TEXT = {"nps_category": ["promoter", "passive", "detractor"], "tier": ["mass", "vip", "wealth", "private"]}
+
+
+def _value(feature: str) -> st.SearchStrategy[Any]:
+    """A feature's value: missing, or near the policy's thresholds on it (on them exactly too)."""
+    if feature in _TEXT:
+        return st.none() | st.sampled_from(_TEXT[feature])
+    thresholds = [
+        c.value
+        for rules in (POLICY.tiers, POLICY.stages, POLICY.labels)
+        for r in rules
+        for g in r.any_of
+        for c in g
+        if c.feature == feature and isinstance(c.value, Decimal)
+    ]
+    exact = st.sampled_from(thresholds) if thresholds else st.just(Decimal(0))
+    nearby = st.decimals(min_value=-10, max_value=10_000_000, places=2, allow_nan=False, allow_infinity=False)
+    return st.none() | exact | nearby | st.integers(0, 2_000)
+
+
+@settings(max_examples=300)
+@given(st.fixed_dictionaries({feature: _value(feature) for feature in _NAMED}))
+def test_compiled_rules_and_score_agree_with_the_rules_read_one_condition_at_a_time(
+    vector: dict[str, Any],
+) -> None:
+    """The policy compiled into functions decides as the conditions and terms read one by one:
+    the same gate, the same labels with the same reasons, the same score to the last bit."""
+    vector["score"] = None if vector["score"] is None else float(vector["score"])
+    gate = next(g for g in POLICY.tiers if first_group(g.any_of, vector) is not None)
+    tier, reason = policy_tier(vector, POLICY)
+    assert tier is gate.tier
+    assert reason.conditions == tuple(
+        ReasonCondition(c.feature, c.op.value, _shown(vector[c.feature]), _shown(c.value))
+        for c in first_group(gate.any_of, vector) or ()
+    )
+    held = decide_labels(vector, POLICY, T0, ())
+    assert [label.name for label in held] == [
+        rule.name for rule in POLICY.labels if first_group(rule.any_of, vector) is not None
+    ]
+    products: list[float] = []
+    for term in POLICY.score:
+        low, high, value = float(term.low), float(term.high), vector[term.feature]
+        if value is None:
+            normalised = float(term.missing)
+        elif term.transform == "log" and float(value) <= 0:
+            normalised = 0.0 if low < high else 1.0
+        else:
+            x = math.log(float(value)) if term.transform == "log" else float(value)
+            if term.transform == "log":
+                low, high = math.log(low), math.log(high)
+            normalised = min(1.0, max(0.0, (x - low) / (high - low)))
+        products.append(float(term.weight) * normalised)
+    weighted, total = sum(products), sum(float(term.weight) for term in POLICY.score)
+    assert score(vector, POLICY.score) == round(100 * weighted / total, 1)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return f"{value:.2f}" if value != value.to_integral_value() else f"{value:.0f}"
+    return str(value)
+
+
+def test_a_reason_worded_when_read_is_the_reason_worded_at_once() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    for reason in state.decision.reasons:
+        worded = Reason(reason.rule, reason.detail, reason.conditions)
+        assert reason == worded
+        assert hash(reason) == hash(worded)
+        assert repr(reason) == repr(worded)
+    with pytest.raises(AttributeError):
+        state.decision.reasons[0].__setattr__("rule", "changed")
