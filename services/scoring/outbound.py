@@ -42,11 +42,12 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
     caused_by = {"source": cause.source, "id": cause.id} if isinstance(cause, EventCause) else cause
     data: dict[str, object] = {
         "customer_id": _CUSTOMER_ID.validate_python(change.customer_id),
-        "previous_tier": None if change.previous_tier is None else change.previous_tier.value,
-        "tier": change.tier.value,
-        "previous_stage": None if change.previous_stage is None else change.previous_stage.value,
-        "stage": change.stage.value,
-        "direction": change.direction.value,
+        # Tiers, stages, directions and triggers are StrEnums: JSON writes each as its value.
+        "previous_tier": change.previous_tier,
+        "tier": change.tier,
+        "previous_stage": change.previous_stage,
+        "stage": change.stage,
+        "direction": change.direction,
         "score": float(change.score),
         "policy_version": _valid_policy_version(change.policy_version),
         "reasons": _valid_reasons(change.reasons[:50]),
@@ -55,7 +56,7 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
         "labels_entered": _valid_labels(change.labels_entered),
         "labels_left": _valid_labels(change.labels_left),
         **_HOUSEHOLD_DEFAULTS,
-        "trigger": change.trigger.value,
+        "trigger": change.trigger,
         **customer_context(change.features),
         **holdings(change.features, change.at),
     }
