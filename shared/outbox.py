@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiokafka.errors import (
     InvalidTimestampError,
@@ -207,9 +207,8 @@ class OutboxRelay:
         return backlog
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """An outbox row waiting to be relayed."""
+class _Pending(NamedTuple):
+    """An outbox row waiting to be relayed (a tuple: one is made per row relayed)."""
 
     id: int
     topic: str

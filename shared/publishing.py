@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import LargeBinary
 
 _BYTES = ARRAY(LargeBinary)
+# `json.dumps(..., separators=(",", ":"), ensure_ascii=False)` without a new encoder per event.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def customer_event(
         "datacontenttype": "application/json",
         "data": data,
     }
-    value = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    value = _COMPACT_JSON.encode(event).encode()
     return OutboxMessage(customer_id.encode(), value)
 
 

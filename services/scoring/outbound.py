@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter
 
 from services.scoring.domain.customer import TierChange
+from services.scoring.domain.evaluation import Reason
 from services.scoring.domain.features import Features, aum_at, day_of, open_high_complaints, products_held
 from services.scoring.domain.profile import ProfileChange
 from shared.contracts.outbound import (
@@ -13,10 +18,12 @@ from shared.contracts.outbound import (
     TIER_CHANGED,
     CustomerErasedData,
     CustomerProfileChangedData,
-    Reason,
+    EventCause,
     ReasonCondition,
     TierChangedData,
 )
+from shared.contracts.outbound import Reason as ReasonData
+from shared.contracts.types import CustomerId, LabelName, ShortText
 from shared.publishing import OutboxMessage, customer_event
 
 SOURCE = "tierflow/scoring"
@@ -24,42 +31,83 @@ PROFILE_FIELDS = ("branch_id", "rm_id", "segment", "region", "risk_profile", "co
 
 
 def tier_changed_event(change: TierChange) -> OutboxMessage:
-    """The CloudEvent keyed by customer, with what subscribers need to act (profile, complaints)."""
-    data = TierChangedData(
-        customer_id=change.customer_id,
-        previous_tier=change.previous_tier,
-        tier=change.tier,
-        previous_stage=change.previous_stage,
-        stage=change.stage,
-        direction=change.direction,
-        score=change.score,
-        policy_version=change.policy_version,
-        reasons=[
-            Reason(
-                rule=r.rule,
-                detail=r.detail[:500],
-                conditions=[ReasonCondition(**c._asdict()) for c in r.conditions[:50]],
-            )
-            for r in change.reasons[:50]
-        ],
-        caused_by=change.caused_by,
-        labels=list(change.labels),
-        labels_entered=list(change.labels_entered),
-        labels_left=list(change.labels_left),
-    )
+    """The CloudEvent keyed by customer, with what subscribers need to act (profile, complaints).
+
+    The payload is `TierChangedData` as its model would dump it, field for field and in its
+    order, built without the model: a third of the events scoring applies change a tier or a
+    label, and validating and dumping a model per change cost more than deciding it. What the
+    model would check is checked still, once per distinct value (see `_valid_reason`).
+    """
+    cause = change.caused_by
+    caused_by = {"source": cause.source, "id": cause.id} if isinstance(cause, EventCause) else cause
+    data: dict[str, object] = {
+        "customer_id": _CUSTOMER_ID.validate_python(change.customer_id),
+        # Tiers, stages, directions and triggers are StrEnums: JSON writes each as its value.
+        "previous_tier": change.previous_tier,
+        "tier": change.tier,
+        "previous_stage": change.previous_stage,
+        "stage": change.stage,
+        "direction": change.direction,
+        "score": float(change.score),
+        "policy_version": _valid_policy_version(change.policy_version),
+        "reasons": _valid_reasons(change.reasons[:50]),
+        "caused_by": caused_by,
+        "labels": _valid_labels(change.labels),
+        "labels_entered": _valid_labels(change.labels_entered),
+        "labels_left": _valid_labels(change.labels_left),
+        **_HOUSEHOLD_DEFAULTS,
+        "trigger": change.trigger,
+        **customer_context(change.features),
+        **holdings(change.features, change.at),
+    }
     return customer_event(
         event_id=change.id,
         source=SOURCE,
         event_type=TIER_CHANGED,
         time=change.at,
         customer_id=change.customer_id,
-        data={
-            **data.model_dump(mode="json"),
-            "trigger": change.trigger.value,
-            **customer_context(change.features),
-            **holdings(change.features, change.at),
-        },
+        data=data,
     )
+
+
+_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(CustomerId)
+_POLICY_VERSION: TypeAdapter[str] = TypeAdapter(ShortText)
+_LABELS: TypeAdapter[list[str]] = TypeAdapter(Annotated[list[LabelName], Field(max_length=50)])
+# The household fields keep the model's defaults (null): nothing on scoring's per-event path sets them.
+_HOUSEHOLD_DEFAULTS = {
+    name: field.default
+    for name, field in TierChangedData.model_fields.items()
+    if name.startswith("household_")
+}
+# Distinct reasons, label sets and policy versions are few (a policy's rules, a customer's
+# values rounded as the detail shows them): each is validated and dumped once, not per change.
+_DISTINCT_VALUES = 4096
+
+
+def _valid_reasons(reasons: tuple[Reason, ...]) -> list[dict[str, object]]:
+    return [_valid_reason(r) for r in reasons]
+
+
+@lru_cache(maxsize=_DISTINCT_VALUES)
+def _valid_reason(reason: Reason) -> dict[str, object]:
+    """The reason as `TierChangedData.reasons` holds it (detail and conditions cut to their bounds).
+
+    The dict is shared by every change with this reason: it is only ever serialised."""
+    return ReasonData(
+        rule=reason.rule,
+        detail=reason.detail[:500],
+        conditions=[ReasonCondition(**c._asdict()) for c in reason.conditions[:50]],
+    ).model_dump(mode="json")
+
+
+@lru_cache(maxsize=_DISTINCT_VALUES)
+def _valid_labels(labels: tuple[str, ...]) -> list[str]:
+    return _LABELS.validate_python(list(labels))
+
+
+@lru_cache(maxsize=_DISTINCT_VALUES)
+def _valid_policy_version(version: str) -> str:
+    return _POLICY_VERSION.validate_python(version)
 
 
 def holdings(features: Features, at: datetime) -> dict[str, object]:

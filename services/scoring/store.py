@@ -10,6 +10,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -19,7 +20,7 @@ from sqlalchemy.types import BigInteger, DateTime, Integer, Text
 
 from services.scoring.domain.codec import decode, encode, reason_json
 from services.scoring.domain.customer import CustomerState, TierChange
-from services.scoring.domain.evaluation import Override
+from services.scoring.domain.evaluation import Override, Reason
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.profile import ProfileChange
 from services.scoring.outbound import customer_erased_event, profile_changed_event, tier_changed_event
@@ -42,6 +43,8 @@ _CUSTOMER_TABLES = (
     "household_memberships",
 )
 _TIMES = ARRAY(DateTime(timezone=True))
+# `json.dumps(state, separators=(",", ":"))` without a new encoder for every state.
+_STATE_JSON = json.JSONEncoder(separators=(",", ":"))
 
 # An event is known by its source and id; its marker lies in the partition of its time, and is
 # looked for in every partition, so a resend stating another time is still a duplicate (the
@@ -204,6 +207,17 @@ def _parsed_policy(document: dict[str, Any]) -> Policy:
     return _LAST_POLICY[0][1]
 
 
+# Reasons repeat from change to change (a policy's rules, values as their detail rounds them).
+@lru_cache(maxsize=4096)
+def _reason_json_text(reason: Reason) -> str:
+    return json.dumps(reason_json(reason))
+
+
+def _reasons_json(reasons: Sequence[Reason]) -> str:
+    """`json.dumps([reason_json(r) for r in reasons])`, each distinct reason encoded once."""
+    return "[" + ", ".join(map(_reason_json_text, reasons)) + "]"
+
+
 def _cause_json(cause: CausedBy) -> str:
     """`{"source": ..., "id": ...}` for an event, the JSON string `"review"` or `"override"` otherwise."""
     return cause.model_dump_json() if isinstance(cause, EventCause) else json.dumps(cause)
@@ -269,7 +283,7 @@ class ScoringStore:
         profiles = [s.features.profile for s, _ in decided]
         params = (
             [s.customer_id for s, _ in decided],
-            [json.dumps(encode(s), separators=(",", ":")) for s, _ in decided],
+            [_STATE_JSON.encode(encode(s)) for s, _ in decided],
             [d.tier.value for _, d in decided],
             [d.stage.value for _, d in decided],
             [d.score for _, d in decided],
@@ -318,7 +332,7 @@ class ScoringStore:
                 [c.direction.value for c in changes],
                 [c.score for c in changes],
                 [c.policy_version for c in changes],
-                [json.dumps([reason_json(r) for r in c.reasons]) for c in changes],
+                [_reasons_json(c.reasons) for c in changes],
                 [_cause_json(c.caused_by) for c in changes],
                 [c.trigger.value for c in changes],
                 [",".join(c.labels) for c in changes],

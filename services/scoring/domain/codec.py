@@ -5,6 +5,7 @@ Money stays a decimal string; times are ISO 8601 with offset; days are ordinals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -40,39 +41,59 @@ def _required_time(value: str) -> datetime:
 
 def encode(state: CustomerState) -> dict[str, Any]:
     f = state.features
+    # A state names the same moment several times (its last event's time as the last
+    # transaction, the evaluation and often a label's start): each is written out once.
+    shown: dict[int, str] = {}
+
+    def time(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        text = shown.get(id(value))
+        if text is None:
+            text = shown[id(value)] = value.isoformat()
+        return text
+
     return {
         "format": FORMAT,
         "features": {
-            "first_seen_at": _time(f.first_seen_at),
+            "first_seen_at": time(f.first_seen_at),
             "txn_count": f.txn_count,
             "txn_amount": str(f.txn_amount),
-            "first_txn_at": _time(f.first_txn_at),
-            "last_txn_at": _time(f.last_txn_at),
+            "first_txn_at": time(f.first_txn_at),
+            "last_txn_at": time(f.last_txn_at),
             "interaction_count": f.interaction_count,
-            "last_interaction_at": _time(f.last_interaction_at),
+            "last_interaction_at": time(f.last_interaction_at),
             "days": {str(d): _encode_bucket(b) for d, b in f.days.items()},
             "balances": [[t, str(v)] for t, v in f.balances],
             "breakdown": {k: str(v) for k, v in f.breakdown.items()},
             "products_seen": f.products_seen,
             "channels": f.channels,
             "profile": f.profile,
-            "profile_at": _time(f.profile_at),
+            "profile_at": time(f.profile_at),
             "nps_latest": f.nps_latest,
-            "nps_at": _time(f.nps_at),
+            "nps_at": time(f.nps_at),
             "csat_sum": f.csat_sum,
             "csat_count": f.csat_count,
             "complaints": {k: [c.severity, c.status, c.updated_at] for k, c in f.complaints.items()},
         },
-        "decision": None if state.decision is None else _encode_decision(state.decision),
+        "decision": None if state.decision is None else _encode_decision(state.decision, time),
         "override": None if state.override is None else _encode_override(state.override),
     }
 
 
 def _encode_bucket(b: DayBucket) -> list[Any]:
-    encoded: list[Any] = [b.txn_count, str(b.txn_amount), b.interactions]
-    extra = [b.credits, str(b.credit_amount), b.support_calls, b.login_failures]
     # Most days have no inflow and no digital trouble: such a day keeps its short form.
-    return encoded + extra if any((b.credits, b.support_calls, b.login_failures)) else encoded
+    if b.credits or b.support_calls or b.login_failures:
+        return [
+            b.txn_count,
+            str(b.txn_amount),
+            b.interactions,
+            b.credits,
+            str(b.credit_amount),
+            b.support_calls,
+            b.login_failures,
+        ]
+    return [b.txn_count, str(b.txn_amount), b.interactions]
 
 
 def _decode_bucket(b: list[Any]) -> DayBucket:
@@ -81,22 +102,22 @@ def _decode_bucket(b: list[Any]) -> DayBucket:
     return DayBucket(b[0], Decimal(b[1]), b[2], b[3], Decimal(b[4]), b[5], b[6])
 
 
-def _encode_decision(d: Decision) -> dict[str, Any]:
+def _encode_decision(d: Decision, time: Callable[[datetime | None], str | None]) -> dict[str, Any]:
     return {
         "tier": d.tier.value,
         "stage": d.stage.value,
         "score": d.score,
         "reasons": [_encode_reason(r) for r in d.reasons],
         "policy_version": d.policy_version,
-        "evaluated_at": _time(d.evaluated_at),
-        "tier_since": _time(d.tier_since),
+        "evaluated_at": time(d.evaluated_at),
+        "tier_since": time(d.tier_since),
         "policy_tier": d.policy_tier.value,
-        "below_gate_since": _time(d.below_gate_since),
-        "due_at": _time(d.due_at),
-        "next_review_at": _time(d.next_review_at),
+        "below_gate_since": time(d.below_gate_since),
+        "due_at": time(d.due_at),
+        "next_review_at": time(d.next_review_at),
         "clv": str(d.clv),
         "labels": [
-            [h.name, h.dimension, _time(h.since), *_encode_reason(h.reason), _time(h.outside_since)]
+            [h.name, h.dimension, time(h.since), *_encode_reason(h.reason), time(h.outside_since)]
             for h in d.labels
         ],
     }
