@@ -253,8 +253,9 @@ class ConsumerWorker(Generic[T]):
         """
         by_offset = {record.offset: record for record in records}
         run: list[Delivered[T]] = []
+        consumed = RECORDS_CONSUMED.labels(topic=records[0].topic)  # one partition: one topic
         for record in records:
-            RECORDS_CONSUMED.labels(topic=record.topic).inc()
+            consumed.inc()
             try:
                 run.append(self._delivered(record))
             except Exception as exc:  # noqa: BLE001  whatever a decoder trips over is the record's fault

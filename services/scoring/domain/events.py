@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from pydantic import BaseModel
 
@@ -17,6 +18,7 @@ class ScoringEvent:
     time: datetime
     data: BaseModel
 
-    @property
+    @cached_property
     def customer_id(self) -> str:
+        # Read several times an event on the hot path (duplicate claim, row lock, state lookup).
         return str(getattr(self.data, "customer_id"))  # noqa: B009
