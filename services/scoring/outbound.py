@@ -8,14 +8,17 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
-from services.scoring.domain.customer import TierChange
+from services.scoring.domain.customer import TierChange, Trigger
 from services.scoring.domain.evaluation import Reason
 from services.scoring.domain.features import Features, aum_at, day_of, open_high_complaints, products_held
 from services.scoring.domain.profile import ProfileChange
 from shared.contracts.outbound import (
     CUSTOMER_ERASED,
+    OVERRIDE,
     PROFILE_CHANGED,
+    REVIEW,
     TIER_CHANGED,
+    ChangeDirection,
     CustomerErasedData,
     CustomerProfileChangedData,
     EventCause,
@@ -23,7 +26,7 @@ from shared.contracts.outbound import (
     TierChangedData,
 )
 from shared.contracts.outbound import Reason as ReasonData
-from shared.contracts.types import CustomerId, LabelName, ShortText
+from shared.contracts.types import CustomerId, LabelName, ShortText, Stage, Tier
 from shared.publishing import OutboxMessage, customer_event
 
 SOURCE = "tierflow/scoring"
@@ -38,6 +41,8 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
     label, and validating and dumping a model per change cost more than deciding it. What the
     model would check is checked still, once per distinct value (see `_valid_reason`).
     """
+    if not _kinds_as_decided(change):
+        _refused_by_the_model(change)
     cause = change.caused_by
     caused_by = {"source": cause.source, "id": cause.id} if isinstance(cause, EventCause) else cause
     data: dict[str, object] = {
@@ -68,6 +73,43 @@ def tier_changed_event(change: TierChange) -> OutboxMessage:
         customer_id=change.customer_id,
         data=data,
     )
+
+
+def _kinds_as_decided(change: TierChange) -> bool:
+    """Whether the change's tiers, stages, direction, trigger, score and cause are of the types the
+    domain decides them as: then the payload writes them as the model would, unchecked."""
+    cause = change.caused_by
+    return (
+        type(change.tier) is Tier
+        and type(change.stage) is Stage
+        and (change.previous_tier is None or type(change.previous_tier) is Tier)
+        and (change.previous_stage is None or type(change.previous_stage) is Stage)
+        and type(change.direction) is ChangeDirection
+        and type(change.trigger) is Trigger
+        and type(change.score) in (float, int)
+        and (type(cause) is EventCause or cause in (REVIEW, OVERRIDE))
+    )
+
+
+def _refused_by_the_model(change: TierChange) -> None:
+    """Anything else goes through the contract model, which names what is wrong (ValidationError);
+    a value it accepts and coerces (a tier's value as text) is written as it would write it."""
+    TierChangedData.model_validate(
+        {
+            "customer_id": change.customer_id,
+            "previous_tier": change.previous_tier,
+            "tier": change.tier,
+            "previous_stage": change.previous_stage,
+            "stage": change.stage,
+            "direction": change.direction,
+            "score": change.score,
+            "policy_version": change.policy_version,
+            "reasons": [],
+            "caused_by": change.caused_by,
+        }
+    )
+    if not isinstance(change.trigger, Trigger):
+        raise TypeError(f"a tier change's trigger is a Trigger, not {type(change.trigger).__name__}")
 
 
 _CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(CustomerId)

@@ -287,3 +287,27 @@ def test_a_currency_without_a_rate_is_refused_by_name() -> None:
     assert [(e.field, e.message) for e in caught.value.errors] == [
         ("data.currency", "GBP has no configured exchange rate to the base currency")
     ]
+
+
+@pytest.mark.parametrize(
+    ("token", "where"),
+    [
+        ("NaN", "time"),
+        ("-Infinity", "data.amount"),
+        ("Infinity", "extension"),
+    ],
+)
+def test_a_non_json_number_hidden_by_a_duplicate_member_is_refused_as_before(token: str, where: str) -> None:
+    """pydantic's parser takes NaN and Infinity as numbers, and the later of two members wins:
+    the record must still be refused as `decode_json` refuses it."""
+    event = valid_event(factories.transaction)
+    body = encode(event, ascii_only=True, indent=None).decode()
+    hidden = {
+        "time": ('"time":', f'"time":{token},"time":'),
+        "data.amount": ('"amount":', f'"amount":{token},"amount":'),
+        "extension": ('"data":', f'"x1":{{"a":[{token}]}},"x1":1,"data":'),
+    }[where]
+    body = body.replace(*hidden, 1)
+    before, after = read_both(body.encode())
+    assert before[0] == "not JSON"
+    assert after == before

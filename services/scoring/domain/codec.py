@@ -43,15 +43,17 @@ def encode(state: CustomerState) -> dict[str, Any]:
     f = state.features
     # A state names the same moment several times (its last event's time as the last
     # transaction, the evaluation and often a label's start): each is written out once.
-    shown: dict[int, str] = {}
+    # Keyed by identity, not equality: equal moments in other offsets are written differently.
+    # Each entry holds its object, so no id is reused by another time while the state is encoded.
+    shown: dict[int, tuple[datetime, str]] = {}
 
     def time(value: datetime | None) -> str | None:
         if value is None:
             return None
-        text = shown.get(id(value))
-        if text is None:
-            text = shown[id(value)] = value.isoformat()
-        return text
+        entry = shown.get(id(value))
+        if entry is None:
+            entry = shown[id(value)] = (value, value.isoformat())
+        return entry[1]
 
     return {
         "format": FORMAT,

@@ -152,6 +152,10 @@ class Reason:
     def _parts(self) -> tuple[str, str, tuple[ReasonCondition, ...]]:
         return self.rule, self.detail, self.conditions
 
+    def __reduce__(self) -> tuple[type[Reason], tuple[str, str, tuple[ReasonCondition, ...]]]:
+        # Copied, deep-copied and pickled as its worded parts, as a frozen dataclass of them would be.
+        return Reason, self._parts()
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
@@ -777,6 +781,9 @@ def customer_lifetime_value(vector: dict[str, Any], stage: Stage, policy: Policy
     return Decimal(yearly * multiplier).quantize(Decimal("0.01"))
 
 
+_LONGEST_SPAN_DAYS = (datetime.max.replace(tzinfo=UTC) - datetime.min.replace(tzinfo=UTC)).days
+
+
 def exact_review_at(
     features: Features,
     policy: Policy,
@@ -805,7 +812,10 @@ def exact_review_at(
         anchor = _DAY_ANCHORS[feature](features)
         if anchor is not None:
             for offset in offsets:
-                moment = anchor + offset
+                try:
+                    moment = anchor + offset
+                except OverflowError:
+                    break  # past the last representable moment: it never falls due, nor do later ones
                 if moment > now:
                     candidates.append(moment)
                     break
@@ -935,7 +945,9 @@ def _compiled(policy: Policy) -> _CompiledPolicy:
     }
     offsets: dict[str, list[timedelta]] = {}
     for feature, days in sorted(day_thresholds):
-        offsets.setdefault(feature, []).append(timedelta(days=days))
+        # A threshold further off than any time span never falls due (the policy bounds no count).
+        if abs(days) <= _LONGEST_SPAN_DAYS:
+            offsets.setdefault(feature, []).append(timedelta(days=days))
     compiled = _CompiledPolicy(
         tuple((feature, tuple(days)) for feature, days in offsets.items()),
         {w: frozenset(v) for w, v in thresholds.items()},

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -423,3 +425,39 @@ def test_a_reason_worded_when_read_is_the_reason_worded_at_once() -> None:
         assert repr(reason) == repr(worded)
     with pytest.raises(AttributeError):
         state.decision.reasons[0].__setattr__("rule", "changed")
+
+
+def test_a_reason_worded_when_read_copies_and_pickles_as_its_words() -> None:
+    state, _ = run(balance(T0 - days(40), "620000.00"), txn(T0, "18250.40"))
+    assert state.decision is not None
+    for reason in state.decision.reasons:
+        assert copy.copy(reason) == reason
+        assert copy.deepcopy(reason) == reason
+        assert pickle.loads(pickle.dumps(reason)) == reason  # noqa: S301 - our own bytes
+
+
+@pytest.mark.parametrize("threshold", ["3000000", "1000000000"])
+def test_a_day_count_threshold_beyond_the_calendar_never_falls_due_and_decides_as_before(
+    threshold: str,
+) -> None:
+    """A policy may name any day count; one no date can reach is never due, for any customer."""
+    document = POLICY.model_dump(mode="json")
+    document["labels"] = [
+        *document.get("labels", []),
+        {
+            "name": "veteran_saver",
+            "dimension": "loyalty",
+            "any_of": [[{"feature": "tenure_days", "op": "gte", "value": threshold}]],
+        },
+    ]
+    far = Policy.model_validate({**document, "version": f"far-{threshold}"})
+    events = (txn(T0, "500.00"), balance(T0, "20000.00"), txn(T0 + days(3), "80.00"))
+
+    state, changes = run(*events, policy=far)
+    usual, usual_changes = run(*events)
+
+    assert state.decision is not None
+    assert usual.decision is not None
+    assert "veteran_saver" not in state.decision.label_names
+    assert state.decision.due_at == usual.decision.due_at
+    assert [(c.tier, c.stage) for c in changes] == [(c.tier, c.stage) for c in usual_changes]

@@ -142,6 +142,13 @@ def test_bounds_text_and_causes_are_published_as_the_contract_model_makes_them(
         {"reasons": (Reason("tier.vip", "nul \x00 inside"),)},
         {"reasons": (Reason("tier.vip", "d", (ReasonCondition("aum", "gte", "9" * 65, "1"),)),)},
         {"reasons": (Reason("tier.vip", "d", (ReasonCondition("aum", "about", "1", "1"),)),)},
+        {"caused_by": "bogus"},
+        {"previous_tier": "VIP"},
+        {"tier": None},
+        {"stage": "dormant"},
+        {"previous_stage": 3},
+        {"direction": "sideways"},
+        {"score": "fifty"},
     ],
 )
 def test_what_the_contract_refuses_is_still_refused(
