@@ -69,8 +69,12 @@ def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]]
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
         now = datetime.now(UTC)
+        body = record.value or b""
         try:
-            valid = reader.read(record.value or b"", now)
+            valid = reader.read_in_one_pass(body, now)
+            if valid is None:
+                metrics.RECORDS_READ_IN_FULL.inc()
+                valid = reader.read_in_full(body, now)
         except InvalidEvent as exc:
             raise PoisonMessage(f"invalid event: {exc}") from None
         except (ValueError, RecursionError) as exc:

@@ -18,3 +18,8 @@ HOUSEHOLD_CONTRIBUTIONS = Counter(
     "Household contributions the household stage consumed: folded, or a repeat or stale one skipped",
     ["outcome"],
 )
+RECORDS_READ_IN_FULL = Counter(
+    "tierflow_scoring_records_read_in_full",
+    "Consumed records the one-pass reader left to the full decode (refused ones, amounts written as "
+    "JSON numbers, records over 4 KiB): each costs about twice the CPU of a record read in one pass",
+)

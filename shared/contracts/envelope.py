@@ -216,9 +216,11 @@ class EventReader:
         """The event `body` holds, validated against `now`: exactly `validate_event(decode_json(body))`,
         its result, its `InvalidEvent` naming every error, its ValueError when `body` is not JSON."""
         valid = self.read_in_one_pass(body, now)
-        if valid is None:
-            return validate_event(decode_json(body), self.rules(now))
-        return valid
+        return self.read_in_full(body, now) if valid is None else valid
+
+    def read_in_full(self, body: bytes, now: datetime) -> ValidEvent:
+        """`validate_event(decode_json(body))`: what the one pass leaves, accepted or refused by name."""
+        return validate_event(decode_json(body), self.rules(now))
 
     def read_in_one_pass(self, body: bytes, now: datetime) -> ValidEvent | None:
         """The event `body` holds, if the one pass accepts it; None for `validate_event` to judge."""
