@@ -3,7 +3,7 @@ every consumer again on the topic (producers may write to it directly)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import ConsumerRecord
@@ -23,10 +23,16 @@ def validation_rules(
     return _rules(settings, data_models, now, settings.max_future_skew)
 
 
-def consumed_event_reader(settings: Settings, data_models: Mapping[str, type[BaseModel]]) -> EventReader:
+def consumed_event_reader(
+    settings: Settings,
+    data_models: Mapping[str, type[BaseModel]],
+    on_read_in_full: Callable[[], None] = lambda: None,
+) -> EventReader:
     """The reader of the events a consumer re-checks: its host's clock may run behind the one that
     accepted the event, so the future-skew bound is widened by the stated clock tolerance."""
-    return EventReader(data_models, settings.consumer_max_future_skew, settings.accepts_currency)
+    return EventReader(
+        data_models, settings.consumer_max_future_skew, settings.accepts_currency, on_read_in_full
+    )
 
 
 def _rules(

@@ -65,16 +65,13 @@ class UnknownCustomer(TierFlowError):
 def event_decoder(settings: Settings) -> Callable[[ConsumerRecord[bytes, bytes]], ScoringEvent]:
     """Validate a record again on the consumer side: producers may write to the topic directly."""
 
-    reader = consumed_event_reader(settings, SCORED_MODELS)
+    reader = consumed_event_reader(settings, SCORED_MODELS, metrics.RECORDS_READ_IN_FULL.inc)
 
     def decode(record: ConsumerRecord[bytes, bytes]) -> ScoringEvent:
         now = datetime.now(UTC)
         body = record.value or b""
         try:
-            valid = reader.read_in_one_pass(body, now)
-            if valid is None:
-                metrics.RECORDS_READ_IN_FULL.inc()
-                valid = reader.read_in_full(body, now)
+            valid = reader.read(body, now)
         except InvalidEvent as exc:
             raise PoisonMessage(f"invalid event: {exc}") from None
         except (ValueError, RecursionError) as exc:

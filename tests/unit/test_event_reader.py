@@ -311,3 +311,23 @@ def test_a_non_json_number_hidden_by_a_duplicate_member_is_refused_as_before(tok
     before, after = read_both(body.encode())
     assert before[0] == "not JSON"
     assert after == before
+
+
+def test_the_reader_tells_of_each_record_it_reads_in_full_and_of_no_other() -> None:
+    told: list[None] = []
+    reader = EventReader(
+        SCORED_MODELS, timedelta(minutes=5), READER.accepts_currency, lambda: told.append(None)
+    )
+    valid = encode(valid_event(factories.balance), ascii_only=True, indent=None)
+    numeric = encode(
+        valid_event(lambda: factories.transaction(amount=number("10.5"))), ascii_only=True, indent=None
+    )
+
+    reader.read(valid, NOW)
+    assert told == []
+    reader.read(numeric, NOW)
+    with pytest.raises(InvalidEvent, match="time"):
+        reader.read(
+            encode({**valid_event(factories.balance), "time": "yesterday"}, ascii_only=True, indent=None), NOW
+        )
+    assert len(told) == 2
