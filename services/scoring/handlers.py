@@ -34,7 +34,7 @@ from shared.clock import ClockMode
 from shared.consumer import Delivered, PoisonMessage
 from shared.contracts.envelope import InvalidEvent
 from shared.contracts.inbound import INBOUND_DATA_MODELS
-from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, EventCause, SurveyData
+from shared.contracts.outbound import COMPLAINT, SURVEY, ComplaintData, SurveyData
 from shared.contracts.types import Tier
 from shared.db import DatabaseUnavailable, consumer_transaction
 from shared.erasure import CustomerErased
@@ -138,10 +138,11 @@ class Scoring:
         changes: list[TierChange] = []
         published: list[TierChange | ProfileChange] = []
         partitions: dict[str, int] = {}
+        events_topic = clock.events_topic
         for item in fresh:
             event = item.value
             state = states[event.customer_id]
-            if item.topic == self.events_topic:
+            if item.topic == events_topic:
                 partitions[event.customer_id] = item.partition
             moment = clock(item, state)
             states[event.customer_id], new_changes = self._apply_one(state, event, policy, moment)
@@ -150,8 +151,7 @@ class Scoring:
             if not any(change.trigger is Trigger.EVENT for change in new_changes):
                 # No tier change carries the new profile: a transfer is published on its own, in
                 # its place among the customer's changes, whatever the batch's boundaries.
-                cause = EventCause(source=event.source, id=event.id)
-                moved = profile_change(state, states[event.customer_id], cause, moment)
+                moved = profile_change(state, states[event.customer_id], event.cause, moment)
                 published += [moved] if moved else []
         await store.note_earliest_event(min(item.value.time for item in fresh))
         if clock.partitions is not None:

@@ -101,6 +101,13 @@ def _changed(
 ) -> TierChange | None:
     held_before = () if previous is None else previous.label_names
     held_now = current.label_names
+    if (
+        previous is not None
+        and held_now == held_before
+        and previous.tier is current.tier
+        and previous.stage is current.stage
+    ):
+        return None  # the usual case, decided without looking for labels entered or left
     entered = tuple(name for name in held_now if name not in held_before)
     left = tuple(name for name in held_before if name not in held_now)
     if (
@@ -199,7 +206,7 @@ def apply(
     features = apply_event(state.features, event, amount_in_base)
     touched = touched_by(event.type, state.decision, policy, now)
     decision = evaluate(features, policy, now, state.decision, state.override, touched)
-    caused_by = EventCause(source=event.source, id=event.id)
+    caused_by = event.cause
     change = _changed(
         state.decision,
         decision,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 from pydantic import BaseModel
+
+from shared.contracts.outbound import EventCause
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,13 @@ class ScoringEvent:
     type: str
     time: datetime
     data: BaseModel
+    # Set once from the above: read several times an event on the hot path (duplicate claim,
+    # row lock, state lookup, the cause of its tier change), where a cached_property would
+    # take a lock on every event.
+    customer_id: str = field(init=False, repr=False, compare=False)
+    # Not validated again: source and id are the envelope's, read under the very types a cause holds.
+    cause: EventCause = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def customer_id(self) -> str:
-        # Read several times an event on the hot path (duplicate claim, row lock, state lookup).
-        return str(getattr(self.data, "customer_id"))  # noqa: B009
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "customer_id", str(getattr(self.data, "customer_id")))  # noqa: B009
+        object.__setattr__(self, "cause", EventCause.model_construct(source=self.source, id=self.id))

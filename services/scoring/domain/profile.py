@@ -41,6 +41,8 @@ def profile_change(
     if before.decision is None or after.decision is None:
         return None
     old, new = before.features.profile, after.features.profile
+    if old is new:
+        return None  # the usual case: an event other than a profile update keeps the very dict
     changed = tuple(name for name in FOLLOWED_FIELDS if old.get(name) != new.get(name))
     if not changed:
         return None
