@@ -7,12 +7,14 @@ markers, the history and the outbox rows of a batch commit together or not at al
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,7 +45,7 @@ _CUSTOMER_TABLES = (
     "household_memberships",
 )
 _TIMES = ARRAY(DateTime(timezone=True))
-# `json.dumps(state, separators=(",", ":"))` without a new encoder for every state.
+# `json.dumps(state, separators=(",", ":"))` without a new encoder for every state (see `_state_json`).
 _STATE_JSON = json.JSONEncoder(separators=(",", ":"))
 
 # An event is known by its source and id; its marker lies in the partition of its time, and is
@@ -220,7 +222,26 @@ def _reasons_json(reasons: Sequence[Reason]) -> str:
 
 def _cause_json(cause: CausedBy) -> str:
     """`{"source": ..., "id": ...}` for an event, the JSON string `"review"` or `"override"` otherwise."""
-    return cause.model_dump_json() if isinstance(cause, EventCause) else json.dumps(cause)
+    if isinstance(cause, EventCause):
+        return orjson.dumps({"source": cause.source, "id": cause.id}).decode()
+    return json.dumps(cause)
+
+
+def _state_json(state: CustomerState, score: float) -> str:
+    """The encoded state as JSON for its jsonb column, written by orjson: several times faster than
+    `_STATE_JSON`, and the column holds the same value (the text differs only in spellings jsonb
+    does not keep: `0.00001` for `1e-05`, UTF-8 for `\\u` escapes).
+
+    The standard encoder still writes a state with a score that is not finite, which it spells
+    `NaN` and PostgreSQL refuses, rather than the `null` orjson would store silently; and any
+    value orjson refuses (an integer beyond 64 bits)."""
+    encoded = encode(state)
+    if math.isfinite(score):
+        try:
+            return orjson.dumps(encoded).decode()
+        except orjson.JSONEncodeError:
+            pass
+    return _STATE_JSON.encode(encoded)
 
 
 class ScoringStore:
@@ -283,7 +304,7 @@ class ScoringStore:
         profiles = [s.features.profile for s, _ in decided]
         params = (
             [s.customer_id for s, _ in decided],
-            [_STATE_JSON.encode(encode(s)) for s, _ in decided],
+            [_state_json(s, d.score) for s, d in decided],
             [d.tier.value for _, d in decided],
             [d.stage.value for _, d in decided],
             [d.score for _, d in decided],

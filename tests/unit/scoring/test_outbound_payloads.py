@@ -4,6 +4,7 @@ models make of it, byte for byte, over a simulated bank's stream and the edge ca
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.scoring.domain.codec import reason_json
+from services.scoring.domain.codec import encode, reason_json
 from services.scoring.domain.customer import CustomerState, TierChange, apply
 from services.scoring.domain.evaluation import Reason, ReasonCondition
 from services.scoring.domain.events import ScoringEvent
@@ -20,12 +21,12 @@ from services.scoring.domain.money import amount_in_base
 from services.scoring.domain.policy import default_policy
 from services.scoring.handlers import SCORED_MODELS
 from services.scoring.outbound import customer_context, holdings, tier_changed_event
-from services.scoring.store import _reasons_json
+from services.scoring.store import _reasons_json, _state_json
 from shared.contracts.envelope import CloudEvent, ValidationRules, decode_json, validate_event
 from shared.contracts.outbound import TIER_CHANGED, TierChangedData
 from shared.contracts.outbound import Reason as ReasonData
 from shared.contracts.outbound import ReasonCondition as ReasonConditionData
-from shared.publishing import OutboxMessage, customer_event
+from shared.publishing import OutboxMessage, compact_json, customer_event
 from tierflow.simulate import Bank, events
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,12 +72,24 @@ def through_the_model(change: TierChange) -> OutboxMessage:
 
 
 @pytest.fixture(scope="module")
-def bank_changes() -> list[TierChange]:
+def bank_changes(bank: tuple[list[TierChange], list[CustomerState]]) -> list[TierChange]:
     """The tier changes of 60 simulated customers' year, applied as the worker applies them."""
+    return bank[0]
+
+
+@pytest.fixture(scope="module")
+def bank_states(bank: tuple[list[TierChange], list[CustomerState]]) -> list[CustomerState]:
+    """Every state those customers went through, one per event."""
+    return bank[1]
+
+
+@pytest.fixture(scope="module")
+def bank() -> tuple[list[TierChange], list[CustomerState]]:
     policy = default_policy()
     rules = ValidationRules(START + timedelta(days=400), timedelta(minutes=5), lambda _c: True, SCORED_MODELS)
     states: dict[str, CustomerState] = {}
     changes: list[TierChange] = []
+    history: list[CustomerState] = []
     for record in events(Bank(customers=60, events_per_customer=25, start=START)):
         valid = validate_event(decode_json(json.dumps(record).encode()), rules)
         event = ScoringEvent(
@@ -86,7 +99,8 @@ def bank_changes() -> list[TierChange]:
         amount = amount_in_base(event.data, "CNY", {})
         states[event.customer_id], new = apply(state, event, amount, policy, event.time)
         changes += new
-    return changes
+        history.append(states[event.customer_id])
+    return changes, history
 
 
 def test_a_bank_s_tier_changes_are_published_as_the_contract_model_makes_them(
@@ -174,3 +188,46 @@ def test_holdings_keep_decimal_strings_exact(bank_changes: list[TierChange]) -> 
         tier_changed_event(_edge(change, features=replace(change.features, balances=balances))).value
     )
     assert published["data"]["aum"] == "1234567890123456789012.3456"
+
+
+def _standard_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_published_payloads_are_what_the_standard_encoder_writes(bank_changes: list[TierChange]) -> None:
+    for change in bank_changes:
+        event = json.loads(tier_changed_event(change).value)
+        assert compact_json(event) == _standard_json(event)
+    edges = {"text": '分行 "quoted"\n\t\u2028', "score": 523.4, "none": None, "flags": [True, False]}
+    assert compact_json(edges) == _standard_json(edges)
+
+
+def test_what_orjson_refuses_is_written_by_the_standard_encoder() -> None:
+    beyond_64_bits = {"count": 2**70, "minus": -(2**65)}
+    assert compact_json(beyond_64_bits) == _standard_json(beyond_64_bits)
+    assert compact_json({1: "numbered"}) == b'{"1":"numbered"}'
+    with pytest.raises(TypeError):
+        compact_json({"amount": Decimal("1.5")})
+
+
+def test_numbers_keep_their_value_however_they_are_spelled() -> None:
+    for number in (1e-05, 1e16, 1.5e300, -0.0, 0.1 + 0.2):
+        assert json.loads(compact_json({"n": number})) == {"n": number}
+
+
+def test_stored_states_are_the_json_the_standard_encoder_writes(bank_states: list[CustomerState]) -> None:
+    decided = [s for s in bank_states if s.decision is not None]
+    assert len(decided) > 1000
+    for state in decided:
+        assert state.decision is not None
+        written = _state_json(state, state.decision.score)
+        assert written == json.dumps(encode(state), separators=(",", ":"), ensure_ascii=False)
+
+
+def test_a_state_whose_score_is_not_finite_is_written_as_postgresql_refuses_it(
+    bank_states: list[CustomerState],
+) -> None:
+    state = next(s for s in bank_states if s.decision is not None)
+    assert state.decision is not None
+    broken = replace(state, decision=replace(state.decision, score=math.nan))
+    assert '"score":NaN' in _state_json(broken, math.nan)
