@@ -54,6 +54,7 @@ KEY = "bench-admin-key"
 SECTIONS = os.environ.get("BENCH_SECTIONS", "eod,ingest,latency,two,labels,households,profile").split(",")
 OUTPUT = Path(__file__).resolve().parent.parent / ".bench" / "scoring.json"
 REPO = Path(__file__).resolve().parent.parent
+PASSED_THROUGH = ("TIERFLOW_GC_", "TIERFLOW_SCORING_STATE_CACHE_SIZE")
 
 
 def log(message: str) -> None:
@@ -644,11 +645,12 @@ def main() -> None:
     broker.start()
     try:
         env = {
-            # The collector's settings pass through, so their effect can be measured.
+            # The collector's settings and the state cache's bound pass through, so their effect
+            # can be measured.
             **{
                 k: v
                 for k, v in os.environ.items()
-                if not k.startswith("TIERFLOW_") or k.startswith("TIERFLOW_GC_")
+                if not k.startswith("TIERFLOW_") or k.startswith(PASSED_THROUGH)
             },
             "DATABASE_URL": postgres.url(),
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,

@@ -41,12 +41,15 @@ from shared.erasure import CustomerErased
 from shared.errors import TierFlowError
 from shared.event_rules import consumed_event_reader, refuse_beyond_horizon
 from shared.logs import get_logger
+from shared.memory import FreedMemory
 from shared.metrics import ERASURES
 from shared.partition_clocks import PartitionClocks, customer_clock
 from shared.settings import Settings
 from shared.topics import Topics
 
 log = get_logger(__name__)
+# How often at most a scoring process whose state cache evicts gives freed heap pages back.
+RELEASE_FREED_MEMORY_EVERY_S = 1.0
 SCORED_MODELS: dict[str, type[BaseModel]] = {
     **INBOUND_DATA_MODELS,
     SURVEY: SurveyData,
@@ -94,6 +97,7 @@ class Scoring:
     clock_mode: ClockMode = ClockMode.WALL
     as_of: datetime | None = None
     cache: StateCache = field(default_factory=lambda: StateCache(0))
+    freed: FreedMemory = field(default_factory=lambda: FreedMemory(RELEASE_FREED_MEMORY_EVERY_S))
 
     @property
     def events_topic(self) -> str:
@@ -108,7 +112,10 @@ class Scoring:
         async with consumer_transaction(self.engine) as connection:
             applied, changes, written, states = await self._apply(ScoringStore(connection), batch)
         # Only now is it committed: what the cache remembers is what the database holds.
-        self.cache.remember(written, states)
+        if self.cache.remember(written, states):
+            # Evicted states free memory all through the heap, under newer live ones: without a
+            # trim its pages stay resident and the process grows with the customers it has seen.
+            self.freed.release_if_due()
         metrics.STATES_WRITTEN.inc(len(written))
         metrics.EVENTS_APPLIED.inc(applied)
         metrics.DUPLICATES.inc(len(batch) - applied)

@@ -181,16 +181,19 @@ class StateCache:
     def state(self, customer_id: str) -> CustomerState:
         return self._entries[customer_id][1]
 
-    def remember(self, written: Mapping[str, int], states: Mapping[str, CustomerState]) -> None:
-        """Call after the transaction that wrote these versions committed."""
+    def remember(self, written: Mapping[str, int], states: Mapping[str, CustomerState]) -> int:
+        """Call after the transaction that wrote these versions committed; returns how many
+        states were evicted to keep the bound."""
         if self.capacity == 0:
-            return
+            return 0
         entries = self._entries
         for cid, version in written.items():
             entries[cid] = (version, states[cid])
             entries.move_to_end(cid)  # the most recently used last
-        while len(entries) > self.capacity:
+        evicted = max(0, len(entries) - self.capacity)
+        for _ in range(evicted):
             entries.popitem(last=False)
+        return evicted
 
     def forget(self, customer_id: str) -> None:
         self._entries.pop(customer_id, None)

@@ -38,3 +38,13 @@ def test_a_full_cache_takes_a_long_stream_of_new_customers() -> None:
         remember(cache, (f"C{n}", 1))
     assert len(cache) == 1_000
     assert cache.versions(["C18999", "C19000", "C19999"]) == [None, 1, 1]
+
+
+def test_remembering_tells_how_many_states_left_to_keep_the_bound() -> None:
+    cache = StateCache(2)
+    written = {"A": 1, "B": 1}
+    assert cache.remember(written, {cid: CustomerState.new(cid) for cid in written}) == 0
+    written = {"C": 1, "D": 1, "A": 2}
+    assert cache.remember(written, {cid: CustomerState.new(cid) for cid in written}) == 2
+    assert cache.versions(["A", "B", "C", "D"]) == [2, None, None, 1]
+    assert StateCache(0).remember({"A": 1}, {"A": CustomerState.new("A")}) == 0
