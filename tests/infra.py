@@ -44,6 +44,9 @@ API_KEYS = ";".join(
     ]
 )
 REPO = Path(__file__).resolve().parent.parent
+# How long a service may take to answer /healthz once spawned: a few seconds alone, over
+# half a minute on a machine busy with other runs.
+STARTUP_TIMEOUT_S = 60
 
 
 @dataclass
@@ -159,7 +162,7 @@ class ServiceProcess:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = field(default=None)
 
-    def start(self, timeout_s: float = 30) -> None:
+    def start(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         self.spawn()
         self.wait_healthy(timeout_s)
 
@@ -210,7 +213,7 @@ def start_services(infra: Infra, services: Sequence[tuple[str, Mapping[str, str]
             service.spawn()
         # Each is given the time of one start-up per service starting alongside it.
         for service in started:
-            service.wait_healthy(30 * len(started))
+            service.wait_healthy(STARTUP_TIMEOUT_S * len(started))
     except BaseException:
         stop_services(started)
         raise
