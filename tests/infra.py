@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,9 @@ API_KEYS = ";".join(
     ]
 )
 REPO = Path(__file__).resolve().parent.parent
+# How long a service may take to answer /healthz once spawned: a few seconds alone, over
+# half a minute on a machine busy with other runs.
+STARTUP_TIMEOUT_S = 60
 
 
 @dataclass
@@ -158,10 +162,17 @@ class ServiceProcess:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = field(default=None)
 
-    def start(self, timeout_s: float = 30) -> None:
+    def start(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        self.spawn()
+        self.wait_healthy(timeout_s)
+
+    def spawn(self) -> None:
         self.process = spawn(
             [sys.executable, "-m", f"services.{self.name}"], log_file=self.log_file, env=self.env, cwd=REPO
         )
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        assert self.process is not None, f"{self.name} was not spawned"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -183,11 +194,37 @@ class ServiceProcess:
 
 
 def start_service(infra: Infra, name: str, **overrides: str) -> ServiceProcess:
-    port = free_port()
-    env = infra.env(**{f"TIERFLOW_{name.upper()}_PORT": str(port), **overrides})
-    service = ServiceProcess(name, f"http://127.0.0.1:{port}", infra.workdir / f"{name}-{port}.log", env)
-    service.start()
+    (service,) = start_services(infra, [(name, overrides)])
     return service
+
+
+def start_services(infra: Infra, services: Sequence[tuple[str, Mapping[str, str]]]) -> list[ServiceProcess]:
+    """Each (service, environment overrides) as a process of its own, all started at once, as
+    `tierflow up` starts them: their start-ups overlap instead of adding up."""
+    started: list[ServiceProcess] = []
+    for name, overrides in services:
+        port = free_port()
+        env = infra.env(**{f"TIERFLOW_{name.upper()}_PORT": str(port), **overrides})
+        started.append(
+            ServiceProcess(name, f"http://127.0.0.1:{port}", infra.workdir / f"{name}-{port}.log", env)
+        )
+    try:
+        for service in started:
+            service.spawn()
+        # Each is given the time of one start-up per service starting alongside it.
+        for service in started:
+            service.wait_healthy(STARTUP_TIMEOUT_S * len(started))
+    except BaseException:
+        stop_services(started)
+        raise
+    return started
+
+
+def stop_services(services: Iterable[ServiceProcess]) -> None:
+    """Stops every one at once: each has its grace period to shut down, not the sum of theirs."""
+    running = [service for service in services if service.process is not None]
+    with ThreadPoolExecutor(max(len(running), 1)) as pool:
+        list(pool.map(ServiceProcess.stop, running))
 
 
 @contextmanager
@@ -198,16 +235,12 @@ def all_services(infra: Infra, name: str, **overrides: str) -> Iterator[dict[str
     prefix = f"{name}."
     create_topics(infra.settings(TIERFLOW_TOPIC_PREFIX=prefix))
     database = fresh_database(infra, f"tierflow_{name}")
-    started: dict[str, ServiceProcess] = {}
+    environment = {"TIERFLOW_TOPIC_PREFIX": prefix, "DATABASE_URL": database, **overrides}
+    started = dict(zip(SERVICES, start_services(infra, [(s, environment) for s in SERVICES]), strict=True))
     try:
-        for service in SERVICES:
-            started[service] = start_service(
-                infra, service, TIERFLOW_TOPIC_PREFIX=prefix, DATABASE_URL=database, **overrides
-            )
         yield started
     finally:
-        for process in started.values():
-            process.stop()
+        stop_services(started.values())
 
 
 def fresh_database(infra: Infra, name: str) -> str:
@@ -236,7 +269,7 @@ def fresh_database(infra: Infra, name: str) -> str:
     return database_url
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

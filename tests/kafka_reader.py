@@ -26,6 +26,9 @@ def _consumer(bootstrap: str) -> Consumer:
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # A fetch at the end of a partition is answered when this runs out (500 ms by
+            # default, twice over per read): the reader only learns it is at the end then.
+            "fetch.wait.max.ms": 10,
         }
     )
 

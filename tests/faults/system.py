@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.kafka import group_lag
 from shared.topics import CONSUMED, Topics
 from tests.infra import (
     ADMIN_KEY,
@@ -45,12 +46,14 @@ from tests.infra import (
     fetch_rows,
     fresh_database,
     start_service,
+    start_services,
+    stop_services,
     wait_until,
 )
 from tests.integration.scoring_support import HouseholdSums, household_sums
 from tests.kafka_reader import read_messages
 from tierflow.demo import WORKERS, pending_work
-from tierflow.lag import worker_lag
+from tierflow.lag import worker_groups
 from tierflow.simulate import Bank, is_bank_event, records
 from tierflow.stack import SERVICES
 
@@ -58,7 +61,7 @@ Event = dict[str, Any]
 BANK = Bank(customers=150, events_per_customer=30, seed=2026, branches=4)
 # Scoring's household stage stays with its consumer: without it no contribution is folded.
 RELAYED_APART = {"scoring": "consumer,review,households", "engagement": "consumer,expiry"}
-# Groups that a loop of another service's process consumes in (`worker_lag` names them apart).
+# Groups that a loop of another service's process consumes in (`worker_groups` names them apart).
 HOSTED_BY = {"households": "scoring"}
 FEEDBACK_PATHS = {"feedback.survey.v1": "/v1/surveys", "feedback.complaint.v1": "/v1/complaints"}
 # Injects a fault into a running system; a generator yields once, where the rest of the stream
@@ -170,21 +173,31 @@ class System:
         self.running.setdefault(role or service, []).append(process)
         return process
 
+    def start_instances(self, *services: str) -> None:
+        """Another instance of each of `services`, all started at once."""
+        self._start_roles([(service, service, {}) for service in services])
+
+    def _start_roles(self, roles: Sequence[tuple[str, str, dict[str, str]]]) -> None:
+        """Each (service, role, environment) as a process, all started at once."""
+        started = start_services(self.infra, [(service, self.env(**extra)) for service, _, extra in roles])
+        for (_, role, _), process in zip(roles, started, strict=True):
+            self.running.setdefault(role, []).append(process)
+
     def start_all(self, relays_apart: bool = False) -> None:
         """The four services; with `relays_apart`, scoring's and engagement's outbox relays run as
         processes of their own (roles `scoring-relay`, `engagement-relay`)."""
         create_topics(self.infra.settings(TIERFLOW_TOPIC_PREFIX=f"{self.name}."))
+        roles: list[tuple[str, str, dict[str, str]]] = []
         for service in SERVICES:
             if relays_apart and service in RELAYED_APART:
-                self.start(service, TIERFLOW_LOOPS=RELAYED_APART[service])
-                self.start(service, f"{service}-relay", TIERFLOW_LOOPS="outbox-relay")
+                roles.append((service, service, {"TIERFLOW_LOOPS": RELAYED_APART[service]}))
+                roles.append((service, f"{service}-relay", {"TIERFLOW_LOOPS": "outbox-relay"}))
             else:
-                self.start(service)
+                roles.append((service, service, {}))
+        self._start_roles(roles)
 
     def stop_all(self) -> None:
-        for processes in self.running.values():
-            for process in processes:
-                process.stop()
+        stop_services(process for processes in self.running.values() for process in processes)
 
     def url(self, service: str) -> str:
         return self.running[service][0].base_url
@@ -273,26 +286,58 @@ class System:
 
     def settle(self, timeout_s: float = 240) -> None:
         """Until every outbox is empty, every group has committed all its topics hold, no worker
-        reports work, and nothing moves for three polls."""
+        reports work, and nothing moves for three polls and at least `QUIET_S`."""
         deadline = time.monotonic() + timeout_s
         last: tuple[int, ...] | None = None
-        quiet = 0
-        while quiet < 3:
+        quiet, quiet_since = 0, time.monotonic()
+        while quiet < 3 or time.monotonic() - quiet_since < QUIET_S:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not settled within {timeout_s:.0f} s: {self._unsettled()}")
-            time.sleep(1)
-            progress = tuple(self.count(t) for t in _PROGRESS_TABLES)
-            still = progress == last and not any(self._outboxes().values())
+            time.sleep(SETTLE_POLL_S)
+            counts = self._counts((*_PROGRESS_TABLES, *_OUTBOXES))
+            progress = tuple(counts[t] for t in _PROGRESS_TABLES)
+            still = progress == last and not any(counts[t] for t in _OUTBOXES)
             still = still and not any(self._pending().values())
             # The brokers' view last: it also sees partitions no member holds during a rebalance.
-            quiet = quiet + 1 if still and not any(self._group_lag().values()) else 0
+            if still and not any(self._group_lag().values()):
+                quiet += 1
+            else:
+                quiet, quiet_since = 0, time.monotonic()
             last = progress
+
+    def _counts(self, tables: Sequence[str]) -> dict[str, int]:
+        """The rows of each table, counted in one statement (one snapshot, one connection)."""
+        counts = ", ".join(f"(SELECT count(*) FROM {table})" for table in tables)  # noqa: S608
+        (row,) = self.query(f"SELECT {counts}")
+        return {table: int(count) for table, count in zip(tables, row, strict=True)}
 
     def _group_lag(self) -> dict[str, int]:
         lag: Counter[str] = Counter()
-        for row in asyncio.run(worker_lag(self.infra.settings(**self.env()))):
-            lag[row.service] += row.records
+        for (service, _, _), uncommitted in self.lag_by_partition().items():
+            lag[service] += uncommitted
         return dict(lag)
+
+    def lag_by_partition(self) -> dict[tuple[str, str, int], int]:
+        """Every worker group's uncommitted records on each partition of each topic it reads, as
+        the broker sees them (`tierflow lag`'s numbers, the groups asked all at once)."""
+        settings = self.infra.settings(**self.env())
+        topics = Topics.from_settings(settings)
+
+        async def lags() -> dict[tuple[str, str, int], int]:
+            groups = await worker_groups(settings)
+            answers = await asyncio.gather(
+                *(
+                    group_lag(settings, group, topics.consumed_by(service))
+                    for service, group in groups.items()
+                )
+            )
+            return {
+                (service, partition.topic, partition.partition): uncommitted
+                for service, answer in zip(groups, answers, strict=True)
+                for partition, uncommitted in answer.items()
+            }
+
+        return asyncio.run(lags())
 
     def group(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -391,6 +436,11 @@ class System:
         return sorted(tuple(row) for row in self.query(sql))
 
 
+# `settle` looks this often; whatever it waits for, nothing is taken as settled before the
+# progress tables have stood still for QUIET_S, several polls of the loops that act on their own
+# (scoring's review runs every TIERFLOW_REVIEW_POLL_S, 0.5 s, here).
+SETTLE_POLL_S = 0.2
+QUIET_S = 2.0
 _PROGRESS_TABLES = (
     "scoring.applied_events",
     "scoring.tier_history",
@@ -400,6 +450,7 @@ _PROGRESS_TABLES = (
     "feedback.surveys",
     "feedback.complaint_audit",
 )
+_OUTBOXES = tuple(f"{schema}.outbox" for schema in WORKERS)
 
 
 def _inject(fault: Fault, system: System) -> Iterator[None] | None:

@@ -4,7 +4,6 @@ field named, and everything else is applied as if they had never been sent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from confluent_kafka import Producer
 from services.scoring.household_messages import CONTRIBUTION
 from shared.contracts.inbound import INBOUND_DATA_MODELS
 from shared.contracts.outbound import COMPLAINT, PROFILE_CHANGED, SURVEY, SURVEY_REQUESTED, TIER_CHANGED
-from shared.kafka import group_lag
 from shared.topics import (
     BANK_EVENTS,
     CONSUMED,
@@ -26,13 +24,11 @@ from shared.topics import (
     HOUSEHOLD_CONTRIBUTIONS,
     OUTREACH,
     TIER_CHANGES,
-    Topics,
 )
 from tests import factories
 from tests.faults.system import EndState, Stream, System, assert_same_end_state, running_system
 from tests.infra import Infra
 from tests.kafka_reader import read_messages
-from tierflow.lag import worker_groups
 
 pytestmark = pytest.mark.faults
 
@@ -257,16 +253,6 @@ def test_bad_data_on_every_partition_is_dead_lettered_and_the_good_data_behind_i
 
 def _lag_by_partition(system: System) -> dict[tuple[str, str, int], int]:
     """Every consuming group's uncommitted records on each partition of each topic it reads."""
-    settings = system.infra.settings(**system.env())
-    topics = Topics.from_settings(settings)
-
-    async def lags() -> dict[tuple[str, str, int], int]:
-        by_partition: dict[tuple[str, str, int], int] = {}
-        for service, group in (await worker_groups(settings)).items():
-            for partition, records in (await group_lag(settings, group, topics.consumed_by(service))).items():
-                by_partition[(service, partition.topic, partition.partition)] = records
-        return by_partition
-
-    lag = asyncio.run(lags())
+    lag = system.lag_by_partition()
     assert len(lag) >= 4 * sum(len(t) for t in CONSUMED_BY.values()), lag
     return lag

@@ -31,8 +31,7 @@ def test_instances_joining_and_leaving_mid_stream_share_the_work_and_change_noth
         system.running["engagement"][1].stop()
 
     with running_system(infra) as system:
-        system.start("scoring")
-        system.start("engagement")
+        system.start_instances("scoring", "engagement")
         end = system.drive(stream, bank={0.2: scoring_joins, 0.5: engagement_leaves})
         applied = [system.metric("scoring", "tierflow_events_applied_total", n) for n in range(3)]
         changes = [system.metric("engagement", "tierflow_engagement_changes_applied_total", 0)]
