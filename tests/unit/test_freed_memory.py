@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
 import pytest
 
+from shared import memory
 from shared.memory import FreedMemory
 
 MIB = 2**20
@@ -40,3 +42,14 @@ def test_a_release_is_skipped_until_the_interval_has_passed() -> None:
     assert not freed.release_if_due()
     now[0] = 101.0
     assert freed.release_if_due()
+
+
+def test_a_c_library_that_cannot_be_opened_without_a_name_leaves_the_trim_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Windows `ctypes.CDLL(None)` raises TypeError: scoring must still import and run there.
+    def no_unnamed_library(name: object, *args: object, **kwargs: object) -> ctypes.CDLL:
+        raise TypeError("LoadLibrary() argument 1 must be str, not None")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_unnamed_library)
+    assert memory._malloc_trim() is None

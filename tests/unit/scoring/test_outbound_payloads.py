@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -231,3 +231,22 @@ def test_a_state_whose_score_is_not_finite_is_written_as_postgresql_refuses_it(
     assert state.decision is not None
     broken = replace(state, decision=replace(state.decision, score=math.nan))
     assert '"score":NaN' in _state_json(broken, math.nan)
+
+
+@dataclass(frozen=True)
+class _Unencoded:
+    amount: str
+
+
+@pytest.mark.parametrize(
+    "slipped",
+    [datetime(2026, 1, 1, tzinfo=UTC), _Unencoded("1.5")],
+    ids=["a datetime", "a dataclass"],
+)
+def test_a_value_the_standard_encoder_refuses_is_still_refused(slipped: object) -> None:
+    # A time or a domain object left unencoded in a payload used to fail loudly; it must not now
+    # reach subscribers or a state row in orjson's own spelling.
+    with pytest.raises(TypeError):
+        _standard_json({"value": slipped})
+    with pytest.raises(TypeError):
+        compact_json({"value": slipped})
