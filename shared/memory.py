@@ -18,7 +18,7 @@ def _malloc_trim() -> Callable[[], object] | None:
     """glibc's `malloc_trim(0)`, or None where the C library has none (musl, macOS)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows opens no unnamed library
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

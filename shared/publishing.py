@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # `json.dumps(..., separators=(",", ":"), ensure_ascii=False)` without a new encoder per event:
 # for what orjson refuses (an integer beyond 64 bits, a key that is not a string).
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Times and dataclasses orjson would write in its own way go to the standard encoder, which refuses them.
+_REFUSED_AS_BEFORE = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def compact_json(value: Any) -> bytes:
     float that is not finite comes out as `null` where the standard encoder wrote `NaN`, which is
     no JSON: scoring stores no such score (see `services.scoring.store._state_json`)."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=_REFUSED_AS_BEFORE)
     except orjson.JSONEncodeError:
         return _COMPACT_JSON.encode(value).encode()
 
