@@ -28,20 +28,26 @@ def _malloc_trim() -> Callable[[], object] | None:
 _TRIM = _malloc_trim()
 
 
+# A trim takes at most this share of the time: the next one waits this many times its length.
+_TRIM_SPACING = 50
+
+
 class FreedMemory:
-    """Gives free heap pages back at most once every `every_s` seconds: a trim walks the whole
-    heap (a few milliseconds for a few hundred MB), too much for every micro-batch."""
+    """Gives free heap pages back at most once every `every_s` seconds, and never more often than
+    keeps trimming under 2% of the time: a trim walks the whole heap whether or not anything is
+    free (about 5 ms at 100 MB, 90 ms at 1.6 GB, measured), too much for every micro-batch."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._every_s = every_s
         self._clock = clock
-        self._last: float | None = None
+        self._next: float | None = None
 
     def release_if_due(self) -> bool:
-        """Trim now unless the last trim was less than `every_s` ago; whether it trimmed."""
-        now = self._clock()
-        if _TRIM is None or (self._last is not None and now - self._last < self._every_s):
+        """Trim now unless the next trim is not due yet; whether it trimmed."""
+        started = self._clock()
+        if _TRIM is None or (self._next is not None and started < self._next):
             return False
-        self._last = now
         _TRIM()
+        took = self._clock() - started
+        self._next = started + max(self._every_s, _TRIM_SPACING * took)
         return True

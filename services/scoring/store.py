@@ -14,7 +14,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +29,7 @@ from shared.clock import advance_partition_watermarks, partition_watermarks
 from shared.contracts.outbound import CausedBy, EventCause
 from shared.erasure import erased_among, forget_unsent_events, record_erasure
 from shared.inbox import LEGACY_SOURCE
-from shared.publishing import enqueue
+from shared.publishing import compact_json, enqueue
 from shared.retention import Cutoffs, Expiry, delete_expired
 
 SCHEMA = "scoring"
@@ -45,6 +44,8 @@ _CUSTOMER_TABLES = (
     "household_memberships",
 )
 _TIMES = ARRAY(DateTime(timezone=True))
+# Every field of a cause, so a field the contract adds is never left out of the history.
+_CAUSE_FIELDS = tuple(EventCause.model_fields)
 # `json.dumps(state, separators=(",", ":"))` without a new encoder for every state (see `_state_json`).
 _STATE_JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -226,24 +227,19 @@ def _reasons_json(reasons: Sequence[Reason]) -> str:
 def _cause_json(cause: CausedBy) -> str:
     """`{"source": ..., "id": ...}` for an event, the JSON string `"review"` or `"override"` otherwise."""
     if isinstance(cause, EventCause):
-        return orjson.dumps({"source": cause.source, "id": cause.id}).decode()
+        return compact_json({name: getattr(cause, name) for name in _CAUSE_FIELDS}).decode()
     return json.dumps(cause)
 
 
 def _state_json(state: CustomerState, score: float) -> str:
-    """The encoded state as JSON for its jsonb column, written by orjson: several times faster than
-    `_STATE_JSON`, and the column holds the same value (the text differs only in spellings jsonb
-    does not keep: `0.00001` for `1e-05`, UTF-8 for `\\u` escapes).
-
-    The standard encoder still writes a state with a score that is not finite, which it spells
-    `NaN` and PostgreSQL refuses, rather than the `null` orjson would store silently; and any
-    value orjson refuses (an integer beyond 64 bits)."""
+    """The encoded state as JSON for its jsonb column, by `compact_json` (orjson): the column holds
+    the same value the standard encoder wrote (the text differs only in spellings jsonb does not
+    keep: `0.00001` for `1e-05`, UTF-8 for `\\u` escapes). A state with a score that is not finite
+    still goes through the standard encoder, which spells it `NaN`, which PostgreSQL refuses,
+    rather than the `null` orjson would store silently."""
     encoded = encode(state)
     if math.isfinite(score):
-        try:
-            return orjson.dumps(encoded).decode()
-        except orjson.JSONEncodeError:
-            pass
+        return compact_json(encoded).decode()
     return _STATE_JSON.encode(encoded)
 
 

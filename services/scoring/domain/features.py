@@ -393,16 +393,18 @@ def aum_at(features: Features, now: datetime) -> Decimal:
 
 
 def held_products(features: Features, today: int) -> tuple[str, ...]:
-    held = {name for name, value in features.breakdown.items() if value > 0}
-    held |= {name for name, day in features.products_seen.items() if today - day < LONGEST_WINDOW_DAYS}
-    return tuple(sorted(held))
+    return tuple(sorted(_held_product_names(features, today)))
 
 
 def products_held(features: Features, today: int) -> int:
     # A score term read for every event: counted without sorting the names.
+    return len(_held_product_names(features, today))
+
+
+def _held_product_names(features: Features, today: int) -> set[str]:
     held = {name for name, value in features.breakdown.items() if value > 0}
     held.update(name for name, day in features.products_seen.items() if today - day < LONGEST_WINDOW_DAYS)
-    return len(held)
+    return held
 
 
 def open_complaints(features: Features) -> dict[str, int]:
